@@ -1,0 +1,43 @@
+"""The LLaMA / Vicuna language model and its tokenizer, loaded from a local Hugging Face directory."""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """LLaMA tokenizer with the original ids (``legacy=True``), right padding, pad = unk when unset."""
+    tok = AutoTokenizer.from_pretrained(str(path), legacy=True)
+    tok.padding_side = "right"
+    if tok.pad_token is None:
+        tok.pad_token = tok.unk_token
+    return tok
+
+
+def load_llm(path: str | Path, dtype: torch.dtype, device: torch.device | None = None,
+             low_resource: bool = False, device_8bit: int = 0) -> LlamaForCausalLM:
+    """``LlamaForCausalLM.from_pretrained`` from a local directory (no hub access)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"llama_model: {path} is not a Hugging Face model directory (no config.json)")
+    kwargs: dict = {"dtype": dtype, "local_files_only": True}
+    if low_resource:
+        if not torch.cuda.is_available():
+            raise RuntimeError("low_resource: true loads the LLM in 8-bit, which needs a CUDA GPU; none is available")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise RuntimeError("low_resource: true needs the bitsandbytes package: pip install bitsandbytes")
+        from transformers import BitsAndBytesConfig
+
+        kwargs.update(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": device_8bit})
+    elif device is not None and device.type == "cuda":
+        kwargs["device_map"] = {"": device}
+    model = LlamaForCausalLM.from_pretrained(str(path), **kwargs)
+    log.info("loaded LLM from %s (%s, %.1fM parameters)", path, dtype,
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    return model

@@ -1,0 +1,246 @@
+"""MiniGPT-4: frozen EVA-ViT-G -> frozen Q-Former -> trainable ``llama_proj`` -> frozen Vicuna/LLaMA."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from transformers import Blip2QFormerModel, GenerationConfig
+
+from minigpt4.common.registry import MODELS
+
+from .llm import load_llm, load_tokenizer
+from .prompt import PromptTemplate, load_instructions
+from .qformer import load_blip2_checkpoint, qformer_config
+from .schema import MODEL_SCHEMA
+from .state_io import load_weights, unwrap
+from .vision import build_vision_encoder, load_eva_checkpoint, vision_config
+
+log = logging.getLogger(__name__)
+
+# Persistent buffers that official MiniGPT-4 checkpoints may carry besides llama_proj.
+_IGNORED_CKPT_SUFFIXES = ("position_ids", "rotary_emb.inv_freq")
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def _llm_dtype(name: str, device: torch.device) -> torch.dtype:
+    if device.type != "cuda":
+        if name == "fp16":
+            log.warning("llm_dtype fp16 is not supported on CPU; using fp32")
+        return torch.bfloat16 if name == "bf16" else torch.float32
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return _DTYPES[name]
+
+
+@MODELS.register("minigpt4")
+class MiniGPT4(nn.Module):
+    """The MiniGPT-4 (v1) captioning model; build it with ``minigpt4.build_model(cfg.model)``."""
+
+    SCHEMA = MODEL_SCHEMA
+    MODEL_TYPES = {"vicuna0": "configs/models/minigpt4_vicuna0.yaml", "tiny": "configs/models/minigpt4_tiny.yaml"}
+    DEFAULT_MODEL_TYPE = "vicuna0"
+
+    def __init__(self, visual_encoder: nn.Module, qformer: Blip2QFormerModel, query_tokens: nn.Parameter,
+                 llama_model: nn.Module, llama_tokenizer: Any, instructions: list[str],
+                 prompt_template: str = "###Human: {} ###Assistant: ", max_txt_len: int = 160,
+                 end_sym: str = "###", vit_precision: str = "fp16", freeze_vit: bool = True,
+                 freeze_qformer: bool = True, freeze_llm: bool = True) -> None:
+        super().__init__()
+        self.visual_encoder = visual_encoder
+        self.qformer = qformer
+        self.query_tokens = query_tokens
+        self.llama_model = llama_model
+        self.llama_tokenizer = llama_tokenizer
+        self.llama_proj = nn.Linear(qformer.config.hidden_size, llama_model.config.hidden_size)
+        self.instructions = instructions
+        self.template = PromptTemplate(prompt_template)
+        self.max_txt_len = max_txt_len
+        self.end_sym = end_sym
+        self.vit_precision = vit_precision
+        self.frozen = {"visual_encoder": freeze_vit, "qformer": freeze_qformer, "llama_model": freeze_llm}
+        for name, frozen in self.frozen.items():
+            for p in getattr(self, name).parameters():
+                p.requires_grad_(not frozen)
+        self.query_tokens.requires_grad_(not freeze_qformer)
+        self.end_ids = self._end_sym_ids()
+        if max_txt_len <= len(self.end_ids):
+            raise ValueError(f"max_txt_len {max_txt_len} leaves no room for the answer before end_sym {end_sym!r}")
+        self.train(False)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg: Any, device: str | torch.device | None = None) -> "MiniGPT4":
+        """Build from a validated ``model`` config section, loading every weight file it names."""
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        vit = build_vision_encoder(vision_config(cfg.image_size, cfg.get("vit_config") or {}))
+        if cfg.get("vit_ckpt"):
+            load_eva_checkpoint(vit, unwrap(load_weights(cfg.vit_ckpt), cfg.vit_ckpt), cfg.vit_ckpt)
+            log.info("loaded ViT weights from %s", cfg.vit_ckpt)
+        else:
+            log.warning("vit_ckpt is null: the ViT keeps random weights (tests only)")
+        qformer = Blip2QFormerModel(qformer_config(vit.config.hidden_size, cfg.get("qformer_config") or {}))
+        query_tokens = nn.Parameter(torch.zeros(1, cfg.num_query_token, qformer.config.hidden_size))
+        if cfg.get("q_former_model"):
+            extra = load_blip2_checkpoint(qformer, unwrap(load_weights(cfg.q_former_model), cfg.q_former_model),
+                                          cfg.q_former_model)
+            if extra["query_tokens"].shape != query_tokens.shape:
+                raise ValueError(f"{cfg.q_former_model}: query_tokens {tuple(extra['query_tokens'].shape)} vs "
+                                 f"model {tuple(query_tokens.shape)} (num_query_token={cfg.num_query_token})")
+            query_tokens.data.copy_(extra["query_tokens"])
+            vit.post_layernorm.load_state_dict({"weight": extra["ln_vision.weight"], "bias": extra["ln_vision.bias"]})
+            log.info("loaded Q-Former, query tokens and ln_vision from %s", cfg.q_former_model)
+        else:
+            query_tokens.data.normal_(0.0, qformer.config.initializer_range)
+            log.warning("q_former_model is null: the Q-Former keeps random weights (tests only)")
+        tokenizer = load_tokenizer(cfg.llama_model)
+        llm = load_llm(cfg.llama_model, _llm_dtype(cfg.llm_dtype, dev), dev, cfg.low_resource, cfg.device_8bit)
+        model = cls(vit, qformer, query_tokens, llm, tokenizer, load_instructions(cfg.prompt_path),
+                    prompt_template=cfg.prompt_template, max_txt_len=cfg.max_txt_len, end_sym=cfg.end_sym,
+                    vit_precision=cfg.vit_precision, freeze_vit=cfg.freeze_vit,
+                    freeze_qformer=cfg.freeze_qformer, freeze_llm=cfg.freeze_llm)
+        if cfg.use_grad_checkpoint:
+            vit.gradient_checkpointing_enable()
+        if cfg.get("ckpt"):
+            model.load_checkpoint(cfg.ckpt)
+        if not cfg.low_resource:
+            model.to(dev)
+        n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log.info("trainable parameters: %s", f"{n:,}")
+        return model
+
+    def load_checkpoint(self, path: str) -> None:
+        """Load ``llama_proj`` (and any other trainable parameter present) from a checkpoint, strictly."""
+        sd = unwrap(load_weights(path), path)
+        own = dict(self.named_parameters())
+        if "llama_proj.weight" not in sd or "llama_proj.bias" not in sd:
+            raise KeyError(f"{path}: no llama_proj.weight/llama_proj.bias in the checkpoint "
+                           f"(keys: {sorted(sd)[:8]}{' ...' if len(sd) > 8 else ''})")
+        unexpected = [k for k in sd if k not in own and not k.endswith(_IGNORED_CKPT_SUFFIXES)]
+        if unexpected:
+            raise KeyError(f"{path}: unexpected keys {unexpected[:8]}")
+        for k, v in sd.items():
+            if k not in own:
+                continue
+            if own[k].shape != v.shape:
+                raise ValueError(f"{path}: {k} has shape {tuple(v.shape)} but the model expects {tuple(own[k].shape)} "
+                                 f"(LLM hidden size {self.llama_model.config.hidden_size}); "
+                                 "is this a checkpoint for another LLM size (7B: 4096, 13B: 5120)?")
+            with torch.no_grad():
+                own[k].copy_(v)
+        log.info("loaded %s from %s", ", ".join(k for k in sd if k in own), path)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The parameters that train (stage 2: ``llama_proj.weight`` and ``llama_proj.bias``)."""
+        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+
+    def train(self, mode: bool = True) -> "MiniGPT4":
+        """Like ``nn.Module.train`` but frozen parts always stay in eval mode."""
+        super().train(mode)
+        for name, frozen in self.frozen.items():
+            if frozen:
+                getattr(self, name).eval()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.llama_proj.weight.device
+
+    @property
+    def prompt_template(self) -> str:
+        return self.template.template
+
+    # ---- images ---------------------------------------------------------------------------
+    def _vit_autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda" and self.vit_precision != "fp32":
+            return torch.autocast("cuda", dtype=_DTYPES[self.vit_precision])
+        return contextlib.nullcontext()
+
+    def encode_img(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images [B,3,S,S] -> (LLM input embeddings [B,Q,H], attention mask [B,Q])."""
+        images = images.to(self.device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen["visual_encoder"]):
+            with self._vit_autocast():
+                feats = self.visual_encoder(pixel_values=images).last_hidden_state
+        feats = feats.float()
+        atts = torch.ones(feats.shape[:-1], dtype=torch.long, device=feats.device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen["qformer"]):
+            queries = self.qformer(query_embeds=self.query_tokens.expand(feats.shape[0], -1, -1),
+                                   encoder_hidden_states=feats, encoder_attention_mask=atts).last_hidden_state
+        embeds = self.llama_proj(queries.to(self.llama_proj.weight.dtype))
+        embeds = embeds.to(self.llama_model.get_input_embeddings().weight.dtype)
+        return embeds, torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
+
+    # ---- text -----------------------------------------------------------------------------
+    def _ids(self, text: str) -> list[int]:
+        return self.llama_tokenizer(text, add_special_tokens=False).input_ids if text else []
+
+    def _end_sym_ids(self) -> list[int]:
+        """Token ids of ``end_sym`` as it is tokenised after a word (as in ``"a caption###"``)."""
+        word = self._ids("a")
+        joint = self._ids("a" + self.end_sym)
+        tail = joint[len(word):]
+        if joint[: len(word)] == word and tail and self.llama_tokenizer.decode(tail).strip() == self.end_sym:
+            return tail
+        return self._ids(self.end_sym)
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """Answer tokens truncated to leave room for ``end_sym``, then the ``end_sym`` tokens."""
+        return self._ids(answer)[: self.max_txt_len - len(self.end_ids)] + self.end_ids
+
+    def assemble(self, img_embeds: torch.Tensor, instructions: list[str], answers: list[str] | None = None,
+                 pad_left: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[BOS] prompt-before [image] prompt-after [answer end_sym]`` per sample, padded.
+
+        Returns (inputs_embeds [B,L,H], attention_mask [B,L], labels [B,L]); labels are -100 except on
+        the answer and end_sym tokens. Training pads right; generation pads left.
+        """
+        tok, embed = self.llama_tokenizer, self.llama_model.get_input_embeddings()
+        dev = img_embeds.device
+        rows, labels = [], []
+        for i, instruction in enumerate(instructions):
+            before, after = self.template.split(instruction)
+            pre, post = [tok.bos_token_id] + self._ids(before), self._ids(after)
+            ans = self.answer_ids(answers[i]) if answers is not None else []
+            text = embed(torch.tensor(pre + post + ans, device=dev))
+            rows.append(torch.cat([text[: len(pre)], img_embeds[i], text[len(pre):]]))
+            labels.append([-100] * (len(pre) + img_embeds.shape[1] + len(post)) + ans)
+        length = max(r.shape[0] for r in rows)
+        pad = embed(torch.tensor([tok.pad_token_id], device=dev))[0]
+        out = pad.expand(len(rows), length, -1).clone()
+        mask = torch.zeros(len(rows), length, dtype=torch.long, device=dev)
+        target = torch.full((len(rows), length), -100, dtype=torch.long, device=dev)
+        for i, (row, lab) in enumerate(zip(rows, labels)):
+            n = row.shape[0]
+            s = slice(length - n, length) if pad_left else slice(0, n)
+            out[i, s], mask[i, s] = row, 1
+            target[i, s] = torch.tensor(lab, device=dev)
+        return out, mask, target
+
+    # ---- training and generation --------------------------------------------------------
+    def forward(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Token-mean cross-entropy over the answer (+ end_sym) tokens of the batch."""
+        img_embeds, _ = self.encode_img(samples["image"])
+        embeds, mask, labels = self.assemble(img_embeds, list(samples["instruction_input"]), list(samples["answer"]))
+        out = self.llama_model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False)
+        return {"loss": out.loss}
+
+    @torch.no_grad()
+    def generate(self, images: torch.Tensor, instructions: list[str], max_new_tokens: int = 30,
+                 num_beams: int = 1, **kwargs: Any) -> list[str]:
+        """One caption per image: greedy (or beam) decoding that stops at ``end_sym``, template stripped."""
+        img_embeds, _ = self.encode_img(images)
+        embeds, mask, _ = self.assemble(img_embeds, list(instructions), pad_left=True)
+        tok = self.llama_tokenizer
+        gen = GenerationConfig(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
+                               pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                               eos_token_id=tok.eos_token_id, stop_strings=[self.end_sym], **kwargs)
+        out = self.llama_model.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=gen,
+                                        tokenizer=tok)
+        texts = tok.batch_decode(out, skip_special_tokens=True)
+        return [t.split(self.end_sym)[0].strip() for t in texts]
+
+    def frozen_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
+        return ((n, p) for n, p in self.named_parameters() if not p.requires_grad)

@@ -1,0 +1,60 @@
+"""Schema of the ``model`` section for ``arch: minigpt4``."""
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import Blip2QFormerConfig, Blip2VisionConfig
+
+from minigpt4.common.schema import Key
+
+_VIT_KEYS = set(Blip2VisionConfig().to_dict())
+_QFORMER_KEYS = set(Blip2QFormerConfig().to_dict())
+
+
+def _config_keys(allowed: set[str], reserved: dict[str, str], owner: str):
+    def check(value: Any) -> list[str]:
+        problems = []
+        for k in value:
+            if k in reserved:
+                problems.append(f"'{k}' is set by {reserved[k]}, not here")
+            elif k not in allowed:
+                problems.append(f"'{k}' is not a {owner} field (allowed: {', '.join(sorted(allowed - set(reserved)))})")
+        return problems
+
+    return check
+
+
+MODEL_SCHEMA: dict[str, Key] = {
+    "arch": Key("Registered model name.", str),
+    "model_type": Key("Defaults file for the arch: vicuna0 (official sizes) or tiny (tests, quickstart).", str, "vicuna0"),
+    "llama_model": Key("Local Hugging Face directory of the LLaMA/Vicuna LLM and its tokenizer.", str, path="dir"),
+    "vit_ckpt": Key("EVA-ViT-G weights in the eva_vit_g.pth layout; null = random (tests only).",
+                    str, None, nullable=True, path="file"),
+    "q_former_model": Key("BLIP-2 weights (Q-Former, query_tokens, ln_vision) in the blip2_pretrained_flant5xxl.pth "
+                          "layout; null = random (tests only).", str, None, nullable=True, path="file"),
+    "ckpt": Key("MiniGPT-4 checkpoint with llama_proj (official or one of ours); null = fresh projection.",
+                str, None, nullable=True, path="file"),
+    "image_size": Key("Input image side in pixels (ViT position embeddings are resized to it).", int, 224),
+    "num_query_token": Key("Number of learned Q-Former queries (image tokens given to the LLM).", int, 32),
+    "max_txt_len": Key("Most answer tokens per sample, end_sym included (longer answers are truncated).", int, 160),
+    "end_sym": Key("Text that ends every answer; generation stops at it.", str, "###"),
+    "prompt_path": Key("Instruction file, one instruction with <ImageHere> per line.", str,
+                       "prompts/alignment.txt", path="file"),
+    "prompt_template": Key("Conversation template; {} is replaced by the instruction.", str, "###Human: {} ###Assistant: "),
+    "vit_precision": Key("ViT weights/compute on GPU: fp16 (official), bf16 or fp32. CPU always runs fp32.",
+                         str, "fp16", choices=("fp16", "bf16", "fp32")),
+    "llm_dtype": Key("LLM dtype: auto = bf16 on CUDA, fp32 on CPU.", str, "auto", choices=("auto", "fp16", "bf16", "fp32")),
+    "low_resource": Key("Load the LLM in 8-bit (needs CUDA and bitsandbytes).", bool, False),
+    "device_8bit": Key("GPU index for the 8-bit LLM when low_resource is on.", int, 0),
+    "use_grad_checkpoint": Key("Gradient checkpointing in the ViT (only matters when the ViT trains).", bool, False),
+    "freeze_vit": Key("Freeze the ViT and ln_vision (MiniGPT-4: true).", bool, True),
+    "freeze_qformer": Key("Freeze the Q-Former and query tokens (MiniGPT-4: true).", bool, True),
+    "freeze_llm": Key("Freeze the LLM (MiniGPT-4: true).", bool, True),
+    "vit_config": Key("Overrides for transformers.Blip2VisionConfig (hidden_size, num_hidden_layers, ...). "
+                      "Default: official EVA-ViT-G, 39 blocks.", dict, {},
+                      check=_config_keys(_VIT_KEYS, {"image_size": "model.image_size"}, "Blip2VisionConfig")),
+    "qformer_config": Key("Overrides for transformers.Blip2QFormerConfig (hidden_size, num_hidden_layers, ...). "
+                          "Default: BERT-base, cross-attention every 2 layers.", dict, {},
+                          check=_config_keys(_QFORMER_KEYS, {"encoder_hidden_size": "the ViT width (vit_config)"},
+                                             "Blip2QFormerConfig")),
+}

@@ -1,0 +1,150 @@
+"""Tiny MiniGPT-4 stacks in the official file formats, for tests and the quickstart.
+
+``build_tiny_stack(out_dir)`` writes, with random weights:
+  - ``llama/``: a LLaMA Hugging Face directory (``save_pretrained``) with a sentencepiece tokenizer
+    trained locally (BPE, byte fallback, unk 0 / bos 1 / eos 2),
+  - ``eva_vit_g.pth``: a plain state dict in the EVA layout, with one block more than the model uses
+    (as the official file has 40 blocks for 39 used),
+  - ``blip2_pretrained.pth``: ``{"model": {"Qformer.bert.*", "query_tokens", "ln_vision.*", ...}}`` including
+    the text-side and ``t5_proj`` keys that MiniGPT-4 drops,
+  - ``minigpt4_ckpt.pth``: ``{"model": {"llama_proj.*", <a buffer>}}`` like the official checkpoint.
+These load through exactly the code paths of the real files (``model_type: tiny``).
+
+CLI: ``python -m minigpt4.models.tiny --out DIR``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from transformers import Blip2QFormerModel, LlamaConfig, LlamaForCausalLM
+
+from .llm import load_tokenizer
+from .prompt import IMAGE_PLACEHOLDER, DEFAULT_TEMPLATE
+from .qformer import hf_to_blip2, qformer_config
+from .state_io import save_atomic
+from .vision import build_vision_encoder, hf_to_eva, vision_config
+
+# Sizes of ``model_type: tiny`` (minigpt4/configs/models/minigpt4_tiny.yaml mirrors these; a test checks it).
+TINY_IMAGE_SIZE = 56
+TINY_NUM_QUERY_TOKEN = 8
+TINY_VIT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "patch_size": 14, "initializer_range": 0.02}
+TINY_QFORMER = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "cross_attention_frequency": 2}
+TINY_LLM = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 4, "max_position_embeddings": 512}
+
+_BASE_CORPUS = [
+    "a red circle on a blue background", "two green squares on the left of the picture",
+    "three yellow triangles near the top", "a white star in the center of a black image",
+    "A man in an orange hat starring at something.", "Two young guys with shaggy hair look at their hands.",
+    "A little girl climbing into a wooden playhouse.", "Several men in hard hats are operating a giant pulley.",
+    "a dog runs across the grass", "people are walking down a busy city street at night",
+]
+
+
+def train_tokenizer(out_dir: Path, corpus: Iterable[str], vocab_size: int = 400) -> Path:
+    """Train a LLaMA-style sentencepiece BPE model on ``corpus``; returns the ``tokenizer.model`` path."""
+    import sentencepiece as spm
+
+    lines = list(corpus)
+    prompts = [DEFAULT_TEMPLATE.format(f"<Img>{IMAGE_PLACEHOLDER}</Img> Describe this image in detail.") + "###"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines + prompts * 20), model_prefix=str(out_dir / "tokenizer"),
+        vocab_size=vocab_size, model_type="bpe", byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        hard_vocab_limit=False, character_coverage=1.0, minloglevel=2, num_threads=1,
+    )
+    (out_dir / "tokenizer.vocab").unlink(missing_ok=True)
+    return out_dir / "tokenizer.model"
+
+
+def write_tiny_llama(out_dir: Path, corpus: Iterable[str] | None = None, sizes: dict[str, Any] | None = None,
+                     seed: int = 0) -> Path:
+    """A random tiny ``LlamaForCausalLM`` + tokenizer saved as a Hugging Face directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sp_path = train_tokenizer(tmp / "sp", list(corpus or []) + _BASE_CORPUS)
+        shutil.copy(sp_path, tmp / "tokenizer.model")
+        (tmp / "tokenizer_config.json").write_text(json.dumps(
+            {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": True}))
+        tokenizer = load_tokenizer(tmp)
+        torch.manual_seed(seed)
+        config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                             **{**TINY_LLM, **(sizes or {})})
+        model = LlamaForCausalLM(config)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        shutil.copy(tmp / "tokenizer.model", out_dir / "tokenizer.model")
+    return out_dir
+
+
+def official_vit_state(vit: torch.nn.Module) -> tuple[dict, dict]:
+    """A Blip2VisionModel as (``eva_vit_g.pth`` content, ``ln_vision.*`` for the BLIP-2 file)."""
+    return hf_to_eva(vit.state_dict())
+
+
+def official_blip2_state(qformer: Blip2QFormerModel, query_tokens: torch.Tensor,
+                         ln_vision: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """``{"model": ...}`` in the BLIP-2 layout, with the keys MiniGPT-4 drops added as in the real file."""
+    sd = hf_to_blip2(qformer.state_dict(), query_tokens, ln_vision)
+    h = qformer.config.hidden_size
+    sd["Qformer.bert.embeddings.word_embeddings.weight"] = torch.randn(30, h) * 0.02
+    sd["Qformer.bert.embeddings.position_embeddings.weight"] = torch.randn(16, h) * 0.02
+    sd["Qformer.bert.embeddings.position_ids"] = torch.arange(16)[None]
+    sd["Qformer.bert.encoder.layer.0.intermediate.dense.weight"] = torch.randn(4 * h, h) * 0.02
+    sd["Qformer.bert.encoder.layer.0.output.dense.weight"] = torch.randn(h, 4 * h) * 0.02
+    sd["Qformer.cls.predictions.bias"] = torch.zeros(30)
+    sd["t5_proj.weight"] = torch.randn(8, h) * 0.02
+    return {"model": sd}
+
+
+def build_tiny_stack(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None,
+                     image_size: int = TINY_IMAGE_SIZE, num_query_token: int = TINY_NUM_QUERY_TOKEN,
+                     vit: dict | None = None, qformer: dict | None = None, llm: dict | None = None) -> dict[str, str]:
+    """Write a random tiny stack in the official formats; returns the paths for the ``model`` config
+    (``llama_model``, ``vit_ckpt``, ``q_former_model``, ``ckpt``)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    llama_dir = write_tiny_llama(out / "llama", corpus, llm, seed)
+    torch.manual_seed(seed)
+    vit_sizes = {**TINY_VIT, **(vit or {})}
+    used_depth = vit_sizes["num_hidden_layers"]
+    vit_model = build_vision_encoder(vision_config(image_size, {**vit_sizes, "num_hidden_layers": used_depth + 1}))
+    with torch.no_grad():  # a non-trivial ln_vision, so a wrong map shows
+        vit_model.post_layernorm.weight.uniform_(0.5, 1.5)
+        vit_model.post_layernorm.bias.normal_(0, 0.1)
+    eva, ln_vision = official_vit_state(vit_model)
+    save_atomic(eva, out / "eva_vit_g.pth")
+    q_model = Blip2QFormerModel(qformer_config(vit_sizes["hidden_size"], {**TINY_QFORMER, **(qformer or {})}))
+    query_tokens = torch.randn(1, num_query_token, q_model.config.hidden_size) * 0.02
+    save_atomic(official_blip2_state(q_model, query_tokens, ln_vision), out / "blip2_pretrained.pth")
+    llm_hidden = json.loads((llama_dir / "config.json").read_text())["hidden_size"]
+    proj = torch.nn.Linear(q_model.config.hidden_size, llm_hidden)
+    save_atomic({"model": {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach(),
+                           "llama_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(4)}},
+                out / "minigpt4_ckpt.pth")
+    return {"llama_model": str(llama_dir), "vit_ckpt": str(out / "eva_vit_g.pth"),
+            "q_former_model": str(out / "blip2_pretrained.pth"), "ckpt": str(out / "minigpt4_ckpt.pth")}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corpus", help="optional text file (one sentence per line) for the tokenizer")
+    args = parser.parse_args(argv)
+    corpus = Path(args.corpus).read_text().splitlines() if args.corpus else None
+    for key, path in build_tiny_stack(args.out, args.seed, corpus).items():
+        print(f"model.{key}={path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Shared fixtures: a tiny MiniGPT-4 stack in the official file formats, and config helpers."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def tiny_stack(tmp_path_factory) -> dict[str, str]:
+    """Paths of a random tiny stack: llama_model, vit_ckpt, q_former_model, ckpt (official layouts)."""
+    from minigpt4.models.tiny import build_tiny_stack
+
+    return build_tiny_stack(tmp_path_factory.mktemp("tiny_stack"))
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def tiny_model_section(stack: dict[str, str], **overrides) -> dict:
+    """A ``model`` config section for the tiny stack."""
+    return {"arch": "minigpt4", "model_type": "tiny", **stack, **overrides}
+
+
+@pytest.fixture()
+def tiny_cfg_path(tmp_path, tiny_stack) -> Path:
+    """A minimal valid config file for the tiny model."""
+    return write_yaml(tmp_path / "tiny.yaml", {"model": tiny_model_section(tiny_stack)})

@@ -1,0 +1,108 @@
+"""Config loading: defaults <- YAML <- --options, each key validated with its origin named."""
+import pytest
+
+import minigpt4
+from minigpt4.common.config import ConfigError
+from minigpt4.models.minigpt4 import MiniGPT4
+from minigpt4.models.tiny import TINY_IMAGE_SIZE, TINY_NUM_QUERY_TOKEN, TINY_QFORMER, TINY_VIT
+
+from conftest import tiny_model_section, write_yaml
+
+
+def _errors(path, options=None) -> str:
+    with pytest.raises(ConfigError) as e:
+        minigpt4.load_config(path, options)
+    return str(e.value)
+
+
+def test_tiny_model_builds_through_registry(tiny_cfg_path, tiny_stack):
+    cfg = minigpt4.load_config(tiny_cfg_path)
+    assert cfg.model.image_size == TINY_IMAGE_SIZE  # from minigpt4_tiny.yaml
+    assert cfg.model.end_sym == "###"  # from the schema defaults
+    assert cfg.model.prompt_path.endswith("minigpt4/prompts/alignment.txt")  # packaged prompt, made absolute
+    assert cfg.run.init_lr == pytest.approx(3e-5)
+    model = minigpt4.build_model(cfg.model)
+    assert isinstance(model, MiniGPT4)
+
+
+def test_tiny_defaults_file_matches_tiny_builder():
+    from minigpt4.common.config import PACKAGE_DIR, read_yaml
+
+    d = read_yaml(PACKAGE_DIR / MiniGPT4.MODEL_TYPES["tiny"])["model"]
+    assert d["vit_config"] == TINY_VIT and d["qformer_config"] == TINY_QFORMER
+    assert d["image_size"] == TINY_IMAGE_SIZE and d["num_query_token"] == TINY_NUM_QUERY_TOKEN
+
+
+def test_options_override_yaml(tiny_cfg_path):
+    cfg = minigpt4.load_config(tiny_cfg_path, ["model.max_txt_len=64", "run.init_lr=1e-4", "model.ckpt=null"])
+    assert cfg.model.max_txt_len == 64 and cfg.run.init_lr == pytest.approx(1e-4) and cfg.model.ckpt is None
+
+
+def test_typo_key_names_key_file_and_allowed(tmp_path, tiny_stack):
+    path = write_yaml(tmp_path / "bad.yaml", {"model": tiny_model_section(tiny_stack, max_text_len=10)})
+    msg = _errors(path)
+    assert f"model.max_text_len in {path}" in msg
+    assert "Did you mean 'max_txt_len'?" in msg and "Allowed keys:" in msg
+
+
+def test_typo_in_options_names_options(tiny_cfg_path):
+    msg = _errors(tiny_cfg_path, ["run.init_learning_rate=1"])
+    assert "run.init_learning_rate in --options: unknown key" in msg
+
+
+def test_unknown_arch(tmp_path, tiny_stack):
+    path = write_yaml(tmp_path / "bad.yaml", {"model": tiny_model_section(tiny_stack, arch="minigtp4")})
+    msg = _errors(path)
+    assert f"model.arch in {path}" in msg and "Unknown model 'minigtp4'" in msg
+    assert "Did you mean 'minigpt4'?" in msg and "Registered models: minigpt4" in msg
+
+
+def test_wrong_type_and_choice(tmp_path, tiny_stack):
+    path = write_yaml(tmp_path / "bad.yaml", {
+        "model": tiny_model_section(tiny_stack, image_size="big", vit_precision="fp8"),
+        "run": {"max_epoch": 2.5}})
+    msg = _errors(path)
+    assert "model.image_size" in msg and "expected int, got str 'big'" in msg
+    assert "model.vit_precision" in msg and "expected one of ['fp16', 'bf16', 'fp32']" in msg
+    assert "run.max_epoch" in msg and "expected int, got float 2.5" in msg
+
+
+def test_missing_required_path_fails_before_build(tmp_path, tiny_stack):
+    path = write_yaml(tmp_path / "bad.yaml", {"model": tiny_model_section(tiny_stack, llama_model=str(tmp_path / "nope"),
+                                                                          vit_ckpt="missing_vit.pth")})
+    msg = _errors(path)
+    assert f"model.llama_model in {path}: directory not found: {tmp_path / 'nope'}" in msg
+    assert "model.vit_ckpt" in msg and "file not found: missing_vit.pth" in msg
+    no_llm = write_yaml(tmp_path / "nollm.yaml", {"model": {"arch": "minigpt4", "model_type": "tiny"}})
+    assert "model.llama_model: required key is missing" in _errors(no_llm)
+
+
+def test_vit_config_keys_are_checked(tmp_path, tiny_stack):
+    path = write_yaml(tmp_path / "bad.yaml", {"model": tiny_model_section(
+        tiny_stack, vit_config={"hidden_sise": 8, "image_size": 32})})
+    msg = _errors(path)
+    assert "'hidden_sise' is not a Blip2VisionConfig field" in msg
+    assert "'image_size' is set by model.image_size" in msg
+
+
+def test_unknown_section_and_model_type(tmp_path, tiny_stack):
+    path = write_yaml(tmp_path / "bad.yaml", {"model": tiny_model_section(tiny_stack, model_type="vicuna13"),
+                                              "trainer": {}})
+    msg = _errors(path)
+    assert f"trainer in {path}: unknown section" in msg
+    assert "unknown model_type 'vicuna13'" in msg and "['tiny', 'vicuna0']" in msg
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model:\n  arch: minigpt4\n  image_size: [224\n")
+    msg = _errors(path)
+    assert str(path) in msg and "line" in msg and "YAML syntax error" in msg
+
+
+def test_bad_option_syntax(tiny_cfg_path):
+    assert "expected key=value" in _errors(tiny_cfg_path, ["run.init_lr"])
+
+
+def test_missing_config_file(tmp_path):
+    assert "config file not found" in _errors(tmp_path / "none.yaml")

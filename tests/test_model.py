@@ -1,0 +1,128 @@
+"""The MiniGPT-4 model on the tiny stack: freezing, labels, loss, training signal, generation."""
+import pytest
+import torch
+
+import minigpt4
+
+from conftest import tiny_model_section, write_yaml
+
+INSTR = "<Img><ImageHere></Img> Describe this image in detail."
+INSTR2 = "<Img><ImageHere></Img> Could you describe the contents of this image for me?"
+
+
+@pytest.fixture(scope="module")
+def model(tiny_stack, tmp_path_factory):
+    path = write_yaml(tmp_path_factory.mktemp("cfg") / "m.yaml", {"model": tiny_model_section(tiny_stack)})
+    return minigpt4.build_model(minigpt4.load_config(path).model)
+
+
+def _images(n, seed=0):
+    return torch.randn(n, 3, 56, 56, generator=torch.Generator().manual_seed(seed))
+
+
+def test_only_llama_proj_trains_and_frozen_parts_stay_eval(model):
+    assert sorted(model.trainable_state_dict()) == ["llama_proj.bias", "llama_proj.weight"]
+    model.train()
+    assert model.training and model.llama_proj.training
+    for part in (model.visual_encoder, model.qformer, model.llama_model):
+        assert not part.training and not any(m.training for m in part.modules())
+    model.zero_grad(set_to_none=True)
+    model({"image": _images(2), "instruction_input": [INSTR, INSTR2], "answer": ["a red circle", "two squares"]})[
+        "loss"].backward()
+    with_grad = sorted(n for n, p in model.named_parameters() if p.grad is not None)
+    assert with_grad == ["llama_proj.bias", "llama_proj.weight"]
+    assert model.query_tokens.grad is None
+    model.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def test_labels_are_exactly_the_answer_and_end_sym(model):
+    answers = ["a red circle on a blue background", "two"]
+    img, _ = model.encode_img(_images(2))
+    embeds, mask, labels = model.assemble(img, [INSTR, INSTR2], answers)
+    tok = model.llama_tokenizer
+    n_img = img.shape[1]
+    for i, (instr, ans) in enumerate(zip([INSTR, INSTR2], answers)):
+        before, after = model.template.split(instr)
+        n_prompt = 1 + len(tok(before, add_special_tokens=False).input_ids) + n_img + \
+            len(tok(after, add_special_tokens=False).input_ids)
+        ans_ids = tok(ans, add_special_tokens=False).input_ids + model.end_ids
+        n = n_prompt + len(ans_ids)
+        assert (labels[i, :n_prompt] == -100).all()
+        assert labels[i, n_prompt:n].tolist() == ans_ids
+        assert (labels[i, n:] == -100).all() and (mask[i, n:] == 0).all() and (mask[i, :n] == 1).all()
+        assert tok.decode(labels[i, n_prompt:n]).endswith("###")
+    # loss = token-level mean cross-entropy over exactly those positions
+    logits = model.llama_model(inputs_embeds=embeds, attention_mask=mask).logits
+    sel = labels[:, 1:] != -100
+    manual = torch.nn.functional.cross_entropy(logits[:, :-1][sel], labels[:, 1:][sel])
+    out = model({"image": _images(2), "instruction_input": [INSTR, INSTR2], "answer": answers})
+    assert torch.allclose(out["loss"], manual, atol=1e-5)
+
+
+def test_truncation_keeps_end_sym(model):
+    long = " ".join(["red"] * 200)
+    ids = model.answer_ids(long)
+    assert len(ids) == model.max_txt_len and ids[-len(model.end_ids):] == model.end_ids
+
+
+def test_train_and_eval_prompt_prefix_identical(model):
+    img, _ = model.encode_img(_images(1))
+    train_emb, train_mask, _ = model.assemble(img, [INSTR], ["a caption"])
+    gen_emb, gen_mask, _ = model.assemble(img, [INSTR], None, pad_left=True)
+    n = gen_emb.shape[1]
+    assert torch.equal(train_emb[:, :n], gen_emb) and gen_mask.all()
+
+
+def test_few_steps_lower_the_loss(model):
+    batch = {"image": _images(4, seed=1), "instruction_input": [INSTR] * 4,
+             "answer": ["a red circle", "a blue square", "two green triangles", "a white star"]}
+    proj0 = {k: v.clone() for k, v in model.llama_proj.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(15):
+        loss = model(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    model.llama_proj.load_state_dict(proj0)
+    # a frozen random LLM only lets the 8 image tokens move the loss: a small but steady drop
+    assert losses[-1] < losses[0] - 0.05 and losses == sorted(losses, reverse=True), losses
+
+
+def test_generate_stops_at_end_sym_and_respects_max_new_tokens(tiny_stack, tmp_path):
+    """Teach a model (LLM unfrozen) to answer 'a red circle### Human: more text', then decode."""
+    path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(tiny_stack, freeze_llm=False)})
+    torch.manual_seed(0)
+    m = minigpt4.build_model(minigpt4.load_config(path).model)
+    images = _images(2, seed=3)
+    batch = {"image": images, "instruction_input": [INSTR, INSTR2], "answer": ["a red circle### Human: more text"] * 2}
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=3e-3)
+    m.train()
+    for _ in range(60):
+        loss = m(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m.eval()
+    assert loss.item() < 0.05
+    out = m.generate(images, [INSTR, INSTR2], max_new_tokens=30)
+    assert out == ["a red circle", "a red circle"]
+    short = m.generate(images, [INSTR, INSTR2], max_new_tokens=2)
+    for s in short:
+        assert len(m.llama_tokenizer(s, add_special_tokens=False).input_ids) <= 2 and "###" not in s
+    # batched = one by one (left padding is masked correctly)
+    assert [m.generate(images[i:i + 1], [ins])[0] for i, ins in enumerate([INSTR, INSTR2])] == out
+    beams = m.generate(images, [INSTR, INSTR2], max_new_tokens=30, num_beams=2)
+    assert beams == ["a red circle", "a red circle"]
+
+
+def test_low_resource_without_gpu_fails_clearly(tiny_stack, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(tiny_stack, low_resource=True)})
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        minigpt4.build_model(minigpt4.load_config(path).model)
