@@ -131,6 +131,17 @@ class _Checker:
         return base
 
 
+def validate_section(value: Any, schema: Mapping[str, Key], origin: str, prefix: str = "") -> dict:
+    """One mapping over its schema's defaults, validated like a config section (unknown keys, types,
+    required keys, existing paths); raises ``ConfigError``. For components built without ``load_config``."""
+    ck = _Checker()
+    merged = ck.merged([(value, origin)], schema, prefix)
+    ck.complete(merged, schema, prefix)
+    if ck.problems:
+        raise ConfigError(ck.problems)
+    return merged
+
+
 def _deep_merge(a: dict, b: dict) -> dict:
     out = dict(a)
     for k, v in b.items():

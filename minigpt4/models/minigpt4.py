@@ -12,11 +12,11 @@ from transformers import Blip2QFormerModel, GenerationConfig
 from minigpt4.common.registry import MODELS
 
 from .llm import load_llm, load_tokenizer
-from .prompt import PromptTemplate, load_instructions
+from minigpt4.common.prompt import PromptTemplate, load_instructions
 from .qformer import load_blip2_checkpoint, qformer_config
 from .schema import MODEL_SCHEMA
 from .state_io import load_weights, unwrap
-from .vision import build_vision_encoder, load_eva_checkpoint, vision_config
+from .vision import build_vision_encoder, keep_key_bias_zero, load_eva_checkpoint, vision_config
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class MiniGPT4(nn.Module):
         self.llama_model = llama_model
         self.llama_tokenizer = llama_tokenizer
         self.llama_proj = nn.Linear(qformer.config.hidden_size, llama_model.config.hidden_size)
+        self.reset_projection()
         self.instructions = instructions
         self.template = PromptTemplate(prompt_template)
         self.max_txt_len = max_txt_len
@@ -65,6 +66,8 @@ class MiniGPT4(nn.Module):
             for p in getattr(self, name).parameters():
                 p.requires_grad_(not frozen)
         self.query_tokens.requires_grad_(not freeze_qformer)
+        if not freeze_vit:
+            keep_key_bias_zero(self.visual_encoder)
         self.end_ids = self._end_sym_ids()
         if max_txt_len <= len(self.end_ids):
             raise ValueError(f"max_txt_len {max_txt_len} leaves no room for the answer before end_sym {end_sym!r}")
@@ -131,6 +134,15 @@ class MiniGPT4(nn.Module):
             with torch.no_grad():
                 own[k].copy_(v)
         log.info("loaded %s from %s", ", ".join(k for k in sd if k in own), path)
+
+    def reset_projection(self, seed: int = 0) -> None:
+        """A fresh ``llama_proj`` (nn.Linear's default init) drawn from its own seeded generator, so the
+        untrained baseline is the same projection in every run, process and evaluation."""
+        g = torch.Generator().manual_seed(seed)
+        bound = 1.0 / self.llama_proj.in_features**0.5
+        with torch.no_grad():
+            for p in (self.llama_proj.weight, self.llama_proj.bias):
+                p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=g))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The parameters that train (stage 2: ``llama_proj.weight`` and ``llama_proj.bias``)."""

@@ -25,7 +25,7 @@ import torch
 from transformers import Blip2QFormerModel, LlamaConfig, LlamaForCausalLM
 
 from .llm import load_tokenizer
-from .prompt import IMAGE_PLACEHOLDER, DEFAULT_TEMPLATE
+from minigpt4.common.prompt import IMAGE_PLACEHOLDER, DEFAULT_TEMPLATE
 from .qformer import hf_to_blip2, qformer_config
 from .state_io import save_atomic
 from .vision import build_vision_encoder, hf_to_eva, vision_config

@@ -31,16 +31,18 @@ class PromptTemplate:
 
 
 def load_instructions(path: str | Path) -> list[str]:
-    """Instruction lines of a prompt file; each non-empty line must contain ``<ImageHere>``."""
+    """Instruction lines of a prompt file; each non-empty line must contain ``<ImageHere>`` once."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: prompt file not found")
     lines = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
         if not line:
             continue
         if line.count(IMAGE_PLACEHOLDER) != 1:
-            raise ValueError(f"{path} line {n}: each instruction must contain {IMAGE_PLACEHOLDER} once: {line!r}")
+            raise ValueError(f"{path} line {n}: instruction must contain {IMAGE_PLACEHOLDER} exactly once: {line!r}")
         lines.append(line)
     if not lines:
-        raise ValueError(f"{path}: no instructions found")
+        raise ValueError(f"{path}: no instructions (one per line, each containing {IMAGE_PLACEHOLDER})")
     return lines
