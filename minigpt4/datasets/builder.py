@@ -1,0 +1,101 @@
+"""Base of the registered dataset builders: schema pieces shared by the caption builders, config
+validation for direct use (``from_config`` without ``load_config``) and dataset construction."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from torch.utils.data import Dataset
+
+from minigpt4.common.config import resolve_path, validate_section
+from minigpt4.common.schema import Key
+from minigpt4.processors import build_processor, processors_key
+from minigpt4.processors.base import plain
+
+from minigpt4.common.prompt import load_instructions
+
+from .base import CaptionRecord
+from .caption_datasets import CAPTION_SAMPLING, CaptionEvalDataset, CaptionTrainDataset
+
+VIS_DEFAULT = {
+    "train": {"name": "blip2_image_train", "image_size": 224},
+    "eval": {"name": "blip2_image_eval", "image_size": 224},
+}
+TEXT_DEFAULT = {"train": {"name": "blip_caption"}, "eval": {"name": "blip_caption"}}
+SPLITS = ("train", "val", "test")
+
+
+def builder_key(name: str) -> Key:
+    return Key("Registered builder of this entry (defaults to the entry's name; set it to use a custom name).", str, name)
+
+
+def build_info_key(ann_doc: str, ann_kind: str) -> Key:
+    return Key("Where the data lives.", children={
+        "ann_path": Key(ann_doc, str, path=ann_kind),
+        "image_path": Key("Image folder; the annotations' image names are relative to it.", str, path="dir"),
+    })
+
+
+VIS_KEY = processors_key(
+    "Image processors: {train: {name, ...keys}, eval: {name, ...keys}}; train is used by training "
+    "datasets, eval by evaluation datasets. Set image_size to the model's.", VIS_DEFAULT)
+TEXT_KEY = processors_key("Caption processors for training answers: {train: {name, ...}, eval: {name, ...}}.", TEXT_DEFAULT)
+TRAIN_KEYS = {
+    "caption_sampling": Key(
+        "all: every (image, caption) pair is a sample; random: one sample per image, caption drawn per "
+        "epoch (seeded); concat: one sample per image, its captions joined (older practice, comparison only).",
+        str, "all", choices=CAPTION_SAMPLING),
+    "prompt_path": Key("Instruction file, one per line, each containing <ImageHere>; one is drawn per sample.",
+                       str, "prompts/alignment.txt", path="file"),
+    "seed": Key("Seed of the per-sample draws (instruction, caption, crop); an item depends only on "
+                "(seed, epoch, index).", int, 0),
+}
+
+
+def validate_entry(schema: Mapping[str, Key], cfg: Any, where: str) -> dict:
+    """``cfg`` over the schema defaults, validated as ``load_config`` does; raises ``ConfigError``."""
+    return validate_section(plain(cfg) or {}, schema, "the dataset config", f"{where}.")
+
+
+class CaptionBuilder:
+    """A builder configured by one dataset entry. ``strict`` (the runner's ``run.strict_data``) makes
+    a missing or corrupt image an error instead of a skipped, counted item; it is passed to
+    ``from_config`` or set as an attribute before ``build_datasets()``."""
+
+    SCHEMA: dict[str, Key] = {}
+    DEFAULT_CONFIG_PATH: str = ""
+    registry_name: str = ""
+
+    def __init__(self, cfg: dict, strict: bool = False) -> None:
+        self.config = cfg
+        self.strict = bool(strict)
+
+    @classmethod
+    def from_config(cls, cfg: Any, strict: bool = False) -> "CaptionBuilder":
+        """Validate the entry ``cfg`` (missing keys take the schema defaults) and keep it."""
+        return cls(validate_entry(cls.SCHEMA, cfg, cls.registry_name), strict=strict)
+
+    def build_datasets(self) -> dict[str, Dataset]:
+        raise NotImplementedError
+
+    # helpers for subclasses
+    def path(self, key: str) -> Path:
+        return resolve_path(self.config["build_info"][key])
+
+    def train_dataset(self, records: list[CaptionRecord], source: str) -> CaptionTrainDataset:
+        c = self.config
+        return CaptionTrainDataset(
+            records,
+            self.path("image_path"),
+            build_processor(c["vis_processor"]["train"], f"{self.registry_name}.vis_processor.train"),
+            build_processor(c["text_processor"]["train"], f"{self.registry_name}.text_processor.train"),
+            load_instructions(resolve_path(c["prompt_path"])),
+            caption_sampling=c["caption_sampling"],
+            seed=c["seed"],
+            strict=self.strict,
+            source=source,
+        )
+
+    def eval_dataset(self, records: list[CaptionRecord], source: str) -> CaptionEvalDataset:
+        vis = build_processor(self.config["vis_processor"]["eval"], f"{self.registry_name}.vis_processor.eval")
+        return CaptionEvalDataset(records, self.path("image_path"), vis, strict=self.strict, source=source)

@@ -1,0 +1,134 @@
+"""Training and evaluation datasets over a list of ``CaptionRecord``s (Flickr30k or any caption JSON)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from torch.utils.data import Dataset
+
+from .base import CaptionRecord, collate, load_image_or_none, sample_rng, torch_generator
+
+CAPTION_SAMPLING = ("all", "random", "concat")
+
+
+def join_captions(captions: Sequence[str]) -> str:
+    """The older practice: all captions of an image as one target, joined by a space."""
+    return " ".join(c.strip() for c in captions)
+
+
+class CaptionTrainDataset(Dataset):
+    """Training samples ``{"image": FloatTensor[3,S,S], "instruction_input": str, "answer": str,
+    "image_id": str}`` (or None when the image is missing/corrupt and ``strict`` is off).
+
+    ``caption_sampling``: ``all`` = one sample per (image, caption) pair; ``random`` = one sample per
+    image with a caption drawn per epoch; ``concat`` = one sample per image, its captions joined.
+    Every random draw (instruction, caption, crop) comes from ``sample_rng(seed, epoch, index)``, so
+    an item depends only on (seed, epoch, index): ranks, workers and resumed runs agree. Call
+    ``set_epoch(epoch)`` each epoch, or index with ``(epoch, index)`` tuples.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[CaptionRecord],
+        image_root: str | Path,
+        vis_processor: Callable,
+        text_processor: Callable[[str], str],
+        instructions: Sequence[str],
+        caption_sampling: str = "all",
+        seed: int = 0,
+        strict: bool = False,
+        source: str = "",
+    ) -> None:
+        if caption_sampling not in CAPTION_SAMPLING:
+            raise ValueError(f"caption_sampling must be one of {CAPTION_SAMPLING}, got {caption_sampling!r}")
+        if not instructions:
+            raise ValueError("instructions must not be empty")
+        self.records = list(records)
+        self.image_root = Path(image_root)
+        self.vis_processor = vis_processor
+        self.text_processor = text_processor
+        self.instructions = list(instructions)
+        self.caption_sampling = caption_sampling
+        self.seed = seed
+        self.strict = strict
+        self.source = source
+        self.epoch = 0
+        if caption_sampling == "all":
+            self.index = [(r, c) for r, rec in enumerate(self.records) for c in range(len(rec.captions))]
+        else:
+            self.index = [(r, None) for r in range(len(self.records))]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose draws (caption in ``random`` mode, instruction, crop) are used."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any] | None:
+        epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
+        r, c = self.index[index]
+        rec = self.records[r]
+        rng = sample_rng(self.seed, epoch, index)
+        instruction = rng.choice(self.instructions)
+        if self.caption_sampling == "random":
+            caption = rng.choice(rec.captions)
+        elif self.caption_sampling == "concat":
+            caption = join_captions(rec.captions)
+        else:
+            caption = rec.captions[c]
+        crop_generator = torch_generator(rng)
+        where = f"{self.source} item {r}" if self.source else f"item {r}"
+        image = load_image_or_none(self.image_root / rec.image, self.strict, where)
+        if image is None:
+            return None
+        return {
+            "image": self.vis_processor(image, crop_generator),
+            "instruction_input": instruction,
+            "answer": self.text_processor(caption),
+            "image_id": rec.image_id,
+        }
+
+    def collater(self, samples: Sequence[dict | None]) -> dict[str, Any]:
+        """Batch dict (images stacked, strings as lists) plus ``skipped`` (None items dropped)."""
+        return collate(samples)
+
+
+class CaptionEvalDataset(Dataset):
+    """Evaluation samples ``{"image": FloatTensor[3,S,S], "image_id": str, "captions": list[str],
+    "image_path": str}``, one per image; ``captions`` are the raw references, ``image_path`` the
+    file name relative to the image root. None when the image is missing/corrupt (strict raises)."""
+
+    def __init__(
+        self,
+        records: Sequence[CaptionRecord],
+        image_root: str | Path,
+        vis_processor: Callable,
+        strict: bool = False,
+        source: str = "",
+    ) -> None:
+        self.records = list(records)
+        self.image_root = Path(image_root)
+        self.vis_processor = vis_processor
+        self.strict = strict
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        rec = self.records[index]
+        where = f"{self.source} item {index}" if self.source else f"item {index}"
+        image = load_image_or_none(self.image_root / rec.image, self.strict, where)
+        if image is None:
+            return None
+        return {
+            "image": self.vis_processor(image),
+            "image_id": rec.image_id,
+            "captions": list(rec.captions),
+            "image_path": rec.image,
+        }
+
+    def collater(self, samples: Sequence[dict | None]) -> dict[str, Any]:
+        """Batch dict (images stacked, ``captions`` a list of lists) plus ``skipped``."""
+        return collate(samples)

@@ -1,0 +1,293 @@
+"""Flickr30k annotations -> one caption file per split (``flickr30k_{train,val,test}.json``).
+
+Input: ``ROOT/flickr_annotations_30k.csv`` (Hugging Face ``nlphuji/flickr30k``: columns
+``raw`` (JSON list of 5 captions), ``sentids``, ``split``, ``filename``, ``img_id``) or Karpathy's
+``dataset_flickr30k.json`` (``restval`` counted as train). Output records, in input order:
+``{"image": filename, "image_id": filename stem, "captions": [5 strings]}``; captions keep their
+text (whitespace normalised only). Everything is validated before anything is written; files are
+written atomically, and a rerun gives byte-identical files. The CLI is ``prepare_flickr30k.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from .caption_datasets import join_captions
+
+CSV_NAME = "flickr_annotations_30k.csv"
+IMAGE_DIR = "flickr30k-images"
+SPLITS = ("train", "val", "test")
+CSV_COLUMNS = ("raw", "split", "filename")
+CAPTION_MODES = ("separate", "concat")
+MAX_PROBLEMS = 20
+MAX_EXAMPLES = 5
+
+
+class PrepareError(ValueError):
+    """Bad input; the message names the file and the row (CSV line or JSON index)."""
+
+
+@dataclass
+class Row:
+    filename: str
+    split: str
+    captions: list[str]
+    where: str
+
+
+@dataclass
+class Summary:
+    """What ``prepare_flickr30k`` read and wrote."""
+
+    source: Path
+    rows: dict[str, int] = field(default_factory=dict)
+    captions: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+    dropped_examples: list[str] = field(default_factory=list)
+    restval: int = 0
+    images_checked: bool = False
+    files: list[Path] = field(default_factory=list)
+
+    def format(self) -> str:
+        lines = [f"source: {self.source}"]
+        for split in SPLITS:
+            lines.append(f"  {split:5s}: {self.rows.get(split, 0):6d} images, {self.captions.get(split, 0):7d} captions")
+        if self.restval:
+            lines.append(f"  (Karpathy 'restval': {self.restval} images counted as train)")
+        if not self.images_checked:
+            lines.append("  images not checked (pass --check-images to open every image)")
+        lines.append(f"  dropped rows (missing or undecodable image): {self.dropped}")
+        lines += [f"    {e}" for e in self.dropped_examples]
+        lines += [f"wrote {p}" for p in self.files]
+        return "\n".join(lines)
+
+
+def _problems_error(problems: list[str], total: int) -> PrepareError:
+    more = f"\n  ... and {total - len(problems)} more" if total > len(problems) else ""
+    return PrepareError(f"{total} problem(s) in the input:\n  - " + "\n  - ".join(problems) + more)
+
+
+class _Validator:
+    """Checks rows one by one, collecting (at most MAX_PROBLEMS) problems."""
+
+    def __init__(self, allow_restval: bool) -> None:
+        self.allow_restval = allow_restval
+        self.problems: list[str] = []
+        self.total = 0
+        self.seen: dict[str, str] = {}
+        self.rows: list[Row] = []
+        self.restval = 0
+
+    def problem(self, msg: str) -> None:
+        self.total += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(msg)
+
+    def add(self, filename: object, split: object, captions: object, where: str, caption_field: str) -> None:
+        ok = True
+        if not isinstance(filename, str) or not filename.strip():
+            self.problem(f"{where}: 'filename' is empty or not a string: {filename!r}")
+            ok = False
+        elif filename in self.seen:
+            self.problem(f"{where}: duplicate filename {filename!r} (first at {self.seen[filename]})")
+            ok = False
+        else:
+            self.seen[filename] = where
+        allowed = SPLITS + (("restval",) if self.allow_restval else ())
+        if split not in allowed:
+            self.problem(f"{where}: unknown split {split!r}; expected one of {', '.join(allowed)}")
+            ok = False
+        if not isinstance(captions, list) or not captions or not all(isinstance(c, str) for c in captions):
+            self.problem(f"{where}: {caption_field} must be a non-empty list of strings, got {str(captions)[:80]!r}")
+            return
+        clean = [" ".join(c.split()) for c in captions]
+        if not all(clean):
+            self.problem(f"{where}: {caption_field} contains an empty caption")
+            ok = False
+        if ok:
+            if split == "restval":
+                self.restval += 1
+                split = "train"
+            self.rows.append(Row(filename, split, clean, where))
+
+
+def read_csv_rows(path: str | Path) -> tuple[list[Row], int]:
+    """Validated rows of a ``flickr_annotations_30k.csv`` (and 0 restval rows)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrepareError(f"{path}: file not found (expected the nlphuji/flickr30k annotation CSV "
+                           f"{CSV_NAME}; or pass --karpathy-json PATH)")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise PrepareError(f"{path}: cannot parse as CSV: {e}") from None
+    missing = [c for c in CSV_COLUMNS if c not in df.columns]
+    if missing:
+        raise PrepareError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}; "
+                           f"expected raw, sentids, split, filename, img_id")
+    v = _Validator(allow_restval=False)
+    rows = zip(df["raw"], df["split"], df["filename"])
+    for i, (raw, split, filename) in enumerate(tqdm(rows, total=len(df), desc="reading CSV", unit="row")):
+        where = f"{path} line {i + 2} (row {i})"  # header is line 1, one record per line
+        try:
+            captions = json.loads(raw)
+        except json.JSONDecodeError as e:
+            v.problem(f"{where}: column 'raw' is not a JSON list of strings ({e.msg}): {raw[:80]!r}")
+            continue
+        v.add(filename, split, captions, where, "column 'raw'")
+    if v.problems:
+        raise _problems_error(v.problems, v.total)
+    return v.rows, v.restval
+
+
+def read_karpathy_rows(path: str | Path) -> tuple[list[Row], int]:
+    """Validated rows of Karpathy's ``dataset_flickr30k.json`` and the number of restval images."""
+    path = Path(path)
+    if not path.is_file():
+        raise PrepareError(f"{path}: file not found (expected Karpathy's dataset_flickr30k.json)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PrepareError(f"{path}: not valid JSON: {e}") from None
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list):
+        raise PrepareError(f"{path}: expected an object with an 'images' list (Karpathy format)")
+    v = _Validator(allow_restval=True)
+    for i, img in enumerate(tqdm(images, desc="reading Karpathy JSON", unit="image")):
+        where = f"{path} images[{i}]"
+        if not isinstance(img, dict):
+            v.problem(f"{where}: expected an object, got {type(img).__name__}")
+            continue
+        sentences = img.get("sentences")
+        if not isinstance(sentences, list) or not all(isinstance(s, dict) for s in sentences):
+            v.problem(f"{where}: 'sentences' must be a list of objects with 'raw'")
+            continue
+        v.add(img.get("filename"), img.get("split"), [s.get("raw") for s in sentences], where, "'sentences[].raw'")
+    if v.problems:
+        raise _problems_error(v.problems, v.total)
+    return v.rows, v.restval
+
+
+def find_bad_images(rows: list[Row], image_dir: Path) -> list[tuple[Row, str]]:
+    """(row, reason) for each image under ``image_dir`` that is missing or does not decode."""
+    bad = []
+    for row in tqdm(rows, desc="checking images", unit="img"):
+        path = image_dir / row.filename
+        if not path.is_file():
+            bad.append((row, "missing"))
+            continue
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            bad.append((row, f"cannot decode: {type(e).__name__}: {e}"))
+    return bad
+
+
+def annotations(rows: list[Row], caption_mode: str = "separate") -> dict[str, list[dict]]:
+    """Per-split records ``{"image", "image_id", "captions"}`` in input order."""
+    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for r in rows:
+        caps = r.captions if caption_mode == "separate" else [join_captions(r.captions)]
+        out[r.split].append({"image": r.filename, "image_id": Path(r.filename).stem, "captions": caps})
+    return out
+
+
+def dumps_records(records: list[dict]) -> str:
+    """One record per line, deterministic (same input -> same bytes)."""
+    if not records:
+        return "[]\n"
+    return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n"
+
+
+def write_atomic(files: dict[Path, str]) -> None:
+    """Write every file to a temp name first, then rename them all; no partial file on failure."""
+    tmps = {}
+    try:
+        for path, text in files.items():
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            tmps[path] = tmp
+            tmp.write_text(text, encoding="utf-8")
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+
+
+def output_name(split: str, caption_mode: str) -> str:
+    return f"flickr30k_{split}.json" if caption_mode == "separate" else f"flickr30k_{split}_concat.json"
+
+
+def prepare_flickr30k(
+    root: str | Path,
+    out_dir: str | Path | None = None,
+    check_images: bool = False,
+    strict: bool = False,
+    caption_mode: str = "separate",
+    karpathy_json: str | Path | None = None,
+) -> Summary:
+    """Validate the annotations under ``root`` (or ``karpathy_json``), optionally open every image
+    under ``root/flickr30k-images`` (bad ones dropped and counted, or an error when ``strict``), and
+    write ``out_dir/flickr30k_<split>.json`` (``..._concat.json`` in concat mode) for each split."""
+    if caption_mode not in CAPTION_MODES:
+        raise PrepareError(f"caption_mode must be one of {CAPTION_MODES}, got {caption_mode!r}")
+    if strict and not check_images:
+        raise PrepareError("strict only applies to the image check: pass --check-images with --strict")
+    root = Path(root)
+    out_dir = Path(out_dir) if out_dir is not None else root
+    source = Path(karpathy_json) if karpathy_json is not None else root / CSV_NAME
+    rows, restval = read_karpathy_rows(source) if karpathy_json is not None else read_csv_rows(source)
+    summary = Summary(source=source, restval=restval, images_checked=check_images)
+    if check_images:
+        image_dir = root / IMAGE_DIR
+        if not image_dir.is_dir():
+            raise PrepareError(f"{image_dir}: image folder not found (--check-images opens {IMAGE_DIR}/<filename>)")
+        bad = find_bad_images(rows, image_dir)
+        examples = [f"{r.filename} ({reason}; {r.where})" for r, reason in bad[:MAX_EXAMPLES]]
+        if bad and strict:
+            raise PrepareError(f"{len(bad)} of {len(rows)} images missing or undecodable under {image_dir} "
+                               f"(--strict); first: " + "; ".join(examples))
+        dropped = {id(r) for r, _ in bad}
+        rows = [r for r in rows if id(r) not in dropped]
+        summary.dropped, summary.dropped_examples = len(bad), examples
+    anns = annotations(rows, caption_mode)
+    if not out_dir.is_dir():
+        out_dir.mkdir(parents=True)
+    files = {out_dir / output_name(s, caption_mode): dumps_records(anns[s]) for s in SPLITS}
+    write_atomic(files)
+    summary.rows = {s: len(anns[s]) for s in SPLITS}
+    summary.captions = {s: sum(len(a["captions"]) for a in anns[s]) for s in SPLITS}
+    summary.files = list(files)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point of ``prepare_flickr30k.py``; returns the exit status."""
+    ap = argparse.ArgumentParser(description="Write flickr30k_{train,val,test}.json from the Flickr30k annotations.")
+    ap.add_argument("--root", required=True, help=f"folder with {CSV_NAME} and {IMAGE_DIR}/")
+    ap.add_argument("--out-dir", default=None, help="where to write the split files (default: --root)")
+    ap.add_argument("--check-images", action="store_true", help="open every image; drop (and count) missing or undecodable ones")
+    ap.add_argument("--strict", action="store_true", help="with --check-images: a bad image is an error instead")
+    ap.add_argument("--caption-mode", choices=CAPTION_MODES, default="separate",
+                    help="separate: 5 captions per image (default); concat: one joined caption "
+                         "(older practice, kept only for comparison; writes flickr30k_<split>_concat.json)")
+    ap.add_argument("--karpathy-json", default=None, help="read Karpathy's dataset_flickr30k.json instead of the CSV "
+                                                           "('restval' is counted as train)")
+    args = ap.parse_args(argv)
+    try:
+        summary = prepare_flickr30k(args.root, args.out_dir, args.check_images, args.strict,
+                                    args.caption_mode, args.karpathy_json)
+    except PrepareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(summary.format())
+    return 0
