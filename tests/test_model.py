@@ -126,3 +126,13 @@ def test_low_resource_without_gpu_fails_clearly(tiny_stack, tmp_path):
     path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(tiny_stack, low_resource=True)})
     with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
         minigpt4.build_model(minigpt4.load_config(path).model)
+
+
+def test_fresh_projection_is_the_same_in_every_build(tiny_stack, tmp_path):
+    path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(tiny_stack, ckpt=None)})
+    cfg = minigpt4.load_config(path).model
+    torch.manual_seed(1)
+    a = minigpt4.build_model(cfg).llama_proj.weight
+    torch.manual_seed(2)
+    b = minigpt4.build_model(cfg).llama_proj.weight
+    assert torch.equal(a, b) and a.abs().max() > 0

@@ -32,7 +32,8 @@ MODEL_SCHEMA: dict[str, Key] = {
                     str, None, nullable=True, path="file"),
     "q_former_model": Key("BLIP-2 weights (Q-Former, query_tokens, ln_vision) in the blip2_pretrained_flant5xxl.pth "
                           "layout; null = random (tests only).", str, None, nullable=True, path="file"),
-    "ckpt": Key("MiniGPT-4 checkpoint with llama_proj (official or one of ours); null = fresh projection.",
+    "ckpt": Key("MiniGPT-4 checkpoint with llama_proj (official or one of ours); null = a fresh projection "
+                "(the same seeded init in every run).",
                 str, None, nullable=True, path="file"),
     "image_size": Key("Input image side in pixels (ViT position embeddings are resized to it).", int, 224),
     "num_query_token": Key("Number of learned Q-Former queries (image tokens given to the LLM).", int, 32),

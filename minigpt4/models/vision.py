@@ -42,6 +42,23 @@ def build_vision_encoder(config: Blip2VisionConfig) -> Blip2VisionModel:
     return model
 
 
+def keep_key_bias_zero(model: Blip2VisionModel) -> None:
+    """EVA has q and v biases but no k bias: when the ViT trains, zero the k third of each qkv bias
+    gradient so the weights stay expressible in the ``eva_vit_g.pth`` layout."""
+    for layer in model.encoder.layers:
+        bias = layer.self_attn.qkv.bias
+        width = bias.shape[0] // 3
+
+        def hook(grad: torch.Tensor, width: int = width) -> torch.Tensor:
+            grad = grad.clone()
+            grad[width: 2 * width] = 0
+            return grad
+
+        with torch.no_grad():
+            bias[width: 2 * width] = 0
+        bias.register_hook(hook)
+
+
 def _resize_pos_embed(pos: torch.Tensor, num_patches: int) -> torch.Tensor:
     """Bicubic-resize the patch grid of ``pos_embed`` [1, 1+n, W] to ``num_patches`` (CLS kept)."""
     old = pos.shape[1] - 1
