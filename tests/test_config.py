@@ -90,7 +90,7 @@ def test_unknown_section_and_model_type(tmp_path, tiny_stack):
                                               "trainer": {}})
     msg = _errors(path)
     assert f"trainer in {path}: unknown section" in msg
-    assert "unknown model_type 'vicuna13'" in msg and "['tiny', 'vicuna0']" in msg
+    assert "unknown model_type 'vicuna13'" in msg and "['standin', 'tiny', 'vicuna0']" in msg
 
 
 def test_yaml_syntax_error_names_line(tmp_path):
@@ -106,3 +106,12 @@ def test_bad_option_syntax(tiny_cfg_path):
 
 def test_missing_config_file(tmp_path):
     assert "config file not found" in _errors(tmp_path / "none.yaml")
+
+
+def test_standin_defaults_file_matches_standin_sizes():
+    from minigpt4.common.config import PACKAGE_DIR, read_yaml
+    from minigpt4.models.standins import STANDIN
+
+    d = read_yaml(PACKAGE_DIR / MiniGPT4.MODEL_TYPES["standin"])["model"]
+    assert d["vit_config"] == STANDIN["vit"] and d["qformer_config"] == STANDIN["qformer"]
+    assert d["image_size"] == STANDIN["image_size"] and d["num_query_token"] == STANDIN["num_query_token"]

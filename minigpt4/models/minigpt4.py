@@ -40,7 +40,8 @@ class MiniGPT4(nn.Module):
     """The MiniGPT-4 (v1) captioning model; build it with ``minigpt4.build_model(cfg.model)``."""
 
     SCHEMA = MODEL_SCHEMA
-    MODEL_TYPES = {"vicuna0": "configs/models/minigpt4_vicuna0.yaml", "tiny": "configs/models/minigpt4_tiny.yaml"}
+    MODEL_TYPES = {"vicuna0": "configs/models/minigpt4_vicuna0.yaml", "tiny": "configs/models/minigpt4_tiny.yaml",
+                   "standin": "configs/models/minigpt4_standin.yaml"}
     DEFAULT_MODEL_TYPE = "vicuna0"
 
     def __init__(self, visual_encoder: nn.Module, qformer: Blip2QFormerModel, query_tokens: nn.Parameter,

@@ -26,7 +26,8 @@ def _config_keys(allowed: set[str], reserved: dict[str, str], owner: str):
 
 MODEL_SCHEMA: dict[str, Key] = {
     "arch": Key("Registered model name.", str),
-    "model_type": Key("Defaults file for the arch: vicuna0 (official sizes) or tiny (tests, quickstart).", str, "vicuna0"),
+    "model_type": Key("Defaults file for the arch: vicuna0 (official sizes), tiny (tests) or standin (the quickstart's "
+                      "pre-trained tiny stand-ins).", str, "vicuna0"),
     "llama_model": Key("Local Hugging Face directory of the LLaMA/Vicuna LLM and its tokenizer.", str, path="dir"),
     "vit_ckpt": Key("EVA-ViT-G weights in the eva_vit_g.pth layout; null = random (tests only).",
                     str, None, nullable=True, path="file"),
