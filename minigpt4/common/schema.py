@@ -7,6 +7,7 @@ own one (``SCHEMA`` class attribute); ``minigpt4.common.config`` validates YAML 
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -102,6 +103,6 @@ def table_rows(schema: Mapping[str, Key], prefix: str = "") -> list[tuple[str, s
             rows.append((dotted, "mapping", "", key.doc))
             rows.extend(table_rows(key.children, dotted + "."))
             continue
-        default = "**required**" if key.required else f"`{key.default!r}`".replace("|", "\\|")
+        default = "**required**" if key.required else f"`{json.dumps(key.default)}`".replace("|", "\\|")
         rows.append((dotted, key.type_name(), default, key.doc))
     return rows
