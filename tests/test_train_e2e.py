@@ -1,0 +1,322 @@
+"""End-to-end training of the tiny stack on the synthetic Flickr30k sample: torchrun with 2 CPU
+processes (gloo), exact resume (clean stop, SIGINT, SIGKILL), NaN stop, frozen weights."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import minigpt4
+from minigpt4.common import dist as du
+from minigpt4.common.logging import setup_logger
+from minigpt4.common.registry import RUNNERS, TASKS
+from minigpt4.runners.checkpoint import LATEST, load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CFG = REPO / "train_configs" / "minigpt4_flickr_tiny.yaml"
+TRAINABLE = {"llama_proj.weight", "llama_proj.bias"}
+# The resume runs: 150 steps of 4 samples per epoch over 32 images x 5 captions (40 batches per data
+# pass), so epochs end mid-pass and the resumed stream must start in the middle of a pass.
+RESUME_RUN = {"max_epoch": 2, "iters_per_epoch": 150, "batch_size_train": 4, "log_freq": 1, "warmup_steps": 20}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def synthetic_flickr(tmp_path_factory) -> Path:
+    """40 synthetic 56-px images (32 train) with Flickr30k-style split files."""
+    from minigpt4.datasets import flickr30k_prepare, synthetic
+
+    out = tmp_path_factory.mktemp("synthetic_flickr30k")
+    assert synthetic.main(["--out", str(out), "--images", "40", "--image-size", "56"]) in (0, None)
+    assert flickr30k_prepare.main(["--root", str(out)]) in (0, None)
+    return out
+
+
+def options(stack: dict, data: Path, out: Path, **run) -> list[str]:
+    opts = [
+        f"model.llama_model={stack['llama_model']}",
+        f"model.vit_ckpt={stack['vit_ckpt']}",
+        f"model.q_former_model={stack['q_former_model']}",
+        f"datasets.flickr30k_caption.build_info.ann_path={data / 'flickr30k_train.json'}",
+        f"datasets.flickr30k_caption.build_info.image_path={data / 'flickr30k-images'}",
+        f"run.output_dir={out}",
+        "run.device=cpu",
+    ]
+    return opts + [f"run.{k}={v}" for k, v in run.items()]
+
+
+def _env(extra: dict | None = None) -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("MINIGPT4_DEBUG_NAN_STEP", None)
+    return {**env, **(extra or {})}
+
+
+def train_cmd(opts: list[str], nproc: int = 0, resume: str | None = None) -> list[str]:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc else [sys.executable]
+    cmd = launcher + ["train.py", "--cfg-path", str(TINY_CFG), "--options", *opts]
+    return cmd + (["--resume", resume] if resume else [])
+
+
+def run_train(opts: list[str], nproc: int = 0, resume: str | None = None, env: dict | None = None,
+              check: bool = True, timeout: int = 240) -> subprocess.CompletedProcess:
+    proc = subprocess.run(train_cmd(opts, nproc, resume), cwd=REPO, env=_env(env), capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"train.py exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def run_dirs(out: Path, job: str = "minigpt4_flickr_tiny") -> list[Path]:
+    return sorted(p for p in (out / job).iterdir() if p.is_dir())
+
+
+def epoch_records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.txt").read_text().splitlines()]
+
+
+def final_weights(run_dir: Path, epoch: int) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / f"checkpoint_{epoch}.pth", weights_only=True)["model"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert set(a) == set(b) == TRAINABLE
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs (max abs diff {(a[k] - b[k]).abs().max().item():.3g})"
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_stack, synthetic_flickr, tmp_path_factory) -> Path:
+    """An uninterrupted single-process run of RESUME_RUN: its run folder."""
+    out = tmp_path_factory.mktemp("reference")
+    run_train(options(tiny_stack, synthetic_flickr, out, **RESUME_RUN))
+    (run_dir,) = run_dirs(out)
+    return run_dir
+
+
+def test_torchrun_two_processes(tiny_stack, synthetic_flickr, tmp_path):
+    """2 CPU ranks (gloo) x 2 epochs with gradient accumulation and a DataLoader worker: documented
+    files, loss goes down, lr follows the formula; a second torchrun job resumed from checkpoint_0
+    (mid data pass) ends with the same weights and epoch-1 loss (per-rank state restored)."""
+    run = {"max_epoch": 2, "iters_per_epoch": 25, "batch_size_train": 4, "accum_grad_iters": 2, "log_freq": 5,
+           "warmup_steps": 5, "num_workers": 1, "job_name": "ddp"}
+    proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path / "a", **run), nproc=2)
+    (run_dir,) = run_dirs(tmp_path / "a", "ddp")
+    assert re.fullmatch(r"\d{14}", run_dir.name)
+    names = {p.name for p in run_dir.iterdir()}
+    assert names == {"config.yaml", "log.txt", "checkpoint_0.pth", "checkpoint_1.pth", LATEST}
+    assert re.search(r"Train: epoch \[1\] \[20/25\] eta \d+:\d\d:\d\d lr 0\.\d{6} loss \d+\.\d{4} time \d+\.\d{4} "
+                     r"data \d+\.\d{4} max mem \d+", proc.stdout)
+    assert "2 rank(s) on cpu" in proc.stdout
+    assert re.search(r"DDP over 2 trainable tensors; [1-9]\d* frozen parameters/buffers excluded", proc.stdout)
+
+    records = epoch_records(run_dir)
+    assert [r["epoch"] for r in records] == [0, 1]
+    for r in records:
+        assert {"epoch", "loss", "lr", "seconds", "samples_per_s", "skipped"} <= set(r)
+        assert r["samples"] == 25 * 2 * 4 * 2 and r["skipped"] == 0 and r["samples_per_s"] > 0
+    assert records[1]["loss"] < records[0]["loss"] - 0.005, records  # it learns
+    cfg = minigpt4.load_config(run_dir / "config.yaml")  # the resolved config is itself a valid config
+    assert cfg.run.max_epoch == 2 and cfg.run.job_name == "ddp"
+    sched = lambda t: 1e-3 + (1e-2 - 1e-3) * 0.5 * (1 + __import__("math").cos(__import__("math").pi * t / 50))  # noqa: E731
+    assert records[1]["lr"] == pytest.approx(sched(49), rel=1e-9)  # lr of the epoch's last step
+
+    ckpt = load_checkpoint(run_dir / LATEST)
+    assert set(ckpt["model"]) == TRAINABLE  # only the trainable parameters
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 50 and ckpt["world_size"] == 2
+    assert len(ckpt["rank_states"]) == 2
+    assert ckpt["rank_states"][0]["data"] == ckpt["rank_states"][1]["data"] == {"data_pass": 4, "batch_in_pass": 20}
+    assert not torch.equal(ckpt["rank_states"][0]["rng"]["torch"], ckpt["rank_states"][1]["rng"]["torch"])
+
+    run_train(options(tiny_stack, synthetic_flickr, tmp_path / "b", **run), nproc=2,
+              resume=str(run_dir / "checkpoint_0.pth"))
+    (resumed,) = run_dirs(tmp_path / "b", "ddp")
+    assert [r["epoch"] for r in epoch_records(resumed)] == [1]
+    assert epoch_records(resumed)[0]["loss"] == records[1]["loss"]
+    assert_same_weights(final_weights(resumed, 1), final_weights(run_dir, 1))
+
+
+def test_stop_and_resume_equals_uninterrupted(tiny_stack, synthetic_flickr, reference, tmp_path):
+    opts = options(tiny_stack, synthetic_flickr, tmp_path, **RESUME_RUN)
+    run_train(opts + ["run.stop_after_epoch=0"])
+    (run_dir,) = run_dirs(tmp_path)
+    assert not (run_dir / "checkpoint_1.pth").exists()
+    proc = run_train(opts, resume="auto")
+    assert "--resume auto: continuing from" in proc.stdout
+    assert run_dirs(tmp_path) == [run_dir]  # continued in the same run folder
+    assert_same_weights(final_weights(run_dir, 1), final_weights(reference, 1))
+    assert epoch_records(run_dir) == [{**r, "seconds": r2["seconds"], "samples_per_s": r2["samples_per_s"]}
+                                      for r, r2 in zip(epoch_records(reference), epoch_records(run_dir))]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, reference, tmp_path, sig):
+    """Kill during epoch 1 (after checkpoint_0), resume with --resume auto: epoch 1 is redone and
+    the final weights and per-epoch losses equal the uninterrupted run's."""
+    opts = options(tiny_stack, synthetic_flickr, tmp_path, **RESUME_RUN)
+    log_path = tmp_path / "stdout.txt"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(train_cmd(opts), cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.time() + 180
+            while not re.search(r"Train: epoch \[1\] \[\s*3/150\]", log_path.read_text()):
+                assert proc.poll() is None, f"train.py ended early:\n{log_path.read_text()[-3000:]}"
+                assert time.time() < deadline, "epoch 1 never started"
+                time.sleep(0.02)
+            proc.send_signal(sig)
+            rc = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log_path.read_text()
+    (run_dir,) = run_dirs(tmp_path)
+    assert (run_dir / "checkpoint_0.pth").exists()
+    assert not (run_dir / "checkpoint_1.pth").exists(), "the kill came too late: epoch 1 had finished"
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]  # no temporary files
+    if sig == signal.SIGINT:
+        assert rc == 130 and "Interrupted. Nothing is half-written" in text and "checkpoint_0.pth" in text
+    else:
+        assert rc == -signal.SIGKILL
+    assert [r["epoch"] for r in epoch_records(run_dir)] == [0]
+
+    run_train(opts, resume="auto")
+    assert run_dirs(tmp_path) == [run_dir]
+    assert_same_weights(final_weights(run_dir, 1), final_weights(reference, 1))
+    assert [r["loss"] for r in epoch_records(run_dir)] == [r["loss"] for r in epoch_records(reference)]
+
+
+def test_resume_auto_without_checkpoint_starts_fresh(tiny_stack, synthetic_flickr, tmp_path):
+    proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path, max_epoch=1, iters_per_epoch=2,
+                             batch_size_train=2), resume="auto")
+    assert "no checkpoint under" in proc.stdout and "starting a fresh run" in proc.stdout
+    assert (run_dirs(tmp_path)[0] / "checkpoint_0.pth").is_file()
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_stack, synthetic_flickr, tmp_path):
+    run = {"max_epoch": 3, "iters_per_epoch": 6, "batch_size_train": 2}
+    proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path, **run),
+                     env={"MINIGPT4_DEBUG_NAN_STEP": "9"}, check=False)
+    assert proc.returncode == 1
+    assert "Loss is nan at epoch 1 step 3 (global step 9); stopping" in proc.stdout
+    (run_dir,) = run_dirs(tmp_path)
+    assert f"The last good checkpoint is {run_dir / 'checkpoint_0.pth'}" in proc.stdout
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint_0.pth", LATEST, "config.yaml", "log.txt"]
+    ckpt = load_checkpoint(run_dir / LATEST)
+    assert ckpt["epoch"] == 0 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_nan_on_one_rank_stops_every_rank(tiny_stack, synthetic_flickr, tmp_path):
+    """NaN on rank 1 only: both ranks stop at the same step (no hang in a collective)."""
+    run = {"max_epoch": 2, "iters_per_epoch": 4, "batch_size_train": 2}
+    start = time.time()
+    proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path, **run), nproc=2,
+                     env={"MINIGPT4_DEBUG_NAN_STEP": "2:1"}, check=False, timeout=120)
+    assert proc.returncode != 0 and time.time() - start < 100
+    assert "Loss is nan at epoch 0 step 2 (global step 2)" in proc.stdout
+    assert "none (no epoch has finished yet)" in proc.stdout
+    assert not list(run_dirs(tmp_path)[0].glob("checkpoint_*"))
+
+
+def test_frozen_weights_unchanged_in_process(tiny_stack, synthetic_flickr, tmp_path):
+    """Frozen parameters and buffers are bit-identical after training; llama_proj moved; the
+    checkpoint holds exactly the trainable parameters, equal to the model's."""
+    cfg = minigpt4.load_config(TINY_CFG, options(tiny_stack, synthetic_flickr, tmp_path, max_epoch=1,
+                                                 iters_per_epoch=4, batch_size_train=2))
+    info = du.init_distributed("cpu")
+    setup_logger(0)
+    task = TASKS.get(cfg.run.task).from_config(cfg.run)
+    model = minigpt4.build_model(cfg.model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == TRAINABLE == set(model.trainable_state_dict())
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    runner = RUNNERS.get(cfg.run.runner).from_config(cfg, task=task, model=model, datasets=task.build_datasets(cfg.datasets),
+                                                     run_dir=tmp_path / "run", dist_info=info)
+    runner.train()
+    after = model.state_dict()
+    assert set(after) == set(before)
+    for k, v in before.items():
+        if k in TRAINABLE:
+            assert not torch.equal(v, after[k]), f"{k} did not train"
+        else:
+            assert v.dtype == after[k].dtype and torch.equal(v, after[k]), f"frozen {k} changed"
+    saved = torch.load(tmp_path / "run" / "checkpoint_0.pth", weights_only=True)["model"]
+    assert_same_weights(saved, {k: after[k] for k in TRAINABLE})
+
+
+def test_tensorboard_is_optional(tiny_stack, synthetic_flickr, tmp_path):
+    import importlib.util
+
+    opts = options(tiny_stack, synthetic_flickr, tmp_path, max_epoch=1, iters_per_epoch=2, batch_size_train=2,
+                   tensorboard="true")
+    proc = run_train(opts, check=False)
+    if importlib.util.find_spec("tensorboard") is None:
+        assert proc.returncode != 0
+        assert "run.tensorboard is true but the 'tensorboard' package is not installed" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert list((run_dirs(tmp_path)[0] / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_restores_step_data_and_rng_in_process(tiny_stack, synthetic_flickr, tmp_path):
+    """A runner built with run.resume_ckpt_path starts at the next epoch with this rank's saved
+    data-stream position, RNG states, optimizer state and weights."""
+    common = dict(iters_per_epoch=3, batch_size_train=2, max_epoch=2)
+    cfg = minigpt4.load_config(TINY_CFG, options(tiny_stack, synthetic_flickr, tmp_path, stop_after_epoch=0, **common))
+    info = du.init_distributed("cpu")
+    setup_logger(0)
+    task = TASKS.get(cfg.run.task).from_config(cfg.run)
+    build = lambda c, d: RUNNERS.get(c.run.runner).from_config(  # noqa: E731
+        c, task=task, model=minigpt4.build_model(c.model), datasets=task.build_datasets(c.datasets), run_dir=d, dist_info=info)
+    first = build(cfg, tmp_path / "a")
+    assert [r["epoch"] for r in first.train()] == [0]  # stop_after_epoch
+    ckpt = load_checkpoint(tmp_path / "a" / "checkpoint_0.pth")
+    torch.manual_seed(12345)  # scramble the RNG; resume must restore it
+    cfg2 = minigpt4.load_config(TINY_CFG, options(tiny_stack, synthetic_flickr, tmp_path, **common)
+                                + [f"run.resume_ckpt_path={tmp_path / 'a' / 'checkpoint_0.pth'}"])
+    second = build(cfg2, tmp_path / "b")
+    assert second.start_epoch == 1
+    assert second.loader.state_dict() == ckpt["rank_states"][0]["data"] == {"data_pass": 0, "batch_in_pass": 3}
+    assert torch.equal(torch.get_rng_state(), ckpt["rank_states"][0]["rng"]["torch"])
+    assert_same_weights(second.model_without_ddp.trainable_state_dict(), ckpt["model"])
+    assert second.optimizer.state_dict()["state"][0]["step"].item() == 3
+    assert [r["epoch"] for r in second.train()] == [1]
+
+
+@pytest.fixture()
+def corrupt_flickr(synthetic_flickr, tmp_path) -> tuple[Path, str]:
+    """A copy of the synthetic data whose first training image is not a JPEG any more."""
+    import shutil
+
+    data = tmp_path / "corrupt_data"
+    shutil.copytree(synthetic_flickr, data)
+    name = json.loads((data / "flickr30k_train.json").read_text())[0]["image"]
+    (data / "flickr30k-images" / name).write_bytes(b"not a jpeg")
+    return data, name
+
+
+def test_corrupt_image_is_skipped_and_counted(tiny_stack, corrupt_flickr, tmp_path):
+    data, name = corrupt_flickr
+    # one full data pass: 32 images x 5 captions = 160 samples = 40 batches of 4
+    proc = run_train(options(tiny_stack, data, tmp_path / "out", max_epoch=1, iters_per_epoch=40, batch_size_train=4))
+    (record,) = epoch_records(run_dirs(tmp_path / "out")[0])
+    assert record["skipped"] == 5 and record["samples"] == 155  # the 5 captions of the bad image
+    assert "Epoch 0: skipped 5 missing/corrupt samples" in proc.stdout + proc.stderr
+
+
+def test_failing_rank_takes_the_job_down(tiny_stack, corrupt_flickr, tmp_path):
+    """strict_data: the rank that meets the bad image raises; torchrun ends the job (no hang)."""
+    data, name = corrupt_flickr
+    start = time.time()
+    proc = run_train(options(tiny_stack, data, tmp_path / "out", max_epoch=1, iters_per_epoch=20, batch_size_train=4,
+                             strict_data="true"), nproc=2, check=False, timeout=150)
+    assert proc.returncode != 0 and time.time() - start < 120
+    assert "ImageLoadError" in proc.stderr and name in proc.stderr
+    assert not list(run_dirs(tmp_path / "out")[0].glob("checkpoint_*"))
