@@ -16,7 +16,7 @@ from minigpt4.common.prompt import PromptTemplate, load_instructions
 from .qformer import load_blip2_checkpoint, qformer_config
 from .schema import MODEL_SCHEMA
 from .state_io import load_weights, unwrap
-from .vision import build_vision_encoder, keep_key_bias_zero, load_eva_checkpoint, vision_config
+from .vision import build_vision_encoder, half_linear_weights, keep_key_bias_zero, load_eva_checkpoint, vision_config
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ class MiniGPT4(nn.Module):
             model.load_checkpoint(cfg.ckpt)
         if not cfg.low_resource:
             model.to(dev)
+        if dev.type == "cuda" and cfg.vit_precision != "fp32" and cfg.freeze_vit:
+            half_linear_weights(vit, _DTYPES[cfg.vit_precision])
         n = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log.info("trainable parameters: %s", f"{n:,}")
         return model

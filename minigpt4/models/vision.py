@@ -42,6 +42,14 @@ def build_vision_encoder(config: Blip2VisionConfig) -> Blip2VisionModel:
     return model
 
 
+def half_linear_weights(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast only Linear and Conv2d weights to ``dtype`` (the official fp16 ViT); LayerNorms and the
+    position/class embeddings stay fp32 and the forward runs under autocast."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+            m.to(dtype)
+
+
 def keep_key_bias_zero(model: Blip2VisionModel) -> None:
     """EVA has q and v biases but no k bias: when the ViT trains, zero the k third of each qkv bias
     gradient so the weights stay expressible in the ``eva_vit_g.pth`` layout."""

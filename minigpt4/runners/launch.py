@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
     du.seed_everything(cfg.run.seed)  # identical model init on every rank
     task = TASKS.get(cfg.run.task).from_config(cfg.run)
     datasets = task.build_datasets(cfg.datasets)
-    model = minigpt4.build_model(cfg.model)
+    model = minigpt4.build_model(cfg.model, device=info.device)  # LLM loaded in its GPU dtype there
     du.seed_everything(cfg.run.seed + info.rank)
     runner = RUNNERS.get(cfg.run.runner).from_config(
         cfg, task=task, model=model, datasets=datasets, run_dir=run_dir, dist_info=info)

@@ -1,0 +1,104 @@
+"""Summaries of a run's evaluations: ``summary.csv``, ``summary.md`` and ``summary.png``.
+
+``python -m minigpt4.evaluation.summary RUN_DIR [--eval-dir DIR]`` reads every ``DIR/*/metrics.json``
+(written by ``eval_scripts/eval_flickr30k.py``; DIR defaults to ``RUN_DIR/eval``) and writes the
+three files into DIR.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from minigpt4.common.io import atomic_write_text as write_text
+from minigpt4.evaluation.plot import plot_metrics
+from minigpt4.evaluation.scoring import METRICS
+
+INFO_COLUMNS = ["name", "epoch", "split", "num_images", "limit"]
+
+
+def collect(eval_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
+    """One row per ``eval_dir/*/metrics.json`` (sorted by epoch, pretrained = -1 first) and the
+    metric columns present (SPICE only when every row has it)."""
+    eval_dir = Path(eval_dir)
+    rows = []
+    for path in sorted(eval_dir.glob("*/metrics.json")):
+        try:
+            m = json.loads(path.read_text())
+            scores = m["scores"]
+            row = {"name": m.get("name", path.parent.name), "epoch": m.get("epoch"), "split": m.get("split"),
+                   "num_images": m.get("num_images"), "limit": m.get("limit")}
+            row.update({k: float(v) for k, v in scores.items()})
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a metrics.json written by eval_flickr30k.py ({e!r})") from e
+        missing = [k for k in METRICS if k not in row]
+        if missing:
+            raise ValueError(f"{path}: scores lack {missing}")
+        rows.append(row)
+    if not rows:
+        raise FileNotFoundError(f"no */metrics.json under {eval_dir}: evaluate some checkpoints first")
+    table = pd.DataFrame(rows)
+    metrics = list(METRICS) + (["SPICE"] if "SPICE" in table and table["SPICE"].notna().all() else [])
+    table["epoch"] = table["epoch"].astype("Int64")
+    order = table["epoch"].fillna(10**9).astype(int)
+    table = table.assign(_o=order).sort_values(["_o", "name"]).drop(columns="_o").reset_index(drop=True)
+    return table[INFO_COLUMNS + metrics], metrics
+
+
+def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
+    """A Markdown table: one row per checkpoint, one column per metric (4 decimals)."""
+    cols = ["checkpoint", "epoch", "images"] + metrics
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * 3 + "---:|" * len(metrics)]
+    for _, r in table.iterrows():
+        epoch = "" if pd.isna(r["epoch"]) else ("pretrained" if r["epoch"] == -1 else str(r["epoch"]))
+        images = f"{r['num_images']}" + ("" if pd.isna(r["limit"]) else " (limit)")
+        cells = [str(r["name"]), epoch, images] + [f"{r[m]:.4f}" for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``eval_dir`` (default
+    ``run_dir/eval``); returns their paths."""
+    eval_dir = Path(eval_dir) if eval_dir is not None else Path(run_dir) / "eval"
+    table, metrics = collect(eval_dir)
+    splits = sorted(set(table["split"].dropna()))
+    split = "/".join(splits) or "?"
+    subset = table["limit"].notna().any()
+    out = {k: eval_dir / f"summary.{k}" for k in ("csv", "md", "png")}
+    write_text(out["csv"], table.to_csv(index=False))
+    notes = [f"# Flickr30k {split} captioning: {Path(run_dir).resolve().name}", "",
+             "Scores from pycocoevalcap (PTB tokenizer; BLEU-1..4, METEOR, ROUGE-L, CIDEr-D), 0-1 scale "
+             "(CIDEr is not capped at 1). `pretrained` is the baseline: the eval config's `model.ckpt`, or the "
+             "fresh projection when it is null.", ""]
+    if subset:
+        notes += ["**Note:** rows marked *(limit)* were scored on the first N images only; CIDEr's idf comes "
+                  "from the scored references, so those scores are not comparable with the full split.", ""]
+    write_text(out["md"], "\n".join(notes) + "\n" + to_markdown(table, metrics))
+    n = table["num_images"].max()
+    title = f"Flickr30k {split} captioning ({n} images{', subset' if subset else ''})"
+    plot_metrics(table, metrics, out["png"], title)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", help="run folder whose eval/ holds <name>/metrics.json")
+    ap.add_argument("--eval-dir", default=None, help="folder of <name>/metrics.json (default: RUN_DIR/eval)")
+    args = ap.parse_args(argv)
+    try:
+        out = write_summary(args.run_dir, args.eval_dir)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print((out["md"]).read_text())
+    print("wrote " + ", ".join(str(p) for p in out.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Run folders (which checkpoints are pending) and the summary table and plot."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from minigpt4.evaluation import METRICS
+from minigpt4.evaluation.plot import plot_metrics
+from minigpt4.evaluation.rundir import checkpoint_epoch, checkpoint_name, main as rundir_main, pending, run_checkpoints
+from minigpt4.evaluation.summary import collect, main as summary_main, to_markdown, write_summary
+
+
+def write_metrics(eval_dir: Path, name: str, epoch: int | None, scores: dict, limit: int | None = None) -> Path:
+    """A metrics.json in the layout eval_flickr30k.py writes (the fields the summary reads)."""
+    path = eval_dir / name / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"name": name, "epoch": epoch, "split": "test", "num_images": 6 if limit is None else limit,
+                                "limit": limit, "scores": scores}))
+    return path
+
+
+def scores_for(i: int) -> dict:
+    return {m: round(0.1 * (i + 1) + 0.01 * j, 4) for j, m in enumerate(METRICS)}
+
+
+def make_run(tmp_path: Path, epochs=(0, 1, 2, 10)) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    for e in epochs:
+        (run / f"checkpoint_{e}.pth").write_bytes(b"x")
+    (run / "checkpoint_latest.pth").write_bytes(b"x")  # not an epoch checkpoint
+    (run / "log.txt").write_text("")
+    return run
+
+
+def test_checkpoint_names_and_epochs():
+    assert checkpoint_name("pretrained") == "pretrained" and checkpoint_epoch("pretrained") == -1
+    assert checkpoint_name("/a/b/checkpoint_12.pth") == "checkpoint_12" and checkpoint_epoch("/a/checkpoint_12.pth") == 12
+    assert checkpoint_name("my.model.pth") == "my.model" and checkpoint_epoch("my.model.pth") is None
+
+
+def test_checkpoints_in_numeric_epoch_order(tmp_path):
+    run = make_run(tmp_path)
+    assert [p.name for p in run_checkpoints(run)] == [f"checkpoint_{e}.pth" for e in (0, 1, 2, 10)]
+    with pytest.raises(FileNotFoundError, match="run folder not found"):
+        run_checkpoints(tmp_path / "nope")
+
+
+def test_pending_skips_finished_ones(tmp_path, capsys):
+    run = make_run(tmp_path)
+    names = lambda specs: [checkpoint_name(s) for s in specs]  # noqa: E731
+    assert names(pending(run)) == ["pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_2", "checkpoint_10"]
+    write_metrics(run / "eval", "pretrained", -1, scores_for(0))
+    write_metrics(run / "eval", "checkpoint_1", 1, scores_for(1))
+    (run / "eval" / "checkpoint_2").mkdir()
+    (run / "eval" / "checkpoint_2" / "metrics.json").write_text("{truncated")  # unreadable: redo
+    assert names(pending(run)) == ["checkpoint_0", "checkpoint_2", "checkpoint_10"]
+    # results computed on a subset do not count for a full evaluation, and vice versa
+    assert names(pending(run, limit=50)) == ["pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_2", "checkpoint_10"]
+    assert rundir_main([str(run)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [str((run / f"checkpoint_{e}.pth").resolve()) for e in (0, 2, 10)]
+    assert rundir_main([str(tmp_path / "missing")]) == 2
+
+
+def test_summary_files(tmp_path):
+    run = make_run(tmp_path)
+    eval_dir = run / "eval"
+    # written out of order on purpose; checkpoint_10 must come after checkpoint_2
+    for i, (name, epoch) in enumerate([("checkpoint_10", 10), ("pretrained", -1), ("checkpoint_2", 2),
+                                       ("checkpoint_0", 0), ("checkpoint_1", 1)]):
+        write_metrics(eval_dir, name, epoch, scores_for(i))
+    out = write_summary(run)
+    assert set(out) == {"csv", "md", "png"} and all(p.is_file() for p in out.values())
+
+    csv = pd.read_csv(out["csv"])
+    assert list(csv["name"]) == ["pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_2", "checkpoint_10"]
+    assert list(csv["epoch"]) == [-1, 0, 1, 2, 10]
+    assert list(csv.columns) == ["name", "epoch", "split", "num_images", "limit", *METRICS]
+    assert csv.loc[csv["name"] == "checkpoint_2", "CIDEr"].item() == scores_for(2)["CIDEr"]
+
+    md = out["md"].read_text()
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert table[0].split("|")[1:-1] == [f" {c} " for c in ["checkpoint", "epoch", "images", *METRICS]]
+    assert len(table) == 2 + 5
+    assert table[2].startswith("| pretrained | pretrained | 6 |")
+    assert f"{scores_for(1)['METEOR']:.4f}" in table[2]
+    assert "not comparable" not in md  # no subsets here
+
+    with Image.open(out["png"]) as im:
+        im.load()
+        assert im.format == "PNG" and im.width >= 800 and im.height >= 400
+        assert json.loads(im.text["Metrics"]) == list(METRICS)
+        assert json.loads(im.text["Epochs"]) == [-1, 0, 1, 2, 10]
+        assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 20  # lines in several colours, not a blank canvas
+
+
+def test_subset_rows_are_flagged(tmp_path):
+    run = make_run(tmp_path, epochs=(0,))
+    write_metrics(run / "eval", "pretrained", -1, scores_for(0), limit=3)
+    write_metrics(run / "eval", "checkpoint_0", 0, scores_for(1), limit=3)
+    md = write_summary(run)["md"].read_text()
+    assert "not comparable with the full split" in md and "3 (limit)" in md
+
+
+def test_plot_returns_one_line_per_metric(tmp_path):
+    table = pd.DataFrame([{"epoch": e, **scores_for(e + 1)} for e in (-1, 0, 1)])
+    labels = plot_metrics(table, list(METRICS), tmp_path / "p.png", "title")
+    assert labels == list(METRICS)
+    assert Image.open(tmp_path / "p.png").size[0] > 0
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temporary file
+
+
+def test_collect_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no \\*/metrics.json"):
+        collect(tmp_path)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "metrics.json").write_text(json.dumps({"scores": {"Bleu_1": 0.1}}))
+    with pytest.raises(ValueError, match="scores lack"):
+        collect(tmp_path)
+    assert summary_main([str(tmp_path / "nothing")]) == 2
+
+
+def test_markdown_of_unknown_epoch(tmp_path):
+    write_metrics(tmp_path, "custom", None, scores_for(0))
+    table, metrics = collect(tmp_path)
+    assert "| custom |  | 6 |" in to_markdown(table, metrics)
+
+
+def test_report(tmp_path):
+    from minigpt4.evaluation.report import report
+
+    run = make_run(tmp_path, epochs=(0,))
+    ann = tmp_path / "flickr30k_test.json"
+    ann.write_text(json.dumps([{"image": f"{i}.jpg", "image_id": str(i), "captions": [f"true caption {i}", "other"]}
+                               for i in range(3)]))
+    eval_dir = run / "eval_limit2"  # only a --limit evaluation exists: the report finds it
+    for n, (name, epoch) in enumerate([("pretrained", -1), ("checkpoint_0", 0)]):
+        write_metrics(eval_dir, name, epoch, scores_for(n), limit=2)
+        (eval_dir / name / "captions.json").write_text(json.dumps(
+            [{"image_id": str(i), "image": f"{i}.jpg", "caption": f"{name} says {i}"} for i in range(2)]))
+    text = report(run, annotations=ann, samples=1)
+    assert "true caption 0" in text and "pretrained says 0" in text and "checkpoint_0 says 0" in text
+    assert "says 1" not in text and str((eval_dir / "summary.png").resolve()) in text
+    assert (eval_dir / "summary.md").is_file()
