@@ -215,12 +215,6 @@ def test_empty_split(setup, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_conflicting_splits(setup, tmp_path, capsys):
-    err = _fail(["--cfg-path", setup["cfg"], "--save-path", tmp_path / "out", "--options",
-                 "evaluation_datasets.flickr30k_eval.split=val"], capsys)
-    assert "conflicting splits" in err and "run.eval_split" in err and "--split" in err
-
-
 def test_missing_java(setup, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     err = _fail(["--cfg-path", setup["cfg"], "--save-path", tmp_path / "out"], capsys)

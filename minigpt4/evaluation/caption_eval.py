@@ -87,10 +87,7 @@ def build_split(cfg: DictConfig, split: str | None) -> tuple[Any, str, str]:
     name, entry = next(iter(entries.items()))
     entry = OmegaConf.to_container(entry, resolve=True)
     if split is None:
-        split = entry.get("split", cfg.run.eval_split)
-        if split != cfg.run.eval_split:
-            raise EvalSetupError(f"conflicting splits: evaluation_datasets.{name}.split is {split!r} but "
-                                 f"run.eval_split is {cfg.run.eval_split!r}; make them agree or pass --split")
+        split = entry.get("split", "test")
     if "split" in entry:
         entry["split"] = split
     builder = DATASETS.get(entry["builder"]).from_config(entry, strict=True)

@@ -48,7 +48,6 @@ RUN_SCHEMA: dict[str, Key] = {
     "dist_backend": Key("torch.distributed backend; auto = nccl on CUDA, gloo on CPU.", str, "auto", choices=("auto", "nccl", "gloo")),
     "max_new_tokens": Key("Evaluation: new tokens generated per caption.", int, 30),
     "num_beams": Key("Evaluation: beam size (1 = greedy).", int, 1),
-    "eval_split": Key("Evaluation: the split scored by eval_flickr30k.py unless --split is given.", str, "test"),
     "eval_instruction": Key(
         "Evaluation: the one instruction (containing <ImageHere>) given for every image, so captions do not "
         "depend on sharding; null = the first line of model.prompt_path.", str, None, nullable=True),
