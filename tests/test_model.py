@@ -136,3 +136,18 @@ def test_fresh_projection_is_the_same_in_every_build(tiny_stack, tmp_path):
     torch.manual_seed(2)
     b = minigpt4.build_model(cfg).llama_proj.weight
     assert torch.equal(a, b) and a.abs().max() > 0
+
+
+@pytest.mark.parametrize("grad_checkpoint", [False, True])
+def test_unfrozen_vit_gets_gradients_through_a_frozen_qformer(tiny_stack, tmp_path, grad_checkpoint):
+    path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(
+        tiny_stack, freeze_vit=False, use_grad_checkpoint=grad_checkpoint)})
+    m = minigpt4.build_model(minigpt4.load_config(path).model)
+    m.train()
+    assert m.visual_encoder.training and not m.qformer.training
+    m({"image": _images(2), "instruction_input": [INSTR, INSTR2], "answer": ["a red circle", "two"]})["loss"].backward()
+    layer = m.visual_encoder.encoder.layers[0]
+    assert layer.mlp.fc1.weight.grad is not None and layer.mlp.fc1.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in m.qformer.parameters()) and m.query_tokens.grad is None
+    q, k, v = layer.self_attn.qkv.bias.grad.chunk(3)
+    assert torch.all(k == 0) and q.abs().sum() > 0  # EVA has no key bias: it stays zero

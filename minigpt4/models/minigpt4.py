@@ -105,8 +105,8 @@ class MiniGPT4(nn.Module):
                     prompt_template=cfg.prompt_template, max_txt_len=cfg.max_txt_len, end_sym=cfg.end_sym,
                     vit_precision=cfg.vit_precision, freeze_vit=cfg.freeze_vit,
                     freeze_qformer=cfg.freeze_qformer, freeze_llm=cfg.freeze_llm)
-        if cfg.use_grad_checkpoint:
-            vit.gradient_checkpointing_enable()
+        if cfg.use_grad_checkpoint:  # transformers >= 5 renamed it activation checkpointing
+            (getattr(vit, "activation_checkpointing_enable", None) or vit.gradient_checkpointing_enable)()
         if cfg.get("ckpt"):
             model.load_checkpoint(cfg.ckpt)
         if not cfg.low_resource:
@@ -181,7 +181,9 @@ class MiniGPT4(nn.Module):
                 feats = self.visual_encoder(pixel_values=images).last_hidden_state
         feats = feats.float()
         atts = torch.ones(feats.shape[:-1], dtype=torch.long, device=feats.device)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen["qformer"]):
+        # the Q-Former needs a graph when it trains or when the ViT before it does
+        qformer_grad = not (self.frozen["qformer"] and self.frozen["visual_encoder"])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and qformer_grad):
             queries = self.qformer(query_embeds=self.query_tokens.expand(feats.shape[0], -1, -1),
                                    encoder_hidden_states=feats, encoder_attention_mask=atts).last_hidden_state
         embeds = self.llama_proj(queries.to(self.llama_proj.weight.dtype))
