@@ -4,7 +4,8 @@ import torch
 
 import minigpt4
 from minigpt4.models.qformer import blip2_to_hf, hf_to_blip2
-from minigpt4.models.state_io import load_weights, save_atomic
+from minigpt4.common.io import atomic_torch_save
+from minigpt4.models.state_io import load_weights
 from minigpt4.models.tiny import official_blip2_state, official_vit_state
 from minigpt4.models.vision import eva_to_hf
 
@@ -22,9 +23,9 @@ def test_files_written_from_a_model_reproduce_its_encode_img(tmp_path, tiny_stac
     src = _build(tmp_path, tiny_stack, vit_ckpt=None, q_former_model=None, ckpt=None)
     eva, ln_vision = official_vit_state(src.visual_encoder)
     assert "blocks.0.attn.q_bias" in eva and "blocks.0.attn.v_bias" in eva and "cls_token" in eva
-    save_atomic(eva, tmp_path / "vit.pth")
-    save_atomic(official_blip2_state(src.qformer, src.query_tokens, ln_vision), tmp_path / "blip2.pth")
-    save_atomic({"model": src.trainable_state_dict()}, tmp_path / "proj.pth")
+    atomic_torch_save(eva, tmp_path / "vit.pth")
+    atomic_torch_save(official_blip2_state(src.qformer, src.query_tokens, ln_vision), tmp_path / "blip2.pth")
+    atomic_torch_save({"model": src.trainable_state_dict()}, tmp_path / "proj.pth")
     dst = _build(tmp_path, tiny_stack, "d.yaml", vit_ckpt=str(tmp_path / "vit.pth"),
                  q_former_model=str(tmp_path / "blip2.pth"), ckpt=str(tmp_path / "proj.pth"))
     images = torch.randn(2, 3, 56, 56)
@@ -60,7 +61,7 @@ def official_vit_state_from(hf_sd):
 def test_missing_vit_key_is_named(tmp_path, tiny_stack):
     eva = load_weights(tiny_stack["vit_ckpt"])
     del eva["blocks.1.mlp.fc2.weight"]
-    save_atomic(eva, tmp_path / "vit.pth")
+    atomic_torch_save(eva, tmp_path / "vit.pth")
     with pytest.raises(KeyError, match=r"Missing keys: \['encoder.layers.1.mlp.fc2.weight'\]"):
         _build(tmp_path, tiny_stack, vit_ckpt=str(tmp_path / "vit.pth"))
 
@@ -69,7 +70,7 @@ def test_missing_qformer_key_is_named(tmp_path, tiny_stack):
     sd = load_weights(tiny_stack["q_former_model"])
     del sd["model"]["Qformer.bert.encoder.layer.1.attention.self.key.bias"]
     del sd["model"]["query_tokens"]
-    save_atomic(sd, tmp_path / "blip2.pth")
+    atomic_torch_save(sd, tmp_path / "blip2.pth")
     with pytest.raises(KeyError) as e:
         _build(tmp_path, tiny_stack, q_former_model=str(tmp_path / "blip2.pth"))
     assert "encoder.layer.1.attention.attention.key.bias" in str(e.value) and "query_tokens" in str(e.value)
@@ -78,7 +79,7 @@ def test_missing_qformer_key_is_named(tmp_path, tiny_stack):
 def test_unexpected_vit_key_is_named(tmp_path, tiny_stack):
     eva = load_weights(tiny_stack["vit_ckpt"])
     eva["blocks.0.attn.relative_position_bias_table"] = torch.zeros(3)
-    save_atomic(eva, tmp_path / "vit.pth")
+    atomic_torch_save(eva, tmp_path / "vit.pth")
     with pytest.raises(KeyError, match="Unexpected keys: .*relative_position_bias_table"):
         _build(tmp_path, tiny_stack, vit_ckpt=str(tmp_path / "vit.pth"))
 
@@ -93,14 +94,14 @@ def test_pos_embed_is_resized_for_another_image_size(tmp_path, tiny_stack):
 
 
 def test_minigpt4_ckpt_without_projection_fails(tmp_path, tiny_stack):
-    save_atomic({"model": {"llama_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(2)}},
+    atomic_torch_save({"model": {"llama_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(2)}},
                 tmp_path / "c.pth")
     with pytest.raises(KeyError, match="no llama_proj.weight/llama_proj.bias"):
         _build(tmp_path, tiny_stack, ckpt=str(tmp_path / "c.pth"))
 
 
 def test_minigpt4_ckpt_size_mismatch_names_both_sizes(tmp_path, tiny_stack):
-    save_atomic({"model": {"llama_proj.weight": torch.zeros(5120, 64), "llama_proj.bias": torch.zeros(5120)}},
+    atomic_torch_save({"model": {"llama_proj.weight": torch.zeros(5120, 64), "llama_proj.bias": torch.zeros(5120)}},
                 tmp_path / "c.pth")
     with pytest.raises(ValueError, match=r"shape \(5120, 64\) but the model expects \(64, 64\)"):
         _build(tmp_path, tiny_stack, ckpt=str(tmp_path / "c.pth"))

@@ -15,12 +15,13 @@ import argparse
 import csv
 import io
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from minigpt4.common.io import atomic_write
 from tqdm import tqdm
 
 CSV_NAME = "flickr_annotations_30k.csv"
@@ -132,12 +133,6 @@ def split_labels(n_images: int, seed: int = 0) -> list[str]:
     return labels
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def make_synthetic_flickr30k(out_dir: str | Path, n_images: int, seed: int = 0, image_size: int = 112) -> Path:
     """Write ``out_dir/flickr_annotations_30k.csv`` (columns raw,sentids,split,filename,img_id; ``raw``
     a JSON list of 5 captions, ``sentids`` a JSON list of 5 ints) and ``out_dir/flickr30k-images/*.jpg``.
@@ -155,11 +150,11 @@ def make_synthetic_flickr30k(out_dir: str | Path, n_images: int, seed: int = 0, 
         filename = f"synth_{i:05d}.jpg"
         jpeg = io.BytesIO()
         render_scene(scene, image_size).save(jpeg, format="JPEG", quality=95)
-        _write_atomic(image_dir / filename, jpeg.getvalue())
+        atomic_write(image_dir / filename, lambda tmp: tmp.write_bytes(jpeg.getvalue()))
         caps = scene_captions(scene, caption_rng)
         writer.writerow([json.dumps(caps), json.dumps(list(range(5 * i, 5 * i + 5))), split, filename, str(i)])
     csv_path = out_dir / CSV_NAME
-    _write_atomic(csv_path, buf.getvalue().encode("utf-8"))
+    atomic_write(csv_path, lambda tmp: tmp.write_bytes(buf.getvalue().encode("utf-8")))
     return csv_path
 
 

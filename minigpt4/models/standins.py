@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from tqdm import tqdm
 
-from .state_io import save_atomic
+from minigpt4.common.io import atomic_torch_save
 from .tiny import build_tiny_stack, official_blip2_state, official_vit_state
 
 log = logging.getLogger(__name__)
@@ -147,10 +147,10 @@ def _save(model, out: Path, tokenizer_model: Path) -> dict[str, str]:
     model.llama_tokenizer.save_pretrained(llama)
     shutil.copy(tokenizer_model, llama / "tokenizer.model")
     eva, ln_vision = official_vit_state(model.visual_encoder)
-    save_atomic(eva, out / "eva_vit_g.pth")
-    save_atomic(official_blip2_state(model.qformer, model.query_tokens, ln_vision), out / "blip2_pretrained.pth")
+    atomic_torch_save(eva, out / "eva_vit_g.pth")
+    atomic_torch_save(official_blip2_state(model.qformer, model.query_tokens, ln_vision), out / "blip2_pretrained.pth")
     # Stage 1's own projection, in the MiniGPT-4 checkpoint layout: a reference point, not used by stage 2.
-    save_atomic({"model": {k: v for k, v in model.trainable_state_dict().items() if k.startswith("llama_proj.")}},
+    atomic_torch_save({"model": {k: v for k, v in model.trainable_state_dict().items() if k.startswith("llama_proj.")}},
                 out / "stage1_llama_proj.pth")
     return {"llama_model": str(llama), "vit_ckpt": str(out / "eva_vit_g.pth"),
             "q_former_model": str(out / "blip2_pretrained.pth"), "stage1_ckpt": str(out / "stage1_llama_proj.pth")}

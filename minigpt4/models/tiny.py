@@ -27,7 +27,7 @@ from transformers import Blip2QFormerModel, LlamaConfig, LlamaForCausalLM
 from .llm import load_tokenizer
 from minigpt4.common.prompt import IMAGE_PLACEHOLDER, DEFAULT_TEMPLATE
 from .qformer import hf_to_blip2, qformer_config
-from .state_io import save_atomic
+from minigpt4.common.io import atomic_torch_save
 from .vision import build_vision_encoder, hf_to_eva, vision_config
 
 # Sizes of ``model_type: tiny`` (minigpt4/configs/models/minigpt4_tiny.yaml mirrors these; a test checks it).
@@ -122,13 +122,13 @@ def build_tiny_stack(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] |
         vit_model.post_layernorm.weight.uniform_(0.5, 1.5)
         vit_model.post_layernorm.bias.normal_(0, 0.1)
     eva, ln_vision = official_vit_state(vit_model)
-    save_atomic(eva, out / "eva_vit_g.pth")
+    atomic_torch_save(eva, out / "eva_vit_g.pth")
     q_model = Blip2QFormerModel(qformer_config(vit_sizes["hidden_size"], {**TINY_QFORMER, **(qformer or {})}))
     query_tokens = torch.randn(1, num_query_token, q_model.config.hidden_size) * 0.02
-    save_atomic(official_blip2_state(q_model, query_tokens, ln_vision), out / "blip2_pretrained.pth")
+    atomic_torch_save(official_blip2_state(q_model, query_tokens, ln_vision), out / "blip2_pretrained.pth")
     llm_hidden = json.loads((llama_dir / "config.json").read_text())["hidden_size"]
     proj = torch.nn.Linear(q_model.config.hidden_size, llm_hidden)
-    save_atomic({"model": {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach(),
+    atomic_torch_save({"model": {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach(),
                            "llama_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(4)}},
                 out / "minigpt4_ckpt.pth")
     return {"llama_model": str(llama_dir), "vit_ckpt": str(out / "eva_vit_g.pth"),
