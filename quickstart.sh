@@ -2,20 +2,24 @@
 # The whole workflow on CPU in a few minutes, on a synthetic Flickr30k sample:
 #   1. a synthetic Flickr30k sample (real JPEGs + flickr_annotations_30k.csv)      [cached]
 #   2. prepare_flickr30k.py -> per-split annotation files                          [cached]
-#   3. stand-ins: a short joint "stage 1" of a tiny stack, saved in the official
-#      formats (LLaMA HF dir, eva_vit_g.pth, blip2_pretrained.pth)                 [cached]
+#   3. stand-ins: a tiny stack pre-trained in two short stages (0: the ViT alone on
+#      caption words; 1: the rest jointly with the MiniGPT-4 loss), saved in the
+#      official formats (LLaMA HF dir, eva_vit_g.pth, blip2_pretrained.pth)         [cached]
 #   4. stage 2, what this project does: a fresh llama_proj fine-tuned with
 #      torchrun through train.py and train_configs/minigpt4_flickr_quickstart.yaml
 #   5. evaluate.sh on the run: every epoch checkpoint + the untrained baseline
-#   6. the summary table, sample captions next to the true ones, where summary.png is
+#   6. the summary table, sample captions next to the true ones, where summary.png is,
+#      and how often the captions name the right shape and colours
 #
 # Usage: bash quickstart.sh            (environment overrides, e.g. for a smaller run:
-#        QS_IMAGES QS_STAGE1_STEPS QS_NPROC QS_EPOCHS QS_ITERS QS_LIMIT QS_CACHE)
+#        QS_IMAGES QS_SEED QS_VISION_STEPS QS_STAGE1_STEPS QS_NPROC QS_EPOCHS QS_ITERS QS_LIMIT QS_CACHE)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 CACHE=${QS_CACHE:-cache/quickstart}
 IMAGES=${QS_IMAGES:-1875}
+SEED=${QS_SEED:-0}
+VISION_STEPS=${QS_VISION_STEPS:-3000}
 STAGE1_STEPS=${QS_STAGE1_STEPS:-1000}
 NPROC=${QS_NPROC:-2}
 EPOCHS=${QS_EPOCHS:-4}
@@ -27,18 +31,18 @@ RUNS="$CACHE/runs"
 start=$(date +%s)
 
 echo "== 1-2. synthetic Flickr30k sample ($IMAGES images) and annotation files: $DATA"
-if [ ! -f "$DATA/flickr30k_test.json" ] || [ "$(cat "$DATA/.images" 2>/dev/null)" != "$IMAGES" ]; then
+if [ ! -f "$DATA/flickr30k_test.json" ] || [ "$(cat "$DATA/.images" 2>/dev/null)" != "$IMAGES seed $SEED" ]; then
   rm -rf "$DATA"
-  python -m minigpt4.datasets.synthetic --out "$DATA" --images "$IMAGES" --image-size 112
+  python -m minigpt4.datasets.synthetic --out "$DATA" --images "$IMAGES" --seed "$SEED" --image-size 112
   python prepare_flickr30k.py --root "$DATA"
-  echo "$IMAGES" > "$DATA/.images"
+  echo "$IMAGES seed $SEED" > "$DATA/.images"
 else
   echo "   (reusing the prepared sample)"
 fi
 
-echo "== 3. stage-1 stand-ins ($STAGE1_STEPS joint steps, cached): $STANDINS"
+echo "== 3. stand-ins ($VISION_STEPS stage-0 + $STAGE1_STEPS stage-1 steps, cached): $STANDINS"
 python -m minigpt4.models.standins --ann "$DATA/flickr30k_train.json" --images "$DATA/flickr30k-images" \
-  --out "$STANDINS" --steps "$STAGE1_STEPS"
+  --out "$STANDINS" --vision-steps "$VISION_STEPS" --steps "$STAGE1_STEPS" --seed "$SEED"
 
 echo "== 4. stage 2: fine-tune a fresh llama_proj with torchrun ($NPROC processes, $EPOCHS epochs)"
 paths=(model.llama_model="$STANDINS/llama" model.vit_ckpt="$STANDINS/eva_vit_g.pth"
@@ -58,4 +62,6 @@ bash evaluate.sh "$run_dir" --cfg-path eval_configs/minigpt4_flickr_quickstart_e
 
 echo "== 6. results"
 python -m minigpt4.evaluation.report "$run_dir" --annotations "$DATA/flickr30k_test.json" --samples 3
+echo
+python -m minigpt4.datasets.synthetic_check "$run_dir" --annotations "$DATA/flickr30k_test.json"
 echo "quickstart finished in $(( $(date +%s) - start )) s"

@@ -151,3 +151,18 @@ def test_unfrozen_vit_gets_gradients_through_a_frozen_qformer(tiny_stack, tmp_pa
     assert all(p.grad is None for p in m.qformer.parameters()) and m.query_tokens.grad is None
     q, k, v = layer.self_attn.qkv.bias.grad.chunk(3)
     assert torch.all(k == 0) and q.abs().sum() > 0  # EVA has no key bias: it stays zero
+
+
+def test_freeze_after_construction_matches_the_flag(tiny_stack, tmp_path):
+    path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(tiny_stack, freeze_vit=False, freeze_qformer=False)})
+    m = minigpt4.build_model(minigpt4.load_config(path).model)
+    m.freeze("visual_encoder")
+    m.train()
+    assert not m.visual_encoder.training and m.qformer.training
+    m({"image": _images(2), "instruction_input": [INSTR, INSTR2], "answer": ["a red circle", "two"]})["loss"].backward()
+    assert all(p.grad is None for p in m.visual_encoder.parameters())
+    assert m.query_tokens.grad is not None and m.qformer.encoder.layer[0].attention.attention.query.weight.grad is not None
+    m.freeze("qformer")
+    assert not m.query_tokens.requires_grad and not any(p.requires_grad for p in m.qformer.parameters())
+    with pytest.raises(ValueError, match="unknown part 'vit'"):
+        m.freeze("vit")

@@ -1,22 +1,50 @@
-"""Stage-1 stand-ins: joint training of the whole tiny stack, saved in the official formats."""
+"""Stand-ins: stage 0 (ViT on caption words), stage 1 (the rest jointly), saved in the official formats."""
 import json
 
+import pytest
 import torch
 import yaml
 
 import minigpt4
 from minigpt4.datasets.flickr30k_prepare import prepare_flickr30k
 from minigpt4.datasets.synthetic import make_synthetic_flickr30k
-from minigpt4.models.standins import DONE, model_section, train_standins
+from minigpt4.models.standins import DONE, caption_word_targets, model_section, train_standins
 from minigpt4.models.state_io import load_weights
 
 
-def test_stage1_trains_everything_saves_official_formats_and_caches(tmp_path):
+def _sample(tmp_path):
     root = tmp_path / "data"
-    make_synthetic_flickr30k(root, 12, seed=0, image_size=112)
-    prepare_flickr30k(root)
+    if not (root / "flickr30k_train.json").is_file():
+        make_synthetic_flickr30k(root, 12, seed=0, image_size=112)
+        prepare_flickr30k(root)
+    return root / "flickr30k_train.json", root / "flickr30k-images"
+
+
+def test_caption_word_targets_are_the_share_of_captions_using_each_word():
+    vocab, targets = caption_word_targets([["A red circle.", "The circle is red!"], ["Two red squares."]])
+    assert vocab == ["a", "circle", "is", "red", "squares", "the", "two"]
+    assert targets[0].tolist() == [0.5, 1.0, 0.5, 1.0, 0.0, 0.5, 0.0]
+    assert targets[1].tolist() == [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0]
+
+
+def test_stage0_shapes_the_vit_and_stage1_leaves_it_frozen(tmp_path):
+    ann, images = _sample(tmp_path)
+    a = train_standins(ann, images, tmp_path / "a", steps=1, batch_size=2, vision_steps=3)
+    b = train_standins(ann, images, tmp_path / "b", steps=3, batch_size=2, vision_steps=3)
+    c = train_standins(ann, images, tmp_path / "c", steps=1, batch_size=2, vision_steps=0)
+    vit = {k: load_weights(p["vit_ckpt"]) for k, p in zip("abc", (a, b, c))}
+    assert all(torch.equal(vit["a"][k], vit["b"][k]) for k in vit["a"])  # stage 1 does not touch the ViT
+    assert not torch.equal(vit["a"]["blocks.0.mlp.fc1.weight"], vit["c"]["blocks.0.mlp.fc1.weight"])  # stage 0 does
+    qformer = {k: load_weights(p["q_former_model"])["model"]["query_tokens"] for k, p in zip("ab", (a, b))}
+    assert not torch.equal(qformer["a"], qformer["b"])  # stage 1 trains the Q-Former side
+    with pytest.raises(ValueError, match="vision_steps >= 0"):
+        train_standins(ann, images, tmp_path / "d", vision_steps=-1)
+
+
+def test_stage1_trains_everything_saves_official_formats_and_caches(tmp_path):
+    ann, images = _sample(tmp_path)
     out = tmp_path / "standins"
-    paths = train_standins(root / "flickr30k_train.json", root / "flickr30k-images", out, steps=3, batch_size=2)
+    paths = train_standins(ann, images, out, steps=3, batch_size=2, vision_steps=2)
     assert set(paths) == {"llama_model", "vit_ckpt", "q_former_model", "stage1_ckpt"}
     eva = load_weights(paths["vit_ckpt"])
     assert "blocks.0.attn.q_bias" in eva and not any(k.startswith("encoder.") for k in eva)
@@ -32,5 +60,5 @@ def test_stage1_trains_everything_saves_official_formats_and_caches(tmp_path):
     assert json.loads((out / DONE).read_text())["settings"]["steps"] == 3
     # cached: a second call does not train again
     stamp = (out / "eva_vit_g.pth").stat().st_mtime_ns
-    assert train_standins(root / "flickr30k_train.json", root / "flickr30k-images", out, steps=3, batch_size=2) == paths
+    assert train_standins(ann, images, out, steps=3, batch_size=2, vision_steps=2) == paths
     assert (out / "eva_vit_g.pth").stat().st_mtime_ns == stamp

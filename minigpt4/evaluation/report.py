@@ -15,7 +15,7 @@ from pathlib import Path
 from minigpt4.evaluation.summary import collect, write_summary
 
 
-def _annotation_file(metrics: dict) -> Path | None:
+def annotation_file(metrics: dict) -> Path | None:
     """The split's annotation file recorded in a metrics.json's config (None when not found)."""
     try:
         entry = metrics["config"]["evaluation_datasets"][metrics["dataset"]]
@@ -54,7 +54,7 @@ def report(run_dir: str | Path, annotations: str | Path | None = None, samples: 
     names = list(table["name"])
     captions = {n: json.loads((eval_dir / n / "captions.json").read_text()) for n in names}
     first = json.loads((eval_dir / names[0] / "metrics.json").read_text())
-    ann = annotations or _annotation_file(first)
+    ann = annotations or annotation_file(first)
     refs = references(ann) if ann and Path(ann).is_file() else {}
     lines.append(f"## Sample captions (first {samples} images of the {first['split']} split)")
     width = max(len(n) for n in names + ["reference"])

@@ -151,6 +151,16 @@ class MiniGPT4(nn.Module):
         """The parameters that train (stage 2: ``llama_proj.weight`` and ``llama_proj.bias``)."""
         return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
 
+    def freeze(self, part: str) -> None:
+        """Freeze one of ``visual_encoder``, ``qformer`` (with the query tokens) or ``llama_model`` after
+        construction: no gradients and always eval mode, as if built with its ``freeze_*`` flag."""
+        if part not in self.frozen:
+            raise ValueError(f"unknown part {part!r}; expected one of {sorted(self.frozen)}")
+        self.frozen[part] = True
+        getattr(self, part).requires_grad_(False).eval()
+        if part == "qformer":
+            self.query_tokens.requires_grad_(False)
+
     def train(self, mode: bool = True) -> "MiniGPT4":
         """Like ``nn.Module.train`` but frozen parts always stay in eval mode."""
         super().train(mode)

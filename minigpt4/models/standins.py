@@ -3,12 +3,18 @@
 The real frozen parts work because they were pre-trained (BLIP-2 aligned ViT and Q-Former with
 language, Vicuna learned language, MiniGPT-4's stage 1 taught the LLM to read projected queries).
 A random tiny stack has none of that, so a projection-only fine-tune has nothing to work with. This
-helper trains the *whole* tiny stack (ViT, Q-Former, query tokens, projection, LLM) jointly with the
-MiniGPT-4 sequence and loss on a caption split, then saves the frozen parts in the official formats
-(LLM as a Hugging Face directory, ``eva_vit_g.pth``, ``blip2_pretrained.pth``). The stage-1 projection
-is *not* kept: stage 2 starts from a fresh ``llama_proj``, as the real workflow does.
+helper gives the tiny stack the same history on a caption split, in two steps:
 
-CLI: ``python -m minigpt4.models.standins --ann PATH --images DIR --out DIR [--steps N]``.
+- stage 0, vision pre-training (the real EVA ViT was pre-trained on image-text pairs before BLIP-2
+  froze it): the ViT alone learns to predict which words an image's captions use;
+- stage 1, with the ViT frozen as in BLIP-2 and MiniGPT-4: Q-Former, query tokens, projection and LLM
+  train jointly with the MiniGPT-4 sequence and loss.
+
+It then saves the frozen parts in the official formats (LLM as a Hugging Face directory,
+``eva_vit_g.pth``, ``blip2_pretrained.pth``). The stage-1 projection is *not* kept: stage 2 starts
+from a fresh ``llama_proj``, as the real workflow does.
+
+CLI: ``python -m minigpt4.models.standins --ann PATH --images DIR --out DIR [--steps N] [--vision-steps N]``.
 The result is cached: a second call with the same settings and data returns at once.
 """
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -35,18 +42,20 @@ from .tiny import build_tiny_stack, official_blip2_state, official_vit_state
 log = logging.getLogger(__name__)
 
 # Sizes of the quickstart stand-ins (model_type standin: minigpt4/configs/models/minigpt4_standin.yaml mirrors these).
+# Patch 28 (a 4x4 grid at 112 px): a 2-layer ViT learns the synthetic shapes from it in a few
+# thousand steps; with patch 14 it stayed near chance as long.
 STANDIN = {
     "image_size": 112,
     "num_query_token": 32,
     "vit": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "patch_size": 14, "initializer_range": 0.02},
+            "patch_size": 28, "initializer_range": 0.02},
     "qformer": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4,
                 "cross_attention_frequency": 2},
     "llm": {"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 3, "num_attention_heads": 4,
             "num_key_value_heads": 4, "max_position_embeddings": 512},
 }
 DONE = "standins.json"
-FORMAT = 2  # bump when what train_standins writes changes, so cached stand-ins are rebuilt
+FORMAT = 3  # bump when what train_standins writes changes, so cached stand-ins are rebuilt
 
 
 def model_section(paths: dict[str, str], ckpt: str | None = None) -> dict[str, Any]:
@@ -73,16 +82,20 @@ def _fingerprint(ann_path: Path, settings: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def train_standins(ann_path: str | Path, image_root: str | Path, out_dir: str | Path, steps: int = 600,
-                   batch_size: int = 16, lr: float = 1e-3, seed: int = 0) -> dict[str, str]:
-    """Run stage 1 on a caption split (``flickr30k_train.json`` layout) and save the stand-ins.
+def train_standins(ann_path: str | Path, image_root: str | Path, out_dir: str | Path, steps: int = 1000,
+                   batch_size: int = 16, lr: float = 1e-3, seed: int = 0, vision_steps: int = 3000) -> dict[str, str]:
+    """Run stage 0 (``vision_steps``) and stage 1 (``steps``) on a caption split (``flickr30k_train.json``
+    layout) and save the stand-ins.
 
-    Returns the ``model`` paths (``llama_model``, ``vit_ckpt``, ``q_former_model``). Cached in ``out_dir``.
+    Returns the ``model`` paths (``llama_model``, ``vit_ckpt``, ``q_former_model``, ``stage1_ckpt``).
+    Cached in ``out_dir``.
     """
     import minigpt4
 
+    if steps < 1 or vision_steps < 0:
+        raise ValueError(f"need steps >= 1 and vision_steps >= 0, got steps={steps}, vision_steps={vision_steps}")
     ann_path, image_root, out = Path(ann_path), Path(image_root), Path(out_dir)
-    settings = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed}
+    settings = {"steps": steps, "vision_steps": vision_steps, "batch_size": batch_size, "lr": lr, "seed": seed}
     key = _fingerprint(ann_path, settings)
     done = out / DONE
     if done.is_file() and json.loads(done.read_text()).get("fingerprint") == key:
@@ -96,7 +109,9 @@ def train_standins(ann_path: str | Path, image_root: str | Path, out_dir: str | 
                                 num_query_token=STANDIN["num_query_token"], vit=STANDIN["vit"],
                                 qformer=STANDIN["qformer"], llm=STANDIN["llm"])
         cfg_path = Path(tmp) / "stage1.yaml"
-        section = {**model_section(init), "freeze_vit": False, "freeze_qformer": False, "freeze_llm": False}
+        section = {**model_section(init), "freeze_vit": False, "freeze_qformer": False, "freeze_llm": False,
+                   "image_size": STANDIN["image_size"], "num_query_token": STANDIN["num_query_token"],
+                   "vit_config": STANDIN["vit"], "qformer_config": STANDIN["qformer"]}
         cfg_path.write_text(OmegaConf.to_yaml({"model": section}))
         torch.manual_seed(seed)
         model = minigpt4.build_model(minigpt4.load_config(cfg_path).model)
@@ -104,6 +119,9 @@ def train_standins(ann_path: str | Path, image_root: str | Path, out_dir: str | 
         # ViT/Q-Former would adapt to the very projection the "untrained" baseline uses.
         model.reset_projection(seed=1_000 + seed)
         tokenizer_model = Path(init["llama_model"]) / "tokenizer.model"
+        if vision_steps:
+            pretrain_vision(model.visual_encoder, images, captions, vision_steps, batch_size, lr, seed)
+        model.freeze("visual_encoder")
         _stage1(model, images, captions, steps, batch_size, lr, seed)
         staging = out.with_name(out.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
@@ -113,6 +131,50 @@ def train_standins(ann_path: str | Path, image_root: str | Path, out_dir: str | 
     paths = {k: str(out / Path(v).name) for k, v in paths.items()}
     (out / DONE).write_text(json.dumps({"fingerprint": key, "settings": settings, "paths": paths}, indent=1))
     return paths
+
+
+def caption_word_targets(captions: list[list[str]]) -> tuple[list[str], torch.Tensor]:
+    """The words of all captions (lower case, letters only) and, per image, the share of its captions
+    that use each word: the soft multi-label targets of stage 0."""
+    words = [[set(re.findall(r"[a-z]+", c.lower())) for c in caps] for caps in captions]
+    vocab = sorted(set().union(*(w for ws in words for w in ws)))
+    index = {w: i for i, w in enumerate(vocab)}
+    targets = torch.zeros(len(captions), len(vocab))
+    for i, ws in enumerate(words):
+        for caption_words in ws:
+            for w in caption_words:
+                targets[i, index[w]] += 1 / len(ws)
+    return vocab, targets
+
+
+def pretrain_vision(vit: torch.nn.Module, images: torch.Tensor, captions: list[list[str]], steps: int,
+                    batch_size: int = 16, lr: float = 1e-3, seed: int = 0) -> float:
+    """Stage 0: train the ViT alone, with a throw-away linear head on its mean output token, to predict
+    which caption words fit each image (binary cross-entropy on ``caption_word_targets``). Returns the
+    final smoothed loss. Without it the caption loss of stage 1 teaches a tiny ViT colours but not shapes."""
+    vocab, targets = caption_word_targets(captions)
+    head = torch.nn.Linear(vit.config.hidden_size, len(vocab))
+    params = [p for p in vit.parameters() if p.requires_grad] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    rng = random.Random(f"vision/{seed}")
+    vit.train()
+    t0, ema = time.time(), None
+    bar = tqdm(range(steps), desc="stage 0: vision pre-training", unit="step")
+    for _ in bar:
+        idx = [rng.randrange(len(captions)) for _ in range(batch_size)]
+        logits = head(vit(pixel_values=images[idx]).last_hidden_state.mean(1))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        bar.set_postfix(loss=f"{ema:.4f}")
+    vit.eval()
+    log.info("stage 0: %d steps in %.0f s, final loss %.4f", steps, time.time() - t0, ema)
+    return ema
 
 
 def _stage1(model, images: torch.Tensor, captions: list[list[str]], steps: int, batch_size: int, lr: float,
@@ -157,17 +219,23 @@ def _save(model, out: Path, tokenizer_model: Path) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Stage 1 for the tiny stand-ins (joint training, official formats).")
+    ap = argparse.ArgumentParser(description="Pre-trained tiny stand-ins: stage 0 (vision) and stage 1 (joint), "
+                                             "saved in the official formats.")
     ap.add_argument("--ann", required=True, help="training annotations (flickr30k_train.json layout)")
     ap.add_argument("--images", required=True, help="image folder")
     ap.add_argument("--out", required=True, help="output folder for the stand-ins")
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=1000, help="stage-1 steps (joint training, ViT frozen)")
+    ap.add_argument("--vision-steps", type=int, default=3000, help="stage-0 steps (ViT pre-training; 0 skips it)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    paths = train_standins(args.ann, args.images, args.out, args.steps, args.batch_size, args.lr, args.seed)
+    try:
+        paths = train_standins(args.ann, args.images, args.out, args.steps, args.batch_size, args.lr, args.seed,
+                               args.vision_steps)
+    except ValueError as e:
+        ap.error(str(e))
     for key in ("llama_model", "vit_ckpt", "q_former_model"):
         print(f"model.{key}={paths[key]}")
     print(f"stage-1 projection (reference only): {paths['stage1_ckpt']}")
