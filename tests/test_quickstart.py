@@ -11,8 +11,8 @@ from conftest import REPO
 @pytest.mark.slow
 def test_quickstart_reduced(tmp_path):
     cache = tmp_path / "qs"
-    env = {**os.environ, "QS_CACHE": str(cache), "QS_IMAGES": "40", "QS_STAGE1_STEPS": "15", "QS_NPROC": "1",
-           "QS_EPOCHS": "2", "QS_ITERS": "3"}
+    env = {**os.environ, "QS_CACHE": str(cache), "QS_IMAGES": "40", "QS_VISION_STEPS": "20", "QS_STAGE1_STEPS": "15",
+           "QS_NPROC": "1", "QS_EPOCHS": "2", "QS_ITERS": "3"}
     proc = subprocess.run(["bash", str(REPO / "quickstart.sh")], env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -27,6 +27,7 @@ def test_quickstart_reduced(tmp_path):
     with Image.open(run / "eval" / "summary.png") as im:
         assert im.size[0] > 300
     assert "summary.png" in proc.stdout and "CIDEr" in proc.stdout
+    assert "| checkpoint | shape right | colour right |" in proc.stdout and "| checkpoint_1 |" in proc.stdout
     # a second run reuses the prepared sample and the stand-ins
     again = subprocess.run(["bash", str(REPO / "quickstart.sh")], env={**env, "QS_EPOCHS": "1"},
                            capture_output=True, text=True, timeout=900)
