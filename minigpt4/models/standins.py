@@ -147,24 +147,15 @@ def caption_word_targets(captions: list[list[str]]) -> tuple[list[str], torch.Te
     return vocab, targets
 
 
-def pretrain_vision(vit: torch.nn.Module, images: torch.Tensor, captions: list[list[str]], steps: int,
-                    batch_size: int = 16, lr: float = 1e-3, seed: int = 0) -> float:
-    """Stage 0: train the ViT alone, with a throw-away linear head on its mean output token, to predict
-    which caption words fit each image (binary cross-entropy on ``caption_word_targets``). Returns the
-    final smoothed loss. Without it the caption loss of stage 1 teaches a tiny ViT colours but not shapes."""
-    vocab, targets = caption_word_targets(captions)
-    head = torch.nn.Linear(vit.config.hidden_size, len(vocab))
-    params = [p for p in vit.parameters() if p.requires_grad] + list(head.parameters())
+def _fit(params: list[torch.nn.Parameter], step_loss, steps: int, lr: float, desc: str) -> float:
+    """AdamW + one-cycle schedule, grad clip 1.0, for ``steps`` calls of ``step_loss()``; returns the
+    final smoothed loss."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    rng = random.Random(f"vision/{seed}")
-    vit.train()
     t0, ema = time.time(), None
-    bar = tqdm(range(steps), desc="stage 0: vision pre-training", unit="step")
+    bar = tqdm(range(steps), desc=desc, unit="step")
     for _ in bar:
-        idx = [rng.randrange(len(captions)) for _ in range(batch_size)]
-        logits = head(vit(pixel_values=images[idx]).last_hidden_state.mean(1))
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets[idx])
+        loss = step_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -172,33 +163,43 @@ def pretrain_vision(vit: torch.nn.Module, images: torch.Tensor, captions: list[l
         sched.step()
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
         bar.set_postfix(loss=f"{ema:.4f}")
-    vit.eval()
-    log.info("stage 0: %d steps in %.0f s, final loss %.4f", steps, time.time() - t0, ema)
+    log.info("%s: %d steps in %.0f s, final loss %.4f", desc, steps, time.time() - t0, ema)
     return ema
+
+
+def pretrain_vision(vit: torch.nn.Module, images: torch.Tensor, captions: list[list[str]], steps: int,
+                    batch_size: int = 16, lr: float = 1e-3, seed: int = 0) -> float:
+    """Stage 0: train the ViT alone, with a throw-away linear head on its mean output token, to predict
+    which caption words fit each image (binary cross-entropy on ``caption_word_targets``). Returns the
+    final smoothed loss. Without it the caption loss of stage 1 teaches a tiny ViT colours but not shapes."""
+    vocab, targets = caption_word_targets(captions)
+    head = torch.nn.Linear(vit.config.hidden_size, len(vocab))
+    rng = random.Random(f"vision/{seed}")
+
+    def step_loss() -> torch.Tensor:
+        idx = [rng.randrange(len(captions)) for _ in range(batch_size)]
+        logits = head(vit(pixel_values=images[idx]).last_hidden_state.mean(1))
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets[idx])
+
+    vit.train()
+    params = [p for p in vit.parameters() if p.requires_grad] + list(head.parameters())
+    loss = _fit(params, step_loss, steps, lr, "stage 0: vision pre-training")
+    vit.eval()
+    return loss
 
 
 def _stage1(model, images: torch.Tensor, captions: list[list[str]], steps: int, batch_size: int, lr: float,
             seed: int) -> None:
     rng = random.Random(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    model.train()
-    t0, ema = time.time(), None
-    bar = tqdm(range(steps), desc="stage 1: joint training", unit="step")
-    for step in bar:
+
+    def step_loss() -> torch.Tensor:
         idx = [rng.randrange(len(captions)) for _ in range(batch_size)]
         batch = {"image": images[idx], "answer": [rng.choice(captions[i]) for i in idx],
                  "instruction_input": [rng.choice(model.instructions) for _ in idx]}
-        loss = model(batch)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-        bar.set_postfix(loss=f"{ema:.3f}")
-    log.info("stage 1: %d steps in %.0f s, final loss %.3f", steps, time.time() - t0, ema)
+        return model(batch)["loss"]
+
+    model.train()
+    _fit([p for p in model.parameters() if p.requires_grad], step_loss, steps, lr, "stage 1: joint training")
     model.eval()
 
 
