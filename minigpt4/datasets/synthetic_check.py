@@ -80,16 +80,24 @@ def attribute_scores(captions: dict[str, str], references: dict[str, list[str]])
             "images": len(captions)}
 
 
-def check_run(eval_dir: str | Path, references: dict[str, list[str]]) -> list[tuple[str, dict[str, float]]]:
-    """``[(checkpoint name, attribute_scores)]`` for each ``<name>/captions.json`` in ``eval_dir``,
-    in the summary's order (baseline first, then epochs)."""
+def check_run(eval_dir: str | Path, annotations: str | Path | None = None) -> list[tuple[str, dict[str, float]]]:
+    """``[(checkpoint name, attribute_scores)]`` for each ``<name>/captions.json`` in ``eval_dir``, in the
+    summary's order (baseline first, then epochs). References come from ``annotations`` or, as in the
+    report, from the annotation file named in the first row's evaluation config."""
+    from minigpt4.evaluation.report import annotation_file, references
     from minigpt4.evaluation.summary import collect
 
-    table, _ = collect(eval_dir)
+    eval_dir = Path(eval_dir)
+    names = list(collect(eval_dir)[0]["name"])
+    if annotations is None:
+        annotations = annotation_file(json.loads((eval_dir / names[0] / "metrics.json").read_text()))
+    if annotations is None or not Path(annotations).is_file():
+        raise FileNotFoundError(f"no annotation file found for {eval_dir}; pass --annotations SPLIT.json")
+    refs = references(annotations)
     rows = []
-    for name in table["name"]:
-        items = json.loads((Path(eval_dir) / name / "captions.json").read_text())
-        rows.append((name, attribute_scores({c["image_id"]: c["caption"] for c in items}, references)))
+    for name in names:
+        items = json.loads((eval_dir / name / "captions.json").read_text())
+        rows.append((name, attribute_scores({c["image_id"]: c["caption"] for c in items}, refs)))
     return rows
 
 
@@ -103,7 +111,7 @@ def to_markdown(rows: list[tuple[str, dict[str, float]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from minigpt4.evaluation.report import annotation_file, default_eval_dir, references
+    from minigpt4.evaluation.report import default_eval_dir
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
@@ -112,13 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     eval_dir = Path(args.eval_dir) if args.eval_dir else default_eval_dir(args.run_dir)
     try:
-        ann = args.annotations
-        if ann is None:
-            first = next(iter(sorted(eval_dir.glob("*/metrics.json"))), None)
-            ann = annotation_file(json.loads(first.read_text())) if first else None
-        if ann is None or not Path(ann).is_file():
-            raise FileNotFoundError(f"no annotation file found for {eval_dir}; pass --annotations SPLIT.json")
-        rows = check_run(eval_dir, references(ann))
+        rows = check_run(eval_dir, args.annotations)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
