@@ -1,0 +1,87 @@
+"""Random stacks beyond the tiny one: the official-size preset (for measuring a GPU before downloading)
+and the writer options it uses (fp16 files, an LLM vocabulary larger than the tokenizer's)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+import minigpt4
+from minigpt4.models.llm import load_tokenizer
+from minigpt4.models.qformer import qformer_config
+from minigpt4.models.state_io import load_weights
+from minigpt4.models.tiny import (SIZES, TINY_IMAGE_SIZE, TINY_LLM, TINY_NUM_QUERY_TOKEN, TINY_QFORMER, TINY_VIT,
+                                  main, write_random_stack)
+from minigpt4.models.vision import vision_config
+
+from conftest import tiny_model_section, write_yaml
+
+INSTR = "<Img><ImageHere></Img> Describe this image in detail."
+CAPTIONS = ["A man in an orange hat starring at something.", "Two dogs run across a snowy field.",
+            "A woman in a red dress is dancing on a stage.", "Children play soccer in a park."]
+
+
+def test_vicuna0_size_is_the_official_stack():
+    s = SIZES["vicuna0"]
+    with torch.device("meta"):  # shapes only: no memory, no time
+        llm = LlamaForCausalLM(LlamaConfig(**s["llm"]))
+    assert sum(p.numel() for p in llm.parameters()) == 6_738_415_616  # LLaMA-7B / Vicuna-7B
+    vit = vision_config(s["image_size"], s["vit"])
+    assert (vit.hidden_size, vit.intermediate_size, vit.num_hidden_layers, vit.num_attention_heads,
+            vit.patch_size) == (1408, 6144, 39, 16, 14)
+    qf = qformer_config(vit.hidden_size, s["qformer"])
+    assert (qf.hidden_size, qf.num_hidden_layers, qf.encoder_hidden_size) == (768, 12, 1408)
+    assert s["num_query_token"] == 32 and s["dtype"] == torch.float16
+    # the trainable projection of the 7B model (spec: 3,149,824 parameters)
+    assert qf.hidden_size * s["llm"]["hidden_size"] + s["llm"]["hidden_size"] == 3_149_824
+
+
+@pytest.fixture(scope="module")
+def fp16_stack(tmp_path_factory) -> dict[str, str]:
+    """Tiny sizes written the way the official-size preset writes: fp16 files, LLM vocab > tokenizer."""
+    out = tmp_path_factory.mktemp("fp16_stack")
+    return write_random_stack(out, 0, CAPTIONS * 5, TINY_IMAGE_SIZE, TINY_NUM_QUERY_TOKEN, TINY_VIT, TINY_QFORMER,
+                              {**TINY_LLM, "vocab_size": 700}, torch.float16, "cpu", tokenizer_vocab=500)
+
+
+def test_fp16_files_and_larger_llm_vocab_are_written(fp16_stack):
+    eva = load_weights(fp16_stack["vit_ckpt"])
+    assert {v.dtype for v in eva.values() if v.is_floating_point()} == {torch.float16}
+    assert len([k for k in eva if k.endswith(".attn.qkv.weight")]) == TINY_VIT["num_hidden_layers"] + 1
+    config = json.loads((Path(fp16_stack["llama_model"]) / "config.json").read_text())
+    assert config["vocab_size"] == 700 and config["dtype"] == "float16"
+    tokenizer = load_tokenizer(fp16_stack["llama_model"])
+    assert len(tokenizer) < 700
+
+
+def test_fp16_stack_with_larger_vocab_trains_and_generates(fp16_stack, tmp_path):
+    path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(fp16_stack, ckpt=None)})
+    model = minigpt4.build_model(minigpt4.load_config(path).model)
+    assert model.llama_model.get_input_embeddings().weight.shape[0] == 700
+    images = torch.randn(2, 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE)
+    loss = model({"image": images, "instruction_input": [INSTR] * 2,
+                  "answer": CAPTIONS[:2]})["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and model.llama_proj.weight.grad.abs().sum() > 0
+    captions = model.generate(images, [INSTR] * 2, max_new_tokens=8)
+    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+
+
+def test_cli_trains_the_tokenizer_on_the_captions(tmp_path, capsys):
+    ann = tmp_path / "flickr30k_train.json"
+    ann.write_text(json.dumps([{"image": f"{i}.jpg", "image_id": str(i), "captions": CAPTIONS} for i in range(3)]))
+    main(["--out", str(tmp_path / "with"), "--captions", str(ann)])
+    assert f"model.llama_model={tmp_path / 'with' / 'llama'}" in capsys.readouterr().out
+    main(["--out", str(tmp_path / "without")])
+    lengths = [len(load_tokenizer(tmp_path / d / "llama")(" ".join(CAPTIONS)).input_ids) for d in ("with", "without")]
+    assert lengths[0] < 0.8 * lengths[1], lengths
+
+
+def test_cli_names_a_bad_captions_file(tmp_path):
+    bad = tmp_path / "captions.csv"
+    bad.write_text("raw,split\n")
+    with pytest.raises(SystemExit, match="captions.csv: expected a prepared annotation file"):
+        main(["--out", str(tmp_path / "stack"), "--captions", str(bad)])
