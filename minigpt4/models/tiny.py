@@ -177,11 +177,13 @@ def write_random_stack(out_dir: str | Path, seed: int, corpus: Iterable[str] | N
 
 def _captions(ann_path: str) -> list[str]:
     """Every caption of a prepared annotation file (``flickr30k_train.json`` layout)."""
+    from minigpt4.datasets import DataError, read_caption_json
+
     try:
-        return [c for record in json.loads(Path(ann_path).read_text()) for c in record["captions"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SystemExit(f"--captions {ann_path}: expected a prepared annotation file (a JSON list of records "
-                         f"with a 'captions' list, as prepare_flickr30k.py writes): {e!r}")
+        return [c for record in read_caption_json(ann_path) for c in record.captions]
+    except DataError as e:
+        raise SystemExit(f"--captions {ann_path}: expected a prepared annotation file (as prepare_flickr30k.py "
+                         f"writes): {e}")
 
 
 def main(argv: list[str] | None = None) -> None:
