@@ -155,15 +155,16 @@ def write_random_stack(out_dir: str | Path, seed: int, corpus: Iterable[str] | N
     out.mkdir(parents=True, exist_ok=True)
     llama_dir = write_tiny_llama(out / "llama", corpus, llm, seed, dtype, device, tokenizer_vocab)
     torch.manual_seed(seed)
-    used_depth = vision_config(image_size, vit).num_hidden_layers
-    vit_model = build_vision_encoder(vision_config(image_size, {**vit, "num_hidden_layers": used_depth + 1}))
+    vit_cfg = vision_config(image_size, vit)
+    written_depth = vit_cfg.num_hidden_layers + 1  # as the official file: one block more than used
+    vit_model = build_vision_encoder(vision_config(image_size, {**vit, "num_hidden_layers": written_depth}))
     with torch.no_grad():  # a non-trivial ln_vision, so a wrong map shows
         vit_model.post_layernorm.weight.uniform_(0.5, 1.5)
         vit_model.post_layernorm.bias.normal_(0, 0.1)
     eva, ln_vision = official_vit_state(vit_model)
     atomic_torch_save({k: v.to(dtype) if v.is_floating_point() else v for k, v in eva.items()}, out / "eva_vit_g.pth")
     del vit_model, eva
-    q_model = Blip2QFormerModel(qformer_config(vision_config(image_size, vit).hidden_size, qformer))
+    q_model = Blip2QFormerModel(qformer_config(vit_cfg.hidden_size, qformer))
     query_tokens = torch.randn(1, num_query_token, q_model.config.hidden_size) * 0.02
     atomic_torch_save(official_blip2_state(q_model, query_tokens, ln_vision), out / "blip2_pretrained.pth")
     llm_hidden = json.loads((llama_dir / "config.json").read_text())["hidden_size"]
