@@ -33,7 +33,7 @@ start=$(date +%s)
 echo "== 1-2. synthetic Flickr30k sample ($IMAGES images) and annotation files: $DATA"
 if [ ! -f "$DATA/flickr30k_test.json" ] || [ "$(cat "$DATA/.images" 2>/dev/null)" != "$IMAGES seed $SEED" ]; then
   rm -rf "$DATA"
-  python -m minigpt4.datasets.synthetic --out "$DATA" --images "$IMAGES" --seed "$SEED" --image-size 112
+  python -m minigpt4.quickstart.synthetic --out "$DATA" --images "$IMAGES" --seed "$SEED" --image-size 112
   python prepare_flickr30k.py --root "$DATA"
   echo "$IMAGES seed $SEED" > "$DATA/.images"
 else
@@ -41,7 +41,7 @@ else
 fi
 
 echo "== 3. stand-ins ($VISION_STEPS stage-0 + $STAGE1_STEPS stage-1 steps, cached): $STANDINS"
-python -m minigpt4.models.standins --ann "$DATA/flickr30k_train.json" --images "$DATA/flickr30k-images" \
+python -m minigpt4.quickstart.standins --ann "$DATA/flickr30k_train.json" --images "$DATA/flickr30k-images" \
   --out "$STANDINS" --vision-steps "$VISION_STEPS" --steps "$STAGE1_STEPS" --seed "$SEED"
 
 echo "== 4. stage 2: fine-tune a fresh llama_proj with torchrun ($NPROC processes, $EPOCHS epochs)"
@@ -61,7 +61,7 @@ bash evaluate.sh "$run_dir" --cfg-path eval_configs/minigpt4_flickr_quickstart_e
   ${LIMIT:+--limit "$LIMIT"} --options "${eval_opts[@]}"
 
 echo "== 6. results"
-python -m minigpt4.evaluation.report "$run_dir" --annotations "$DATA/flickr30k_test.json" --samples 3
+python -m minigpt4.quickstart.report "$run_dir" --samples 3
 echo
-python -m minigpt4.datasets.synthetic_check "$run_dir" --annotations "$DATA/flickr30k_test.json"
+python -m minigpt4.quickstart.check "$run_dir"
 echo "quickstart finished in $(( $(date +%s) - start )) s"

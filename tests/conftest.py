@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+import minigpt4.testing  # noqa: F401  (registers model_type tiny in this process, as custom_imports does)
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from minigpt4.testing.stacks import build_tiny_stack  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -17,8 +21,6 @@ SHARED = REPO.parent / "shared"
 @pytest.fixture(scope="session")
 def tiny_stack(tmp_path_factory) -> dict[str, str]:
     """Paths of a random tiny stack: llama_model, vit_ckpt, q_former_model, ckpt (official layouts)."""
-    from minigpt4.models.tiny import build_tiny_stack
-
     return build_tiny_stack(tmp_path_factory.mktemp("tiny_stack"))
 
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from minigpt4.common import dist as du
-from minigpt4.common.io import atomic_torch_save, atomic_write_text, remove_stale_tmp_files, tmp_path_for
-from minigpt4.common.logging import EpochLog
-from minigpt4.runners.checkpoint import (
-    LATEST, find_resume_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint)
-from minigpt4.runners.outputs import create_run_dir
+from minigpt4.errors import WeightsError
+from minigpt4.run_dir import LATEST, create_run_dir, find_resume_checkpoint, list_checkpoints
+from minigpt4.training.checkpoint import load_checkpoint, save_checkpoint
+from minigpt4.utils import dist as du
+from minigpt4.utils.io import atomic_torch_save, atomic_write_text, remove_stale_tmp_files, tmp_path_for
+from minigpt4.utils.logging import EpochLog
 
 
 def _state(epoch: int, value: float = 1.0) -> dict:
@@ -47,7 +47,7 @@ def test_save_load_and_latest(tmp_path):
 
 
 def test_load_checkpoint_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(WeightsError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nope.pth")
     torch.save({"model": {}}, tmp_path / "official.pth")
     with pytest.raises(ValueError, match=r"official.pth: not a resumable training checkpoint \(missing optimizer"):
@@ -72,7 +72,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
 
     atomic_write_text(tmp_path / "a.txt", "old")
     with pytest.raises(ZeroDivisionError):
-        from minigpt4.common.io import atomic_write
+        from minigpt4.utils.io import atomic_write
 
         atomic_write(tmp_path / "a.txt", lambda tmp: (tmp.write_text("half"), 1 / 0))
     assert (tmp_path / "a.txt").read_text() == "old"

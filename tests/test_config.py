@@ -1,12 +1,15 @@
 """Config loading: defaults <- YAML <- --options, each key validated with its origin named."""
+import subprocess
+import sys
+
 import pytest
+import yaml
+from conftest import REPO, tiny_model_section, write_yaml
 
 import minigpt4
-from minigpt4.common.config import ConfigError
+from minigpt4.config import ConfigError, load_config
 from minigpt4.models.minigpt4 import MiniGPT4
-from minigpt4.models.tiny import TINY_IMAGE_SIZE, TINY_NUM_QUERY_TOKEN, TINY_QFORMER, TINY_VIT
-
-from conftest import tiny_model_section, write_yaml
+from minigpt4.testing.stacks import TINY_IMAGE_SIZE, TINY_NUM_QUERY_TOKEN, TINY_QFORMER, TINY_VIT
 
 
 def _errors(path, options=None) -> str:
@@ -26,7 +29,7 @@ def test_tiny_model_builds_through_registry(tiny_cfg_path, tiny_stack):
 
 
 def test_tiny_defaults_file_matches_tiny_builder():
-    from minigpt4.common.config import PACKAGE_DIR, read_yaml
+    from minigpt4.config import PACKAGE_DIR, read_yaml
 
     d = read_yaml(PACKAGE_DIR / MiniGPT4.MODEL_TYPES["tiny"])["model"]
     assert d["vit_config"] == TINY_VIT and d["qformer_config"] == TINY_QFORMER
@@ -90,7 +93,41 @@ def test_unknown_section_and_model_type(tmp_path, tiny_stack):
                                               "trainer": {}})
     msg = _errors(path)
     assert f"trainer in {path}: unknown section" in msg
-    assert "unknown model_type 'vicuna13'" in msg and "['standin', 'tiny', 'vicuna0']" in msg
+    assert f"model.model_type in {path}: unknown model_type 'vicuna13'" in msg
+    assert "'tiny'" in msg and "'vicuna0'" in msg and "custom_imports" in msg
+
+
+def test_unknown_model_type_from_options_is_blamed_on_options(tiny_cfg_path):
+    """It used to name the YAML file, which does not even mention the model_type."""
+    with pytest.raises(ConfigError) as e:
+        load_config(tiny_cfg_path, ["model.model_type=vicuna13"])
+    assert "model.model_type in --options: unknown model_type 'vicuna13'" in str(e.value)
+    assert str(tiny_cfg_path) not in str(e.value)
+
+
+def test_custom_imports_registers_components(tmp_path, tiny_stack):
+    """A fresh process knows only the real model types; custom_imports brings the tiny one in."""
+    plain = write_yaml(tmp_path / "plain.yaml", {"model": tiny_model_section(tiny_stack)})
+    code = ("import sys; import minigpt4\n"
+            "try:\n    minigpt4.load_config(sys.argv[1])\nexcept minigpt4.ConfigError as e:\n    print(e)\n"
+            "cfg = minigpt4.load_config(sys.argv[1], ['custom_imports=[minigpt4.testing]'])\n"
+            "print('loaded', cfg.model.model_type, list(cfg.custom_imports))")
+    out = subprocess.run([sys.executable, "-c", code, str(plain)], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "unknown model_type 'tiny'" in out.stdout and "custom_imports: [minigpt4.testing]" in out.stdout
+    assert "loaded tiny ['minigpt4.testing']" in out.stdout
+
+
+@pytest.mark.parametrize("value, match", [
+    ("[minigpt4.no_such_module]", "cannot import 'minigpt4.no_such_module': ModuleNotFoundError"),
+    ("minigpt4.testing", "expected a list of module names"),
+])
+def test_bad_custom_imports(tmp_path, tiny_stack, value, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"custom_imports: {value}\n" + yaml.safe_dump({"model": tiny_model_section(tiny_stack)}))
+    with pytest.raises(ConfigError, match=match) as e:
+        load_config(path)
+    assert f"custom_imports in {path}" in str(e.value)
 
 
 def test_yaml_syntax_error_names_line(tmp_path):
@@ -109,8 +146,8 @@ def test_missing_config_file(tmp_path):
 
 
 def test_standin_defaults_file_matches_standin_sizes():
-    from minigpt4.common.config import PACKAGE_DIR, read_yaml
-    from minigpt4.models.standins import STANDIN
+    from minigpt4.config import PACKAGE_DIR, read_yaml
+    from minigpt4.quickstart.standins import STANDIN
 
     d = read_yaml(PACKAGE_DIR / MiniGPT4.MODEL_TYPES["standin"])["model"]
     assert d["vit_config"] == STANDIN["vit"] and d["qformer_config"] == STANDIN["qformer"]

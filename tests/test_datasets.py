@@ -7,22 +7,21 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 import minigpt4
-from minigpt4.common.config import PACKAGE_DIR, ConfigError, read_yaml
-from minigpt4.common.registry import DATASETS
-from minigpt4.common.schema import defaults
+from minigpt4.config import PACKAGE_DIR, ConfigError, read_yaml
+from minigpt4.config.schema import defaults
 from minigpt4.datasets import CaptionEvalDataset, CaptionTrainDataset, DataError, ImageLoadError
 from minigpt4.datasets.flickr30k_prepare import prepare_flickr30k
-from minigpt4.datasets.synthetic import make_synthetic_flickr30k
 from minigpt4.processors import clean_caption
+from minigpt4.quickstart.synthetic import make_synthetic_flickr30k
+from minigpt4.registry import DATASETS
 
 S = 56
 N_TRAIN, N_VAL, N_TEST = 24, 3, 3
-INSTRUCTIONS = [l for l in (PACKAGE_DIR / "prompts/alignment.txt").read_text().splitlines() if l.strip()]
+INSTRUCTIONS = [line for line in (PACKAGE_DIR / "prompts/alignment.txt").read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +42,7 @@ def _train_entry(root: Path, **kw) -> dict:
 
 
 def _build(name: str, entry: dict, strict: bool = False):
-    return DATASETS.get(name).from_config(OmegaConf.create(entry), strict=strict).build_datasets()
+    return DATASETS.get(name).from_config(entry, strict=strict).build_datasets()
 
 
 def _records(root: Path, split: str) -> list[dict]:
@@ -318,7 +317,7 @@ def test_load_config_missing_data_paths(tmp_path, tiny_stack):
 def test_yaml_only_caption_json_dataset_trains_tiny(root, tmp_path, tiny_stack):
     """A new dataset added through a YAML entry alone (builder: caption_json) trains in the tiny setup;
     a missing image in it is skipped and counted."""
-    from minigpt4.runners.launch import main as train_main
+    from minigpt4.training.launch import main as train_main
 
     images = tmp_path / "images"
     shutil.copytree(root / "flickr30k-images", images)

@@ -1,16 +1,15 @@
 """README's config-key table is generated from the schemas and must stay in sync with them."""
 import pytest
-
-from minigpt4.common import schema_doc
-from minigpt4.common.schema import Key
-from minigpt4.runners.schema import RUN_SCHEMA
-
 from conftest import REPO
+
+from minigpt4.config import docs as schema_doc
+from minigpt4.config.schema import Key
+from minigpt4.training.schema import RUN_SCHEMA
 
 
 def test_readme_config_table_is_current():
     assert schema_doc.update(REPO / "README.md", check=True), \
-        "README.md's config-key table is stale: run python -m minigpt4.common.schema_doc"
+        "README.md's config-key table is stale: run python -m minigpt4.config.docs"
 
 
 def test_every_schema_key_appears_in_readme():

@@ -16,8 +16,8 @@ import yaml
 from omegaconf import OmegaConf
 from PIL import Image
 
+from minigpt4.cli import evaluate as eval_main
 from minigpt4.evaluation import METRICS, CaptionScorer, score_captions
-from minigpt4.evaluation.caption_eval import main as eval_main
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "eval_scripts" / "eval_flickr30k.py"
@@ -48,8 +48,9 @@ def _write_ckpt(path: Path, base: dict, epoch: int, scale: float) -> Path:
 def setup(tmp_path_factory) -> dict:
     """Synthetic 112-px Flickr30k sample (10 test images), stand-ins after a short stage 1 (long enough for
     image-dependent captions), an eval config."""
-    from minigpt4.datasets import flickr30k_prepare, synthetic
-    from minigpt4.models.standins import model_section, train_standins
+    from minigpt4.datasets import flickr30k_prepare
+    from minigpt4.quickstart import synthetic
+    from minigpt4.quickstart.standins import model_section, train_standins
 
     root = tmp_path_factory.mktemp("eval_e2e")
     data = root / "data"
@@ -58,6 +59,7 @@ def setup(tmp_path_factory) -> dict:
     paths = train_standins(data / "flickr30k_train.json", data / "flickr30k-images", root / "standins", steps=150)
     stage1 = paths["stage1_ckpt"]
     cfg = {
+        "custom_imports": ["minigpt4.quickstart"],
         "model": model_section(paths, ckpt=stage1),
         "evaluation_datasets": {"flickr30k_eval": {
             "build_info": {"ann_path": str(data), "image_path": str(data / "flickr30k-images")},
@@ -80,7 +82,8 @@ def _outputs(save: Path, name: str) -> tuple[list, dict]:
 def tiny_root(tiny_stack, tmp_path_factory) -> Path:
     """A folder laid out as eval_configs/minigpt4_flickr_tiny_eval.yaml expects: cache/tiny_stack (random
     tiny stack) and cache/synthetic_flickr30k (100 synthetic 56-px images, 10 in the test split)."""
-    from minigpt4.datasets import flickr30k_prepare, synthetic
+    from minigpt4.datasets import flickr30k_prepare
+    from minigpt4.quickstart import synthetic
 
     root = tmp_path_factory.mktemp("tiny_eval")
     (root / "cache").mkdir()
@@ -112,7 +115,8 @@ def test_one_and_two_processes_give_identical_results(setup, tmp_path):
         # captions.json: one entry per test image, in annotation order
         assert [c["image_id"] for c in caps1] == [r["image_id"] for r in test_split]
         assert [c["image"] for c in caps1] == [r["image"] for r in test_split]
-        assert all(set(c) == {"image_id", "image", "caption"} for c in caps1)
+        assert all(set(c) == {"image_id", "image", "caption", "references"} for c in caps1)
+        assert [c["references"] for c in caps1] == [r["captions"] for r in test_split]
         assert all(c["caption"] and "###" not in c["caption"] and "Assistant" not in c["caption"] for c in caps1)
         assert len({c["caption"] for c in caps1}) >= 2  # captions depend on the image: a mix-up would show
         # metrics.json: what produced the numbers
@@ -169,7 +173,7 @@ def test_evaluate_sh_on_a_run_folder(setup, tmp_path):
     csv = (eval_dir / "summary.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in csv[1:]] == ["pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_10"]
 
-    report = _run([sys.executable, "-m", "minigpt4.evaluation.report", run, "--samples", "2"]).stdout
+    report = _run([sys.executable, "-m", "minigpt4.quickstart.report", run, "--samples", "2"]).stdout
     first_image = json.loads((setup["data"] / "flickr30k_test.json").read_text())[0]
     assert first_image["captions"][0] in report and "checkpoint_10" in report and "summary.png" in report
 
@@ -245,7 +249,7 @@ def test_unreadable_image(setup, tmp_path, capsys):
 def test_eval_configs_are_valid(setup, tmp_path):
     """The shipped eval configs pass validation once their paths exist (as a user or quickstart.sh sets them)."""
     from minigpt4 import load_config
-    from minigpt4.evaluation.caption_eval import training_mismatches
+    from minigpt4.evaluation.job import training_mismatches
 
     model = setup["cfg_dict"]["model"]
     data = setup["data"]
@@ -274,3 +278,45 @@ def test_eval_configs_are_valid(setup, tmp_path):
     train_cfg.write_text(yaml.safe_dump({"model": trained, "run": {"seed": 7}}))
     problems = training_mismatches(quick, train_cfg)
     assert len(problems) == 1 and "model.llama_model" in problems[0] and "/elsewhere/llama" in problems[0]
+
+
+def test_split_option_with_an_annotation_file(setup, tmp_path, capsys):
+    """--split val with ann_path = the test file used to score the test images and label them "val"."""
+    test_file = setup["data"] / "flickr30k_test.json"
+    err = _fail(["--cfg-path", setup["cfg"], "--save-path", tmp_path / "out", "--split", "val", "--options",
+                 f"evaluation_datasets.flickr30k_eval.build_info.ann_path={test_file}"], capsys)
+    assert "--split val: evaluation_datasets.flickr30k_eval is the 'test' split of the file" in err
+    assert str(test_file) in err and not (tmp_path / "out").exists()
+    # with the folder of per-split files, --split picks the file
+    from minigpt4 import load_config
+    from minigpt4.tasks.captioning import ImageTextPretrainTask
+
+    cfg = load_config(setup["cfg"])
+    val, _, split = ImageTextPretrainTask().build_eval_split(cfg, "val")
+    val_ids = [r["image_id"] for r in json.loads((setup["data"] / "flickr30k_val.json").read_text())]
+    assert split == "val" and [val[i]["image_id"] for i in range(len(val))] == val_ids
+
+
+@pytest.mark.slow
+def test_caption_json_test_set_without_image_ids_reports(setup, tmp_path):
+    """A caption_json test set whose records have no image_id (ids = file stems): the job scores it and
+    the report shows each image's references (it used to re-read the annotations with image_id
+    required, and failed with a DataError)."""
+    from minigpt4.quickstart.report import report
+
+    records = json.loads((setup["data"] / "flickr30k_test.json").read_text())[:3]
+    ann = tmp_path / "my_test.json"
+    ann.write_text(json.dumps([{"image": r["image"], "captions": r["captions"]} for r in records]))
+    cfg = {**setup["cfg_dict"], "evaluation_datasets": {"my_set": {
+        "builder": "caption_json", "split": "test",
+        "build_info": {"ann_path": str(ann), "image_path": str(setup["data"] / "flickr30k-images")},
+        "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": 112}}}}}
+    cfg_path = tmp_path / "eval.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run = tmp_path / "run"
+    run.mkdir()
+    assert eval_main([str(run), "--cfg-path", str(cfg_path), "--options", "run.max_new_tokens=6"]) == 0
+    caps, m = _outputs(run / "eval", "pretrained")
+    assert m["dataset"] == "my_set" and [c["image_id"] for c in caps] == [Path(r["image"]).stem for r in records]
+    text = report(run, samples=2)
+    assert records[0]["captions"][0] in text and records[1]["captions"][0] in text

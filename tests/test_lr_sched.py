@@ -7,8 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from minigpt4.common.registry import LR_SCHEDULERS
-from minigpt4.runners import lr_schedulers  # noqa: F401  (registers)
+from minigpt4.registry import LR_SCHEDULERS
+from minigpt4.training import lr_schedulers  # noqa: F401  (registers)
 
 
 def _optimizer() -> torch.optim.Optimizer:

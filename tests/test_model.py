@@ -1,10 +1,10 @@
 """The MiniGPT-4 model on the tiny stack: freezing, labels, loss, training signal, generation."""
 import pytest
 import torch
+from conftest import tiny_model_section, write_yaml
 
 import minigpt4
-
-from conftest import tiny_model_section, write_yaml
+from minigpt4.errors import ConfigError
 
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."
 INSTR2 = "<Img><ImageHere></Img> Could you describe the contents of this image for me?"
@@ -124,7 +124,7 @@ def test_low_resource_without_gpu_fails_clearly(tiny_stack, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA")
     path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(tiny_stack, low_resource=True)})
-    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         minigpt4.build_model(minigpt4.load_config(path).model)
 
 
@@ -166,3 +166,21 @@ def test_freeze_after_construction_matches_the_flag(tiny_stack, tmp_path):
     assert not m.query_tokens.requires_grad and not any(p.requires_grad for p in m.qformer.parameters())
     with pytest.raises(ValueError, match="unknown part 'vit'"):
         m.freeze("vit")
+
+
+def test_an_8bit_llm_stays_where_it_is_and_image_embeddings_follow_it(tiny_cfg_path):
+    """low_resource: the 8-bit LLM sits on cuda:<device_8bit>, the rest on the run's device. Here the
+    LLM is on the meta device and marked 8-bit: place() must not move it, and the image embeddings
+    and the assembled sequence must land on the LLM's input-embedding device (they used to be built
+    on the ViT's device, which fails as soon as the two differ)."""
+    model = minigpt4.build_model(minigpt4.load_config(tiny_cfg_path).model)
+    model.llama_model.to("meta")
+    model.llama_model.is_loaded_in_8bit = True  # what transformers sets for a bitsandbytes model
+    model.place("cpu")
+    assert model.llama_model.get_input_embeddings().weight.device.type == "meta"
+    assert {p.device.type for n, p in model.named_parameters() if not n.startswith("llama_model.")} == {"cpu"}
+    embeds, atts = model.encode_img(torch.randn(2, 3, model.visual_encoder.config.image_size,
+                                                model.visual_encoder.config.image_size))
+    assert embeds.device.type == atts.device.type == "meta"
+    inputs, mask, labels = model.assemble(embeds, [model.instructions[0]] * 2, ["a dog", "a cat"])
+    assert inputs.device.type == mask.device.type == labels.device.type == "meta"

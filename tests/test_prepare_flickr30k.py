@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from minigpt4.datasets.flickr30k_prepare import PrepareError, main, prepare_flickr30k
-from minigpt4.datasets.synthetic import make_synthetic_flickr30k
+from minigpt4.cli import prepare
+from minigpt4.datasets.flickr30k_prepare import PrepareError, prepare_flickr30k
+from minigpt4.quickstart.synthetic import make_synthetic_flickr30k
 
 REPO = Path(__file__).resolve().parents[1]
 N = 30
@@ -31,7 +32,7 @@ def _csv(root: Path) -> pd.DataFrame:
 
 def _karpathy_from_csv(df: pd.DataFrame, path: Path, restval_first_train: bool = False) -> Path:
     images, done = [], False
-    for i, row in df.iterrows():
+    for _, row in df.iterrows():
         split = row["split"]
         if restval_first_train and split == "train" and not done:
             split, done = "restval", True
@@ -211,11 +212,11 @@ def test_strict_needs_check_images(sample, tmp_path):
 
 
 def test_main_prints_summary_and_errors(sample, tmp_path, capsys):
-    assert main(["--root", str(sample), "--out-dir", str(tmp_path / "o"), "--check-images"]) == 0
+    assert prepare(["--root", str(sample), "--out-dir", str(tmp_path / "o"), "--check-images"]) == 0
     out = capsys.readouterr().out
     assert "train:     24 images,     120 captions" in out and "dropped rows (missing or undecodable image): 0" in out
     root = _bad_csv(sample, tmp_path, _set(0, "split", "nope"))
-    assert main(["--root", str(root), "--out-dir", str(tmp_path / "o2")]) == 1
+    assert prepare(["--root", str(root), "--out-dir", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "\nerror: " in "\n" + err and "flickr_annotations_30k.csv line 2 (row 0): unknown split 'nope'" in err
 
@@ -224,7 +225,8 @@ def test_script_cli(sample, tmp_path):
     root = _bad_csv(sample, tmp_path, _set(3, "raw", "[oops"))
     r = subprocess.run([sys.executable, "prepare_flickr30k.py", "--root", str(root)], cwd=REPO,
                        capture_output=True, text=True)
-    assert r.returncode == 1 and "line 5 (row 3): column 'raw' is not a JSON list of strings" in r.stderr
+    assert r.returncode == 2 and "\nerror: " in r.stderr and "Traceback" not in r.stderr
+    assert "line 5 (row 3): column 'raw' is not a JSON list of strings" in r.stderr
     assert sorted(p.name for p in root.iterdir()) == ["flickr_annotations_30k.csv"]
     ok = subprocess.run([sys.executable, "prepare_flickr30k.py", "--root", str(sample), "--out-dir", str(tmp_path / "o")],
                         cwd=REPO, capture_output=True, text=True)

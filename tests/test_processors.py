@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from minigpt4.common.registry import PROCESSORS
 from minigpt4.processors import CLIP_MEAN, CLIP_STD, build_processor, clean_caption
 from minigpt4.processors.image import random_resized_crop_box, to_tensor
+from minigpt4.registry import PROCESSORS
 
 PHOTO = Path(__file__).parent / "data" / "flickr_1000268201.jpg"  # real Flickr30k photo (224x224 copy)
 

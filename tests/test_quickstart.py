@@ -3,9 +3,8 @@ import os
 import subprocess
 
 import pytest
-from PIL import Image
-
 from conftest import REPO
+from PIL import Image
 
 
 @pytest.mark.slow

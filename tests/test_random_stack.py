@@ -7,17 +7,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_model_section, write_yaml
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import minigpt4
+from minigpt4.errors import DataError
 from minigpt4.models.llm import load_tokenizer
 from minigpt4.models.qformer import qformer_config
-from minigpt4.models.state_io import load_weights
-from minigpt4.models.tiny import (SIZES, TINY_IMAGE_SIZE, TINY_LLM, TINY_NUM_QUERY_TOKEN, TINY_QFORMER, TINY_VIT,
-                                  main, write_random_stack)
 from minigpt4.models.vision import vision_config
-
-from conftest import tiny_model_section, write_yaml
+from minigpt4.models.weights import load_weights
+from minigpt4.testing.stacks import (
+    SIZES,
+    TINY_IMAGE_SIZE,
+    TINY_LLM,
+    TINY_NUM_QUERY_TOKEN,
+    TINY_QFORMER,
+    TINY_VIT,
+    main,
+    write_random_stack,
+)
 
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."
 CAPTIONS = ["A man in an orange hat starring at something.", "Two dogs run across a snowy field.",
@@ -83,5 +91,5 @@ def test_cli_trains_the_tokenizer_on_the_captions(tmp_path, capsys):
 def test_cli_names_a_bad_captions_file(tmp_path):
     bad = tmp_path / "captions.csv"
     bad.write_text("raw,split\n")
-    with pytest.raises(SystemExit, match="captions.csv: expected a prepared annotation file"):
+    with pytest.raises(DataError, match="captions.csv: expected a prepared annotation file"):
         main(["--out", str(tmp_path / "stack"), "--captions", str(bad)])

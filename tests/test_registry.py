@@ -1,6 +1,10 @@
-import pytest
+import subprocess
+import sys
 
-from minigpt4.common.registry import Registry
+import pytest
+from conftest import REPO
+
+from minigpt4.registry import Registry
 
 
 def test_register_get_build():
@@ -39,9 +43,21 @@ def test_duplicate_name_is_an_error():
         reg.register("gear")(type("B", (), {}))
 
 
-def test_real_registries_are_populated():
-    from minigpt4.common.config import import_components
-    from minigpt4.common.registry import MODELS
+def test_locations_are_imported_on_first_lookup(tmp_path, monkeypatch):
+    (tmp_path / "my_widgets.py").write_text(
+        "from test_registry import LAZY\n@LAZY.register('spring')\nclass Spring:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "my_widgets" not in sys.modules
+    assert LAZY.names() == ["spring"] and "my_widgets" in sys.modules
+    assert LAZY.get("spring").__module__ == "my_widgets"
 
-    import_components()
-    assert "minigpt4" in MODELS
+
+LAZY = Registry("lazy widget", ["my_widgets"])
+
+
+def test_real_registries_load_their_modules_lazily():
+    code = ("import sys; from minigpt4.registry import MODELS, RUNNERS; "
+            "assert 'minigpt4.models.minigpt4' not in sys.modules; "
+            "assert MODELS.names() == ['minigpt4'] and 'minigpt4.models.minigpt4' in sys.modules; "
+            "assert 'runner_iter' in RUNNERS")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

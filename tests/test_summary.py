@@ -8,14 +8,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from minigpt4.cli import summarise
+from minigpt4.errors import EvalError
 from minigpt4.evaluation import METRICS
 from minigpt4.evaluation.plot import plot_metrics
-from minigpt4.evaluation.rundir import checkpoint_epoch, checkpoint_name, main as rundir_main, pending, run_checkpoints
-from minigpt4.evaluation.summary import collect, main as summary_main, to_markdown, write_summary
+from minigpt4.evaluation.summary import collect, to_markdown, write_summary
+from minigpt4.quickstart.report import report
+from minigpt4.run_dir import checkpoint_epoch, pending, result_name, run_checkpoints
 
 
 def write_metrics(eval_dir: Path, name: str, epoch: int | None, scores: dict, limit: int | None = None) -> Path:
-    """A metrics.json in the layout eval_flickr30k.py writes (the fields the summary reads)."""
+    """A metrics.json in the layout the evaluation job writes (the fields the summary reads)."""
     path = eval_dir / name / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"name": name, "epoch": epoch, "split": "test", "num_images": 6 if limit is None else limit,
@@ -37,22 +40,22 @@ def make_run(tmp_path: Path, epochs=(0, 1, 2, 10)) -> Path:
     return run
 
 
-def test_checkpoint_names_and_epochs():
-    assert checkpoint_name("pretrained") == "pretrained" and checkpoint_epoch("pretrained") == -1
-    assert checkpoint_name("/a/b/checkpoint_12.pth") == "checkpoint_12" and checkpoint_epoch("/a/checkpoint_12.pth") == 12
-    assert checkpoint_name("my.model.pth") == "my.model" and checkpoint_epoch("my.model.pth") is None
+def test_result_names_and_epochs():
+    assert result_name("pretrained") == "pretrained" and checkpoint_epoch("pretrained") == -1
+    assert result_name("/a/b/checkpoint_12.pth") == "checkpoint_12" and checkpoint_epoch("/a/checkpoint_12.pth") == 12
+    assert result_name("my.model.pth") == "my.model" and checkpoint_epoch("my.model.pth") is None
 
 
 def test_checkpoints_in_numeric_epoch_order(tmp_path):
     run = make_run(tmp_path)
     assert [p.name for p in run_checkpoints(run)] == [f"checkpoint_{e}.pth" for e in (0, 1, 2, 10)]
-    with pytest.raises(FileNotFoundError, match="run folder not found"):
+    with pytest.raises(EvalError, match="run folder not found"):
         run_checkpoints(tmp_path / "nope")
 
 
-def test_pending_skips_finished_ones(tmp_path, capsys):
+def test_pending_skips_finished_ones(tmp_path):
     run = make_run(tmp_path)
-    names = lambda specs: [checkpoint_name(s) for s in specs]  # noqa: E731
+    names = lambda specs: [result_name(s) for s in specs]  # noqa: E731
     assert names(pending(run)) == ["pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_2", "checkpoint_10"]
     write_metrics(run / "eval", "pretrained", -1, scores_for(0))
     write_metrics(run / "eval", "checkpoint_1", 1, scores_for(1))
@@ -61,10 +64,7 @@ def test_pending_skips_finished_ones(tmp_path, capsys):
     assert names(pending(run)) == ["checkpoint_0", "checkpoint_2", "checkpoint_10"]
     # results computed on a subset do not count for a full evaluation, and vice versa
     assert names(pending(run, limit=50)) == ["pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_2", "checkpoint_10"]
-    assert rundir_main([str(run)]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out == [str((run / f"checkpoint_{e}.pth").resolve()) for e in (0, 2, 10)]
-    assert rundir_main([str(tmp_path / "missing")]) == 2
+    assert pending(run)[1:] == [str((run / f"checkpoint_{e}.pth").resolve()) for e in (2, 10)]
 
 
 def test_summary_files(tmp_path):
@@ -115,14 +115,15 @@ def test_plot_returns_one_line_per_metric(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temporary file
 
 
-def test_collect_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no \\*/metrics.json"):
+def test_collect_errors(tmp_path, capsys):
+    with pytest.raises(EvalError, match="no \\*/metrics.json"):
         collect(tmp_path)
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "metrics.json").write_text(json.dumps({"scores": {"Bleu_1": 0.1}}))
-    with pytest.raises(ValueError, match="scores lack"):
+    with pytest.raises(EvalError, match="scores lack"):
         collect(tmp_path)
-    assert summary_main([str(tmp_path / "nothing")]) == 2
+    assert summarise([str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.startswith("error: no */metrics.json under")
 
 
 def test_markdown_of_unknown_epoch(tmp_path):
@@ -131,19 +132,22 @@ def test_markdown_of_unknown_epoch(tmp_path):
     assert "| custom |  | 6 |" in to_markdown(table, metrics)
 
 
-def test_report(tmp_path):
-    from minigpt4.evaluation.report import report
+def write_captions(eval_dir: Path, name: str, captions: list[str], references: list[list[str]]) -> Path:
+    """A captions.json in the layout the evaluation job writes (caption and references per image)."""
+    path = eval_dir / name / "captions.json"
+    path.write_text(json.dumps([{"image_id": str(i), "image": f"{i}.jpg", "caption": c, "references": r}
+                                for i, (c, r) in enumerate(zip(captions, references))]))
+    return path
 
+
+def test_report(tmp_path):
     run = make_run(tmp_path, epochs=(0,))
-    ann = tmp_path / "flickr30k_test.json"
-    ann.write_text(json.dumps([{"image": f"{i}.jpg", "image_id": str(i), "captions": [f"true caption {i}", "other"]}
-                               for i in range(3)]))
     eval_dir = run / "eval_limit2"  # only a --limit evaluation exists: the report finds it
     for n, (name, epoch) in enumerate([("pretrained", -1), ("checkpoint_0", 0)]):
         write_metrics(eval_dir, name, epoch, scores_for(n), limit=2)
-        (eval_dir / name / "captions.json").write_text(json.dumps(
-            [{"image_id": str(i), "image": f"{i}.jpg", "caption": f"{name} says {i}"} for i in range(2)]))
-    text = report(run, annotations=ann, samples=1)
+        write_captions(eval_dir, name, [f"{name} says {i}" for i in range(2)],
+                       [[f"true caption {i}", "other"] for i in range(2)])
+    text = report(run, samples=1)
     assert "true caption 0" in text and "pretrained says 0" in text and "checkpoint_0 says 0" in text
     assert "says 1" not in text and str((eval_dir / "summary.png").resolve()) in text
     assert (eval_dir / "summary.md").is_file()

@@ -9,8 +9,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from minigpt4.datasets.synthetic import (
-    COLORS, POSITIONS, SHAPES, make_scenes, make_synthetic_flickr30k, scene_captions, shape_boxes, split_labels,
+from minigpt4.quickstart.synthetic import (
+    COLORS,
+    POSITIONS,
+    SHAPES,
+    make_scenes,
+    make_synthetic_flickr30k,
+    scene_captions,
+    shape_boxes,
+    split_labels,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,11 +114,11 @@ def test_deterministic_bytes(tmp_path, sample):
 
 
 def test_cli(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "minigpt4.datasets.synthetic", "--out", str(tmp_path), "--images", "5",
+    r = subprocess.run([sys.executable, "-m", "minigpt4.quickstart.synthetic", "--out", str(tmp_path), "--images", "5",
                         "--seed", "1", "--image-size", "56"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "train 3, val 1, test 1" in r.stdout
     assert len(list((tmp_path / "flickr30k-images").glob("*.jpg"))) == 5
-    bad = subprocess.run([sys.executable, "-m", "minigpt4.datasets.synthetic", "--out", str(tmp_path / "x"),
+    bad = subprocess.run([sys.executable, "-m", "minigpt4.quickstart.synthetic", "--out", str(tmp_path / "x"),
                           "--images", "2"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode != 0 and "at least 3 images" in bad.stderr

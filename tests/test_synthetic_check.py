@@ -1,14 +1,13 @@
 """Reading shape and colours back from synthetic captions, and scoring a run's captions by them."""
-import json
 import math
 import random
 
 import pytest
+from test_summary import make_run, scores_for, write_captions, write_metrics
 
-from minigpt4.datasets.synthetic import make_scenes, scene_captions
-from minigpt4.datasets.synthetic_check import attribute_scores, caption_attributes, main, true_attributes
-
-from test_summary import make_run, scores_for, write_metrics
+from minigpt4.cli import run_command
+from minigpt4.quickstart.check import attribute_scores, caption_attributes, main, true_attributes
+from minigpt4.quickstart.synthetic import make_scenes, scene_captions
 
 
 def test_every_template_reads_back_the_scene():
@@ -46,15 +45,13 @@ def test_attribute_scores():
 
 def test_cli_prints_a_row_per_checkpoint(tmp_path, capsys):
     run = make_run(tmp_path, epochs=(0,))
-    ann = tmp_path / "flickr30k_test.json"
-    ann.write_text(json.dumps([{"image": "0.jpg", "image_id": "0", "captions": ["A red circle on a blue background."] * 5},
-                               {"image": "1.jpg", "image_id": "1", "captions": ["One white triangle at the top."] * 5}]))
+    refs = [["A red circle on a blue background."] * 5, ["One white triangle at the top."] * 5]
     said = {"pretrained": ["A blue square.", "A white square."], "checkpoint_0": ["A red circle.", "A white triangle."]}
     for n, (name, epoch) in enumerate([("pretrained", -1), ("checkpoint_0", 0)]):
         write_metrics(run / "eval", name, epoch, scores_for(n))
-        (run / "eval" / name / "captions.json").write_text(json.dumps(
-            [{"image_id": str(i), "image": f"{i}.jpg", "caption": c} for i, c in enumerate(said[name])]))
-    assert main([str(run), "--annotations", str(ann)]) == 0
+        write_captions(run / "eval", name, said[name], refs)
+    assert run_command(main, [str(run)]) == 0
     out = capsys.readouterr().out
     assert "| pretrained | 0% | 50% | - |" in out and "| checkpoint_0 | 100% | 100% | - |" in out
-    assert main([str(run)]) == 2 and "pass --annotations" in capsys.readouterr().err
+    assert run_command(main, [str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("error: no */metrics.json under")

@@ -15,10 +15,12 @@ import pytest
 import torch
 
 import minigpt4
-from minigpt4.common import dist as du
-from minigpt4.common.logging import setup_logger
-from minigpt4.common.registry import RUNNERS, TASKS
-from minigpt4.runners.checkpoint import LATEST, load_checkpoint
+from minigpt4.registry import RUNNERS, TASKS
+from minigpt4.run_dir import LATEST
+from minigpt4.testing.tasks import NAN_STEP_ENV
+from minigpt4.training.checkpoint import load_checkpoint
+from minigpt4.utils import dist as du
+from minigpt4.utils.logging import setup_logger
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CFG = REPO / "train_configs" / "minigpt4_flickr_tiny.yaml"
@@ -33,7 +35,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="session")
 def synthetic_flickr(tmp_path_factory) -> Path:
     """40 synthetic 56-px images (32 train) with Flickr30k-style split files."""
-    from minigpt4.datasets import flickr30k_prepare, synthetic
+    from minigpt4.datasets import flickr30k_prepare
+    from minigpt4.quickstart import synthetic
 
     out = tmp_path_factory.mktemp("synthetic_flickr30k")
     assert synthetic.main(["--out", str(out), "--images", "40", "--image-size", "56"]) in (0, None)
@@ -56,7 +59,7 @@ def options(stack: dict, data: Path, out: Path, **run) -> list[str]:
 
 def _env(extra: dict | None = None) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("MINIGPT4_DEBUG_NAN_STEP", None)
+    env.pop(NAN_STEP_ENV, None)
     return {**env, **(extra or {})}
 
 
@@ -202,8 +205,8 @@ def test_resume_auto_without_checkpoint_starts_fresh(tiny_stack, synthetic_flick
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_stack, synthetic_flickr, tmp_path):
     run = {"max_epoch": 3, "iters_per_epoch": 6, "batch_size_train": 2}
-    proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path, **run),
-                     env={"MINIGPT4_DEBUG_NAN_STEP": "9"}, check=False)
+    proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path, task="nan_injecting", **run),
+                     env={NAN_STEP_ENV: "9"}, check=False)
     assert proc.returncode == 1
     assert "Loss is nan at epoch 1 step 3 (global step 9); stopping" in proc.stdout
     (run_dir,) = run_dirs(tmp_path)
@@ -217,8 +220,8 @@ def test_nan_on_one_rank_stops_every_rank(tiny_stack, synthetic_flickr, tmp_path
     """NaN on rank 1 only: both ranks stop at the same step (no hang in a collective)."""
     run = {"max_epoch": 2, "iters_per_epoch": 4, "batch_size_train": 2}
     start = time.time()
-    proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path, **run), nproc=2,
-                     env={"MINIGPT4_DEBUG_NAN_STEP": "2:1"}, check=False, timeout=120)
+    proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path, task="nan_injecting", **run), nproc=2,
+                     env={NAN_STEP_ENV: "2:1"}, check=False, timeout=120)
     assert proc.returncode != 0 and time.time() - start < 100
     assert "Loss is nan at epoch 0 step 2 (global step 2)" in proc.stdout
     assert "none (no epoch has finished yet)" in proc.stdout
@@ -290,6 +293,40 @@ def test_resume_restores_step_data_and_rng_in_process(tiny_stack, synthetic_flic
     assert [r["epoch"] for r in second.train()] == [1]
 
 
+def test_resume_past_stop_after_epoch_trains_to_the_end(tiny_stack, synthetic_flickr, tmp_path):
+    """stop_after_epoch stops once: the resumed run (same config) trains every remaining epoch, not one
+    more per call (it used to stop after each epoch past it)."""
+    common = dict(iters_per_epoch=2, batch_size_train=2, max_epoch=3, stop_after_epoch=0)
+    info = du.init_distributed("cpu")
+    setup_logger(0)
+
+    def runner(cfg, run_dir):
+        task = TASKS.build(cfg.run.task, cfg.run)
+        return RUNNERS.build(cfg.run.runner, cfg, task=task, model=minigpt4.build_model(cfg.model),
+                             datasets=task.build_datasets(cfg.datasets), run_dir=run_dir, dist_info=info)
+
+    cfg = minigpt4.load_config(TINY_CFG, options(tiny_stack, synthetic_flickr, tmp_path, **common))
+    assert [r["epoch"] for r in runner(cfg, tmp_path / "a").train()] == [0]
+    cfg = minigpt4.load_config(TINY_CFG, options(tiny_stack, synthetic_flickr, tmp_path, **common)
+                               + [f"run.resume_ckpt_path={tmp_path / 'a' / 'checkpoint_0.pth'}"])
+    assert [r["epoch"] for r in runner(cfg, tmp_path / "a").train()] == [1, 2]
+
+
+def test_resume_auto_keeps_the_original_config(tiny_stack, synthetic_flickr, tmp_path):
+    """--resume auto writes the new invocation's config beside config.yaml instead of over it."""
+    opts = options(tiny_stack, synthetic_flickr, tmp_path, iters_per_epoch=2, batch_size_train=2, max_epoch=2,
+                   stop_after_epoch=0)
+    run_train(opts)
+    (run_dir,) = run_dirs(tmp_path)
+    original = (run_dir / "config.yaml").read_text()
+    run_train(opts + ["run.log_freq=7"], resume="auto")
+    assert run_dirs(tmp_path) == [run_dir] and (run_dir / "checkpoint_1.pth").is_file()
+    assert (run_dir / "config.yaml").read_text() == original and "log_freq: 10" in original
+    (resumed,) = run_dir.glob("config.resumed-*.yaml")
+    assert "log_freq: 7" in resumed.read_text()
+    assert minigpt4.load_config(resumed).run.log_freq == 7  # itself a valid config
+
+
 @pytest.fixture()
 def corrupt_flickr(synthetic_flickr, tmp_path) -> tuple[Path, str]:
     """A copy of the synthetic data whose first training image is not a JPEG any more."""
@@ -318,5 +355,5 @@ def test_failing_rank_takes_the_job_down(tiny_stack, corrupt_flickr, tmp_path):
     proc = run_train(options(tiny_stack, data, tmp_path / "out", max_epoch=1, iters_per_epoch=20, batch_size_train=4,
                              strict_data="true"), nproc=2, check=False, timeout=150)
     assert proc.returncode != 0 and time.time() - start < 120
-    assert "ImageLoadError" in proc.stderr and name in proc.stderr
+    assert "error: cannot load image" in proc.stderr and name in proc.stderr
     assert not list(run_dirs(tmp_path / "out")[0].glob("checkpoint_*"))

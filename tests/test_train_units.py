@@ -7,9 +7,9 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import Dataset
 
-from minigpt4.common.logging import format_train_line
-from minigpt4.runners.data import InfiniteLoader, batch_size_of, concat_datasets
-from minigpt4.runners.optim import build_optimizer, param_groups
+from minigpt4.training.data import InfiniteLoader, batch_size_of, concat_datasets
+from minigpt4.training.optim import build_optimizer, param_groups
+from minigpt4.utils.logging import format_train_line
 
 
 class _Net(nn.Module):

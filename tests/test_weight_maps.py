@@ -1,15 +1,15 @@
 """Official file layouts: key maps both ways, strict loading, clear errors."""
 import pytest
 import torch
+from conftest import tiny_model_section, write_yaml
 
 import minigpt4
+from minigpt4.errors import WeightsError
 from minigpt4.models.qformer import blip2_to_hf, hf_to_blip2
-from minigpt4.common.io import atomic_torch_save
-from minigpt4.models.state_io import load_weights
-from minigpt4.models.tiny import official_blip2_state, official_vit_state
 from minigpt4.models.vision import eva_to_hf
-
-from conftest import tiny_model_section, write_yaml
+from minigpt4.models.weights import load_weights
+from minigpt4.testing.stacks import official_blip2_state, official_vit_state
+from minigpt4.utils.io import atomic_torch_save
 
 
 def _build(tmp_path, stack, name="m.yaml", **over):
@@ -62,7 +62,7 @@ def test_missing_vit_key_is_named(tmp_path, tiny_stack):
     eva = load_weights(tiny_stack["vit_ckpt"])
     del eva["blocks.1.mlp.fc2.weight"]
     atomic_torch_save(eva, tmp_path / "vit.pth")
-    with pytest.raises(KeyError, match=r"Missing keys: \['encoder.layers.1.mlp.fc2.weight'\]"):
+    with pytest.raises(WeightsError, match=r"Missing keys: \['encoder.layers.1.mlp.fc2.weight'\]"):
         _build(tmp_path, tiny_stack, vit_ckpt=str(tmp_path / "vit.pth"))
 
 
@@ -71,7 +71,7 @@ def test_missing_qformer_key_is_named(tmp_path, tiny_stack):
     del sd["model"]["Qformer.bert.encoder.layer.1.attention.self.key.bias"]
     del sd["model"]["query_tokens"]
     atomic_torch_save(sd, tmp_path / "blip2.pth")
-    with pytest.raises(KeyError) as e:
+    with pytest.raises(WeightsError) as e:
         _build(tmp_path, tiny_stack, q_former_model=str(tmp_path / "blip2.pth"))
     assert "encoder.layer.1.attention.attention.key.bias" in str(e.value) and "query_tokens" in str(e.value)
 
@@ -80,7 +80,7 @@ def test_unexpected_vit_key_is_named(tmp_path, tiny_stack):
     eva = load_weights(tiny_stack["vit_ckpt"])
     eva["blocks.0.attn.relative_position_bias_table"] = torch.zeros(3)
     atomic_torch_save(eva, tmp_path / "vit.pth")
-    with pytest.raises(KeyError, match="Unexpected keys: .*relative_position_bias_table"):
+    with pytest.raises(WeightsError, match="Unexpected keys: .*relative_position_bias_table"):
         _build(tmp_path, tiny_stack, vit_ckpt=str(tmp_path / "vit.pth"))
 
 
@@ -96,7 +96,7 @@ def test_pos_embed_is_resized_for_another_image_size(tmp_path, tiny_stack):
 def test_minigpt4_ckpt_without_projection_fails(tmp_path, tiny_stack):
     atomic_torch_save({"model": {"llama_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(2)}},
                 tmp_path / "c.pth")
-    with pytest.raises(KeyError, match="no llama_proj.weight/llama_proj.bias"):
+    with pytest.raises(WeightsError, match="no llama_proj.weight/llama_proj.bias"):
         _build(tmp_path, tiny_stack, ckpt=str(tmp_path / "c.pth"))
 
 
@@ -117,5 +117,5 @@ def test_official_ckpt_buffers_are_dropped_and_projection_loaded(tmp_path, tiny_
 def test_truncated_file_fails_clearly(tmp_path, tiny_stack):
     data = open(tiny_stack["vit_ckpt"], "rb").read()
     (tmp_path / "vit.pth").write_bytes(data[: len(data) // 2])
-    with pytest.raises(RuntimeError, match="cannot load .*vit.pth"):
+    with pytest.raises(WeightsError, match="cannot load .*vit.pth"):
         _build(tmp_path, tiny_stack, vit_ckpt=str(tmp_path / "vit.pth"))

@@ -1,28 +1,28 @@
-"""Base of the registered dataset builders: schema pieces shared by the caption builders, config
-validation for direct use (``from_config`` without ``load_config``) and dataset construction."""
+"""Base of the registered dataset builders: schema pieces shared by the caption builders and dataset
+construction. An entry of ``load_config``'s result is already validated; a plain mapping given to
+``from_config`` (direct use) is validated there, once, the same way."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
-from minigpt4.common.config import resolve_path, validate_section
-from minigpt4.common.schema import Key
-from minigpt4.processors import build_processor, processors_key
-from minigpt4.processors.base import plain
+from minigpt4.config import resolve_path, validate_section
+from minigpt4.config.schema import Key
+from minigpt4.processors import processors_key
+from minigpt4.processors.base import create_processor, plain
+from minigpt4.utils.prompt import load_instructions
 
-from minigpt4.common.prompt import load_instructions
-
-from .base import CaptionRecord
 from .caption_datasets import CAPTION_SAMPLING, CaptionEvalDataset, CaptionTrainDataset
+from .records import CaptionRecord
 
 VIS_DEFAULT = {
     "train": {"name": "blip2_image_train", "image_size": 224},
     "eval": {"name": "blip2_image_eval", "image_size": 224},
 }
 TEXT_DEFAULT = {"train": {"name": "blip_caption"}, "eval": {"name": "blip_caption"}}
-SPLITS = ("train", "val", "test")
 
 
 def builder_key(name: str) -> Key:
@@ -52,11 +52,6 @@ TRAIN_KEYS = {
 }
 
 
-def validate_entry(schema: Mapping[str, Key], cfg: Any, where: str) -> dict:
-    """``cfg`` over the schema defaults, validated as ``load_config`` does; raises ``ConfigError``."""
-    return validate_section(plain(cfg) or {}, schema, "the dataset config", f"{where}.")
-
-
 class CaptionBuilder:
     """A builder configured by one dataset entry. ``strict`` (the runner's ``run.strict_data``) makes
     a missing or corrupt image an error instead of a skipped, counted item; it is passed to
@@ -71,9 +66,13 @@ class CaptionBuilder:
         self.strict = bool(strict)
 
     @classmethod
-    def from_config(cls, cfg: Any, strict: bool = False) -> "CaptionBuilder":
-        """Validate the entry ``cfg`` (missing keys take the schema defaults) and keep it."""
-        return cls(validate_entry(cls.SCHEMA, cfg, cls.registry_name), strict=strict)
+    def from_config(cls, cfg: Any, strict: bool = False) -> CaptionBuilder:
+        """Keep the entry ``cfg``: a validated section of ``load_config``'s result (a DictConfig), or a
+        plain mapping, validated here (missing keys take the schema defaults; raises ``ConfigError``)."""
+        if isinstance(cfg, DictConfig):
+            return cls(plain(cfg), strict=strict)
+        return cls(validate_section(plain(cfg) or {}, cls.SCHEMA, "the dataset config", f"{cls.registry_name}."),
+                   strict=strict)
 
     def build_datasets(self) -> dict[str, Dataset]:
         raise NotImplementedError
@@ -87,8 +86,8 @@ class CaptionBuilder:
         return CaptionTrainDataset(
             records,
             self.path("image_path"),
-            build_processor(c["vis_processor"]["train"], f"{self.registry_name}.vis_processor.train"),
-            build_processor(c["text_processor"]["train"], f"{self.registry_name}.text_processor.train"),
+            create_processor(c["vis_processor"]["train"]),
+            create_processor(c["text_processor"]["train"]),
             load_instructions(resolve_path(c["prompt_path"])),
             caption_sampling=c["caption_sampling"],
             seed=c["seed"],
@@ -97,5 +96,5 @@ class CaptionBuilder:
         )
 
     def eval_dataset(self, records: list[CaptionRecord], source: str) -> CaptionEvalDataset:
-        vis = build_processor(self.config["vis_processor"]["eval"], f"{self.registry_name}.vis_processor.eval")
+        vis = create_processor(self.config["vis_processor"]["eval"])
         return CaptionEvalDataset(records, self.path("image_path"), vis, strict=self.strict, source=source)

@@ -1,14 +1,67 @@
 """Training and evaluation datasets over a list of ``CaptionRecord``s (Flickr30k or any caption JSON)."""
 from __future__ import annotations
 
+import logging
+import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
+import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
-from .base import CaptionRecord, collate, load_image_or_none, sample_rng, torch_generator
+from minigpt4.errors import ImageLoadError
 
+from .records import CaptionRecord
+
+log = logging.getLogger(__name__)
 CAPTION_SAMPLING = ("all", "random", "concat")
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open and fully decode an image as RGB (raises OSError/ValueError when missing or corrupt)."""
+    with Image.open(path) as im:
+        im.load()
+        return im.convert("RGB")
+
+
+def load_image_or_none(path: Path, strict: bool, where: str = "") -> Image.Image | None:
+    """The RGB image, or None (logged) when it is missing or corrupt; ``strict`` raises instead."""
+    try:
+        return open_image(path)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        msg = f"cannot load image {path}{f' ({where})' if where else ''}: {type(e).__name__}: {e}"
+        if strict:
+            raise ImageLoadError(msg + " [strict: set run.strict_data=false to skip and count such images]") from e
+        log.warning("skipping %s", msg)
+        return None
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> random.Random:
+    """A generator determined by (seed, epoch, index) alone: same draws on any rank, worker or resume."""
+    return random.Random(f"minigpt4-sample/{seed}/{epoch}/{index}")
+
+
+def torch_generator(rng: random.Random) -> torch.Generator:
+    """A torch.Generator seeded from ``rng`` (for image augmentation draws)."""
+    return torch.Generator().manual_seed(rng.getrandbits(63))
+
+
+def collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+    """Drop ``None`` items; stack tensors, keep other values as lists; add ``skipped`` (dropped count).
+
+    When every item was dropped the batch is ``{"skipped": n}`` only.
+    """
+    kept = [s for s in samples if s is not None]
+    batch: dict[str, Any] = {}
+    if kept:
+        for key in kept[0]:
+            values = [s[key] for s in kept]
+            batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    batch["skipped"] = len(samples) - len(kept)
+    return batch
+
 
 
 def join_captions(captions: Sequence[str]) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
-from minigpt4.common.registry import DATASETS
-from minigpt4.common.schema import Key
+from minigpt4.config.schema import Key
+from minigpt4.registry import DATASETS
 
-from .base import read_caption_json
-from .builder import SPLITS, TEXT_KEY, TRAIN_KEYS, VIS_KEY, CaptionBuilder, build_info_key, builder_key
+from .builder import TEXT_KEY, TRAIN_KEYS, VIS_KEY, CaptionBuilder, build_info_key, builder_key
+from .records import SPLITS, read_caption_json
 
 
 @DATASETS.register("caption_json")

@@ -6,25 +6,22 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from minigpt4.common.registry import DATASETS
-from minigpt4.common.schema import Key
+from minigpt4.config.schema import Key
+from minigpt4.errors import DataError
+from minigpt4.registry import DATASETS
 
-from .base import DataError, read_caption_json
 from .builder import TEXT_KEY, TRAIN_KEYS, VIS_KEY, CaptionBuilder, build_info_key, builder_key
+from .records import read_flickr30k, split_file_name
 
 
 def split_annotation(ann_path: Path, split: str) -> Path:
     """``ann_path`` itself when it is a file, else ``ann_path/flickr30k_<split>.json``."""
     if ann_path.is_dir():
-        path = ann_path / f"flickr30k_{split}.json"
+        path = ann_path / split_file_name(split)
         if not path.is_file():
             raise DataError(f"{path}: annotation file not found (make it with prepare_flickr30k.py --root DIR)")
         return path
     return ann_path
-
-
-def read_flickr30k(path: Path):
-    return read_caption_json(path, image_key="image", captions_key="captions", image_id_key="image_id")
 
 
 @DATASETS.register("flickr30k_caption")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,18 +18,19 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from .caption_datasets import join_captions
+from minigpt4.errors import DataError
+from minigpt4.utils.io import atomic_write_files
 
-CSV_NAME = "flickr_annotations_30k.csv"
-IMAGE_DIR = "flickr30k-images"
-SPLITS = ("train", "val", "test")
+from .caption_datasets import join_captions
+from .records import CSV_NAME, IMAGE_DIR, SPLITS, split_file_name
+
 CSV_COLUMNS = ("raw", "split", "filename")
 CAPTION_MODES = ("separate", "concat")
 MAX_PROBLEMS = 20
 MAX_EXAMPLES = 5
 
 
-class PrepareError(ValueError):
+class PrepareError(DataError):
     """Bad input; the message names the file and the row (CSV line or JSON index)."""
 
 
@@ -208,25 +207,6 @@ def dumps_records(records: list[dict]) -> str:
     return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n"
 
 
-def write_atomic(files: dict[Path, str]) -> None:
-    """Write every file to a temp name first, then rename them all; no partial file on failure."""
-    tmps = {}
-    try:
-        for path, text in files.items():
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            tmps[path] = tmp
-            tmp.write_text(text, encoding="utf-8")
-        for path, tmp in tmps.items():
-            os.replace(tmp, path)
-    finally:
-        for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
-
-
-def output_name(split: str, caption_mode: str) -> str:
-    return f"flickr30k_{split}.json" if caption_mode == "separate" else f"flickr30k_{split}_concat.json"
-
-
 def prepare_flickr30k(
     root: str | Path,
     out_dir: str | Path | None = None,
@@ -262,8 +242,8 @@ def prepare_flickr30k(
     anns = annotations(rows, caption_mode)
     if not out_dir.is_dir():
         out_dir.mkdir(parents=True)
-    files = {out_dir / output_name(s, caption_mode): dumps_records(anns[s]) for s in SPLITS}
-    write_atomic(files)
+    files = {out_dir / split_file_name(s, concat=caption_mode == "concat"): dumps_records(anns[s]) for s in SPLITS}
+    atomic_write_files(files)
     summary.rows = {s: len(anns[s]) for s in SPLITS}
     summary.captions = {s: sum(len(a["captions"]) for a in anns[s]) for s in SPLITS}
     summary.files = list(files)
@@ -271,7 +251,7 @@ def prepare_flickr30k(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point of ``prepare_flickr30k.py``; returns the exit status."""
+    """CLI of ``prepare_flickr30k.py`` / ``minigpt4-prepare`` (errors: ``minigpt4.cli``, exit 2)."""
     ap = argparse.ArgumentParser(description="Write flickr30k_{train,val,test}.json from the Flickr30k annotations.")
     ap.add_argument("--root", required=True, help=f"folder with {CSV_NAME} and {IMAGE_DIR}/")
     ap.add_argument("--out-dir", default=None, help="where to write the split files (default: --root)")
@@ -283,11 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--karpathy-json", default=None, help="read Karpathy's dataset_flickr30k.json instead of the CSV "
                                                            "('restval' is counted as train)")
     args = ap.parse_args(argv)
-    try:
-        summary = prepare_flickr30k(args.root, args.out_dir, args.check_images, args.strict,
-                                    args.caption_mode, args.karpathy_json)
-    except PrepareError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    summary = prepare_flickr30k(args.root, args.out_dir, args.check_images, args.strict,
+                                args.caption_mode, args.karpathy_json)
     print(summary.format())
     return 0

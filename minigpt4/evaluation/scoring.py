@@ -13,15 +13,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
+
+from minigpt4.errors import ScoringSetupError
 
 METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 SPICE_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
-
-
-class ScoringSetupError(RuntimeError):
-    """Java or pycocoevalcap is not usable; raised before any caption is generated."""
 
 
 def pycocoevalcap_dir() -> Path:
@@ -171,7 +169,7 @@ class CaptionScorer:
                 proc.wait()
             self._meteor = None
 
-    def __enter__(self) -> "CaptionScorer":
+    def __enter__(self) -> CaptionScorer:
         return self
 
     def __exit__(self, *exc) -> None:

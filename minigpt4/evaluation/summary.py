@@ -1,22 +1,24 @@
 """Summaries of a run's evaluations: ``summary.csv``, ``summary.md`` and ``summary.png``.
 
-``python -m minigpt4.evaluation.summary RUN_DIR [--eval-dir DIR]`` reads every ``DIR/*/metrics.json``
-(written by ``eval_scripts/eval_flickr30k.py``; DIR defaults to ``RUN_DIR/eval``) and writes the
-three files into DIR.
+The evaluation job writes them after scoring; ``python -m minigpt4.cli summary RUN_DIR [--eval-dir DIR]``
+rewrites them from every ``DIR/*/metrics.json`` (DIR defaults to ``RUN_DIR/eval``).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from minigpt4.common.io import atomic_write_text as write_text
+from minigpt4.errors import EvalError
 from minigpt4.evaluation.plot import plot_metrics
 from minigpt4.evaluation.scoring import METRICS
+from minigpt4.run_dir import METRICS as METRICS_FILE
+from minigpt4.run_dir import eval_dir as default_eval_dir
+from minigpt4.utils.io import atomic_write_text as write_text
 
 INFO_COLUMNS = ["name", "epoch", "split", "num_images", "limit"]
 
@@ -26,7 +28,7 @@ def collect(eval_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
     metric columns present (SPICE only when every row has it)."""
     eval_dir = Path(eval_dir)
     rows = []
-    for path in sorted(eval_dir.glob("*/metrics.json")):
+    for path in sorted(eval_dir.glob(f"*/{METRICS_FILE}")):
         try:
             m = json.loads(path.read_text())
             scores = m["scores"]
@@ -34,13 +36,13 @@ def collect(eval_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
                    "num_images": m.get("num_images"), "limit": m.get("limit")}
             row.update({k: float(v) for k, v in scores.items()})
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}: not a metrics.json written by eval_flickr30k.py ({e!r})") from e
+            raise EvalError(f"{path}: not a metrics.json written by the evaluation job ({e!r})") from e
         missing = [k for k in METRICS if k not in row]
         if missing:
-            raise ValueError(f"{path}: scores lack {missing}")
+            raise EvalError(f"{path}: scores lack {missing}")
         rows.append(row)
     if not rows:
-        raise FileNotFoundError(f"no */metrics.json under {eval_dir}: evaluate some checkpoints first")
+        raise EvalError(f"no */{METRICS_FILE} under {eval_dir}: evaluate some checkpoints first")
     table = pd.DataFrame(rows)
     metrics = list(METRICS) + (["SPICE"] if "SPICE" in table and table["SPICE"].notna().all() else [])
     table["epoch"] = table["epoch"].astype("Int64")
@@ -64,7 +66,7 @@ def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
 def write_summary(run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``eval_dir`` (default
     ``run_dir/eval``); returns their paths."""
-    eval_dir = Path(eval_dir) if eval_dir is not None else Path(run_dir) / "eval"
+    eval_dir = Path(eval_dir) if eval_dir is not None else default_eval_dir(run_dir)
     table, metrics = collect(eval_dir)
     splits = sorted(set(table["split"].dropna()))
     split = "/".join(splits) or "?"
@@ -85,20 +87,11 @@ def write_summary(run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", help="run folder whose eval/ holds <name>/metrics.json")
     ap.add_argument("--eval-dir", default=None, help="folder of <name>/metrics.json (default: RUN_DIR/eval)")
     args = ap.parse_args(argv)
-    try:
-        out = write_summary(args.run_dir, args.eval_dir)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print((out["md"]).read_text())
+    out = write_summary(args.run_dir, args.eval_dir)
+    print(out["md"].read_text())
     print("wrote " + ", ".join(str(p) for p in out.values()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,2 +1,2 @@
-"""Models; importing this package registers them."""
-from minigpt4.models import minigpt4  # noqa: F401
+"""The MiniGPT-4 model (``minigpt4``), its parts (``vision``, ``qformer``, ``llm``), the official key maps
+and weight loading (``weights``), and the ``model`` section schema."""

@@ -6,7 +6,10 @@ import logging
 from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerBase
+
+from minigpt4.errors import ConfigError, WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +28,13 @@ def load_llm(path: str | Path, dtype: torch.dtype, device: torch.device | None =
     """``LlamaForCausalLM.from_pretrained`` from a local directory (no hub access)."""
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"llama_model: {path} is not a Hugging Face model directory (no config.json)")
+        raise WeightsError(f"llama_model: {path} is not a Hugging Face model directory (no config.json)")
     kwargs: dict = {"dtype": dtype, "local_files_only": True}
     if low_resource:
         if not torch.cuda.is_available():
-            raise RuntimeError("low_resource: true loads the LLM in 8-bit, which needs a CUDA GPU; none is available")
+            raise ConfigError("model.low_resource: true loads the LLM in 8-bit, which needs a CUDA GPU; none is available")
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise RuntimeError("low_resource: true needs the bitsandbytes package: pip install bitsandbytes")
+            raise ConfigError("model.low_resource: true needs the bitsandbytes package: pip install bitsandbytes")
         from transformers import BitsAndBytesConfig
 
         kwargs.update(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": device_8bit})
@@ -41,3 +44,8 @@ def load_llm(path: str | Path, dtype: torch.dtype, device: torch.device | None =
     log.info("loaded LLM from %s (%s, %.1fM parameters)", path, dtype,
              sum(p.numel() for p in model.parameters()) / 1e6)
     return model
+
+
+def is_quantized(llm: nn.Module) -> bool:
+    """True for an 8-bit (bitsandbytes) model, which must not be moved with ``.to()``."""
+    return bool(getattr(llm, "is_quantized", False) or getattr(llm, "is_loaded_in_8bit", False))

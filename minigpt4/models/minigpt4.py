@@ -3,22 +3,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from transformers import Blip2QFormerModel, GenerationConfig
 
-from minigpt4.common.registry import MODELS
+from minigpt4.errors import WeightsError
+from minigpt4.registry import MODELS
+from minigpt4.utils.prompt import DEFAULT_TEMPLATE, PromptTemplate, load_instructions
 
-from .llm import load_llm, load_tokenizer
-from minigpt4.common.prompt import PromptTemplate, load_instructions
+from .llm import is_quantized, load_llm, load_tokenizer
 from .qformer import load_blip2_checkpoint, qformer_config
-from .schema import MODEL_SCHEMA
-from .state_io import load_weights, unwrap
+from .schema import DEFAULT_MODEL_TYPE, MODEL_SCHEMA
 from .vision import build_vision_encoder, half_linear_weights, keep_key_bias_zero, load_eva_checkpoint, vision_config
+from .weights import load_parameters, load_weights, unwrap
 
 log = logging.getLogger(__name__)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
 
 # Persistent buffers that official MiniGPT-4 checkpoints may carry besides llama_proj.
 _IGNORED_CKPT_SUFFIXES = ("position_ids", "rotary_emb.inv_freq")
@@ -40,13 +43,24 @@ class MiniGPT4(nn.Module):
     """The MiniGPT-4 (v1) captioning model; build it with ``minigpt4.build_model(cfg.model)``."""
 
     SCHEMA = MODEL_SCHEMA
-    MODEL_TYPES = {"vicuna0": "configs/models/minigpt4_vicuna0.yaml", "tiny": "configs/models/minigpt4_tiny.yaml",
-                   "standin": "configs/models/minigpt4_standin.yaml"}
-    DEFAULT_MODEL_TYPE = "vicuna0"
+    # model_type -> its defaults file; the real variants only (others: register_model_type)
+    MODEL_TYPES: dict[str, Path] = {DEFAULT_MODEL_TYPE: CONFIG_DIR / "minigpt4_vicuna0.yaml"}
+    DEFAULT_MODEL_TYPE = DEFAULT_MODEL_TYPE
+
+    @classmethod
+    def register_model_type(cls, name: str, defaults_file: str | Path) -> None:
+        """Add a ``model_type`` (a YAML file with a ``model:`` section of defaults), e.g. from a module
+        named in the config's ``custom_imports``."""
+        path = Path(defaults_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"model_type {name!r}: defaults file not found: {path}")
+        if cls.MODEL_TYPES.get(name, path) != path:
+            raise KeyError(f"model_type {name!r} is already registered ({cls.MODEL_TYPES[name]})")
+        cls.MODEL_TYPES[name] = path
 
     def __init__(self, visual_encoder: nn.Module, qformer: Blip2QFormerModel, query_tokens: nn.Parameter,
                  llama_model: nn.Module, llama_tokenizer: Any, instructions: list[str],
-                 prompt_template: str = "###Human: {} ###Assistant: ", max_txt_len: int = 160,
+                 prompt_template: str = DEFAULT_TEMPLATE, max_txt_len: int = 160,
                  end_sym: str = "###", vit_precision: str = "fp16", freeze_vit: bool = True,
                  freeze_qformer: bool = True, freeze_llm: bool = True) -> None:
         super().__init__()
@@ -76,7 +90,7 @@ class MiniGPT4(nn.Module):
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_config(cls, cfg: Any, device: str | torch.device | None = None) -> "MiniGPT4":
+    def from_config(cls, cfg: Any, device: str | torch.device | None = None) -> MiniGPT4:
         """Build from a validated ``model`` config section, loading every weight file it names."""
         dev = torch.device(device) if device is not None else torch.device("cpu")
         vit = build_vision_encoder(vision_config(cfg.image_size, cfg.get("vit_config") or {}))
@@ -91,7 +105,7 @@ class MiniGPT4(nn.Module):
             extra = load_blip2_checkpoint(qformer, unwrap(load_weights(cfg.q_former_model), cfg.q_former_model),
                                           cfg.q_former_model)
             if extra["query_tokens"].shape != query_tokens.shape:
-                raise ValueError(f"{cfg.q_former_model}: query_tokens {tuple(extra['query_tokens'].shape)} vs "
+                raise WeightsError(f"{cfg.q_former_model}: query_tokens {tuple(extra['query_tokens'].shape)} vs "
                                  f"model {tuple(query_tokens.shape)} (num_query_token={cfg.num_query_token})")
             query_tokens.data.copy_(extra["query_tokens"])
             vit.post_layernorm.load_state_dict({"weight": extra["ln_vision.weight"], "bias": extra["ln_vision.bias"]})
@@ -109,8 +123,7 @@ class MiniGPT4(nn.Module):
             (getattr(vit, "activation_checkpointing_enable", None) or vit.gradient_checkpointing_enable)()
         if cfg.get("ckpt"):
             model.load_checkpoint(cfg.ckpt)
-        if not cfg.low_resource:
-            model.to(dev)
+        model.place(dev)
         if dev.type == "cuda" and cfg.vit_precision != "fp32" and cfg.freeze_vit:
             half_linear_weights(vit, _DTYPES[cfg.vit_precision])
         n = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -118,25 +131,28 @@ class MiniGPT4(nn.Module):
         return model
 
     def load_checkpoint(self, path: str) -> None:
-        """Load ``llama_proj`` (and any other trainable parameter present) from a checkpoint, strictly."""
+        """Load ``llama_proj`` (and any other parameter present) from a MiniGPT-4 or training checkpoint,
+        strictly; the persistent buffers official checkpoints carry are skipped."""
         sd = unwrap(load_weights(path), path)
-        own = dict(self.named_parameters())
         if "llama_proj.weight" not in sd or "llama_proj.bias" not in sd:
-            raise KeyError(f"{path}: no llama_proj.weight/llama_proj.bias in the checkpoint "
-                           f"(keys: {sorted(sd)[:8]}{' ...' if len(sd) > 8 else ''})")
-        unexpected = [k for k in sd if k not in own and not k.endswith(_IGNORED_CKPT_SUFFIXES)]
-        if unexpected:
-            raise KeyError(f"{path}: unexpected keys {unexpected[:8]}")
-        for k, v in sd.items():
-            if k not in own:
+            raise WeightsError(f"{path}: no llama_proj.weight/llama_proj.bias in the checkpoint "
+                               f"(keys: {sorted(sd)[:8]}{' ...' if len(sd) > 8 else ''})")
+        sd = {k: v for k, v in sd.items() if not k.endswith(_IGNORED_CKPT_SUFFIXES)}
+        hint = (f"LLM hidden size {self.llama_model.config.hidden_size}: is this a checkpoint for another LLM "
+                "size (7B: 4096, 13B: 5120)?")
+        log.info("loaded %s from %s", ", ".join(load_parameters(self, sd, path, hint=hint)), path)
+
+    def place(self, device: str | torch.device) -> MiniGPT4:
+        """Move the model to ``device``, except an 8-bit LLM (``low_resource``), which stays on the GPU
+        bitsandbytes loaded it on; image embeddings are moved to the LLM's input-embedding device."""
+        device = torch.device(device)
+        for name, child in self.named_children():
+            if name == "llama_model" and is_quantized(child):
                 continue
-            if own[k].shape != v.shape:
-                raise ValueError(f"{path}: {k} has shape {tuple(v.shape)} but the model expects {tuple(own[k].shape)} "
-                                 f"(LLM hidden size {self.llama_model.config.hidden_size}); "
-                                 "is this a checkpoint for another LLM size (7B: 4096, 13B: 5120)?")
-            with torch.no_grad():
-                own[k].copy_(v)
-        log.info("loaded %s from %s", ", ".join(k for k in sd if k in own), path)
+            child.to(device)
+        for param in self._parameters.values():  # query_tokens
+            param.data = param.data.to(device)
+        return self
 
     def reset_projection(self, seed: int = 0) -> None:
         """A fresh ``llama_proj`` (nn.Linear's default init) drawn from its own seeded generator, so the
@@ -161,7 +177,7 @@ class MiniGPT4(nn.Module):
         if part == "qformer":
             self.query_tokens.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "MiniGPT4":
+    def train(self, mode: bool = True) -> MiniGPT4:
         """Like ``nn.Module.train`` but frozen parts always stay in eval mode."""
         super().train(mode)
         for name, frozen in self.frozen.items():
@@ -197,7 +213,8 @@ class MiniGPT4(nn.Module):
             queries = self.qformer(query_embeds=self.query_tokens.expand(feats.shape[0], -1, -1),
                                    encoder_hidden_states=feats, encoder_attention_mask=atts).last_hidden_state
         embeds = self.llama_proj(queries.to(self.llama_proj.weight.dtype))
-        embeds = embeds.to(self.llama_model.get_input_embeddings().weight.dtype)
+        llm_input = self.llama_model.get_input_embeddings().weight
+        embeds = embeds.to(device=llm_input.device, dtype=llm_input.dtype)
         return embeds, torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
 
     # ---- text -----------------------------------------------------------------------------
@@ -225,7 +242,8 @@ class MiniGPT4(nn.Module):
         the answer and end_sym tokens. Training pads right; generation pads left.
         """
         tok, embed = self.llama_tokenizer, self.llama_model.get_input_embeddings()
-        dev = img_embeds.device
+        dev = embed.weight.device  # the LLM's input device (an 8-bit LLM may sit apart from the ViT)
+        img_embeds = img_embeds.to(dev)
         rows, labels = [], []
         for i, instruction in enumerate(instructions):
             before, after = self.template.split(instruction)
@@ -268,6 +286,3 @@ class MiniGPT4(nn.Module):
                                         tokenizer=tok)
         texts = tok.batch_decode(out, skip_special_tokens=True)
         return [t.split(self.end_sym)[0].strip() for t in texts]
-
-    def frozen_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
-        return ((n, p) for n, p in self.named_parameters() if not p.requires_grad)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from transformers import Blip2QFormerConfig, Blip2QFormerModel
 
-from .vision import _check_shapes
+from minigpt4.errors import WeightsError
+
+from .vision import check_shapes
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +97,8 @@ def load_blip2_checkpoint(qformer: Blip2QFormerModel, sd: Mapping[str, torch.Ten
     missing += [k for k in ("query_tokens", "ln_vision.weight", "ln_vision.bias") if k not in extra]
     unexpected = sorted(PREFIX + k for k in set(mapped) - expected)
     if missing or unexpected:
-        raise KeyError(f"{path}: Q-Former checkpoint does not match the model. "
+        raise WeightsError(f"{path}: Q-Former checkpoint does not match the model. "
                        f"Missing keys: {missing or 'none'}. Unexpected keys: {unexpected or 'none'}.")
-    _check_shapes(qformer, mapped, path)
+    check_shapes(qformer, mapped, path)
     qformer.load_state_dict(mapped, strict=True)
     return extra

@@ -5,7 +5,10 @@ from typing import Any
 
 from transformers import Blip2QFormerConfig, Blip2VisionConfig
 
-from minigpt4.common.schema import Key
+from minigpt4.config.schema import Key
+from minigpt4.utils.prompt import DEFAULT_TEMPLATE
+
+DEFAULT_MODEL_TYPE = "vicuna0"
 
 _VIT_KEYS = set(Blip2VisionConfig().to_dict())
 _QFORMER_KEYS = set(Blip2QFormerConfig().to_dict())
@@ -26,8 +29,9 @@ def _config_keys(allowed: set[str], reserved: dict[str, str], owner: str):
 
 MODEL_SCHEMA: dict[str, Key] = {
     "arch": Key("Registered model name.", str),
-    "model_type": Key("Defaults file for the arch: vicuna0 (official sizes), tiny (tests) or standin (the quickstart's "
-                      "pre-trained tiny stand-ins).", str, "vicuna0"),
+    "model_type": Key("Defaults file for the arch: vicuna0 (official sizes); custom_imports add more: tiny (tests, "
+                      "minigpt4.testing), standin (the quickstart's pre-trained stand-ins, minigpt4.quickstart).",
+                      str, DEFAULT_MODEL_TYPE),
     "llama_model": Key("Local Hugging Face directory of the LLaMA/Vicuna LLM and its tokenizer.", str, path="dir"),
     "vit_ckpt": Key("EVA-ViT-G weights in the eva_vit_g.pth layout; null = random (tests only).",
                     str, None, nullable=True, path="file"),
@@ -42,7 +46,7 @@ MODEL_SCHEMA: dict[str, Key] = {
     "end_sym": Key("Text that ends every answer; generation stops at it.", str, "###"),
     "prompt_path": Key("Instruction file, one instruction with <ImageHere> per line.", str,
                        "prompts/alignment.txt", path="file"),
-    "prompt_template": Key("Conversation template; {} is replaced by the instruction.", str, "###Human: {} ###Assistant: "),
+    "prompt_template": Key("Conversation template; {} is replaced by the instruction.", str, DEFAULT_TEMPLATE),
     "vit_precision": Key("ViT weights/compute on GPU: fp16 (official), bf16 or fp32. CPU always runs fp32.",
                          str, "fp16", choices=("fp16", "bf16", "fp32")),
     "llm_dtype": Key("LLM dtype: auto = bf16 on CUDA, fp32 on CPU.", str, "auto", choices=("auto", "fp16", "bf16", "fp32")),

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers import Blip2VisionConfig, Blip2VisionModel
+
+from minigpt4.errors import WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +77,7 @@ def _resize_pos_embed(pos: torch.Tensor, num_patches: int) -> torch.Tensor:
         return pos
     g_old, g_new = int(round(old**0.5)), int(round(num_patches**0.5))
     if g_old * g_old != old or g_new * g_new != num_patches:
-        raise ValueError(f"pos_embed of {old} patches cannot be resized to {num_patches} (not square grids)")
+        raise WeightsError(f"pos_embed of {old} patches cannot be resized to {num_patches} (not square grids)")
     cls, grid = pos[:, :1], pos[:, 1:]
     w = grid.shape[-1]
     grid = grid.reshape(1, g_old, g_old, w).permute(0, 3, 1, 2).float()
@@ -177,15 +180,15 @@ def load_eva_checkpoint(model: Blip2VisionModel, sd: Mapping[str, torch.Tensor],
     missing = sorted(expected - set(mapped))
     unexpected += sorted(set(mapped) - expected)
     if missing or unexpected:
-        raise KeyError(f"{path}: vision checkpoint does not match the model. "
+        raise WeightsError(f"{path}: vision checkpoint does not match the model. "
                        f"Missing keys: {missing or 'none'}. Unexpected keys: {unexpected or 'none'}.")
-    _check_shapes(model, mapped, path)
+    check_shapes(model, mapped, path)
     model.load_state_dict(mapped, strict=False)
 
 
-def _check_shapes(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: str) -> None:
+def check_shapes(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: str) -> None:
     own = model.state_dict()
     bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in sd.items()
            if k in own and own[k].shape != v.shape]
     if bad:
-        raise ValueError(f"{path}: shape mismatch: " + "; ".join(bad[:8]))
+        raise WeightsError(f"{path}: shape mismatch: " + "; ".join(bad[:8]))

@@ -3,12 +3,14 @@ mappings against the processor's ``SCHEMA`` (used as ``Key.check`` by the datase
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from minigpt4.common.registry import PROCESSORS
-from minigpt4.common.schema import Key, defaults, type_problem, unknown_key_message
+from minigpt4.config.schema import Key, defaults, type_problem, unknown_key_message
+from minigpt4.errors import ConfigError
+from minigpt4.registry import PROCESSORS
 
 SLOTS = ("train", "eval")
 
@@ -76,21 +78,30 @@ class BaseProcessor:
     SCHEMA: dict[str, Key] = {}
 
     @classmethod
-    def from_config(cls, cfg: Any = None) -> "BaseProcessor":
-        """Build from a mapping of ``SCHEMA`` keys (``name`` allowed); bad keys raise ValueError."""
+    def from_config(cls, cfg: Any = None) -> BaseProcessor:
+        """Build from a mapping of ``SCHEMA`` keys (``name`` allowed), validated here (``ConfigError``)."""
         spec = dict(plain(cfg) or {})
         spec.setdefault("name", cls.registry_name)
         problems = processor_problems(spec)
         if problems:
-            raise ValueError("Invalid processor config:\n  - " + "\n  - ".join(problems))
-        spec.pop("name")
+            raise ConfigError(problems)
+        return create_processor(spec)
+
+
+def create_processor(spec: Mapping[str, Any]) -> BaseProcessor:
+    """The processor of an already validated ``{name, ...keys}`` mapping (a dataset entry's slot)."""
+    spec = dict(spec)
+    cls = PROCESSORS.get(spec.pop("name"))
+    try:
         return cls(**{**defaults(cls.SCHEMA), **spec})
+    except ValueError as e:  # a value the constructor rejects (e.g. image_size 0)
+        raise ConfigError([f"processor '{cls.registry_name}': {e}"]) from None
 
 
 def build_processor(spec: Any, where: str = "processor") -> BaseProcessor:
-    """Build the processor named by ``spec['name']``; problems raise ValueError naming ``where``."""
+    """Build the processor named by ``spec['name']`` (direct use); problems raise ``ConfigError`` naming ``where``."""
     spec = plain(spec)
     problems = processor_problems(spec, where)
     if problems:
-        raise ValueError("Invalid processor config:\n  - " + "\n  - ".join(problems))
-    return PROCESSORS.get(spec["name"]).from_config(spec)
+        raise ConfigError(problems)
+    return create_processor(spec)

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from minigpt4.common.registry import PROCESSORS
-from minigpt4.common.schema import Key
+from minigpt4.config.schema import Key
+from minigpt4.registry import PROCESSORS
 
 from .base import BaseProcessor
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from minigpt4.common.registry import PROCESSORS
-from minigpt4.common.schema import Key
+from minigpt4.config.schema import Key
+from minigpt4.registry import PROCESSORS
 
 from .base import BaseProcessor
 

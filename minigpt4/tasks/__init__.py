@@ -1,2 +1,1 @@
-"""Tasks; importing this package registers them."""
-from minigpt4.tasks import image_text_pretrain  # noqa: F401
+"""Tasks: what a sample is, how a batch is trained on and how captions are scored (``captioning``)."""

@@ -1,0 +1,64 @@
+"""The console commands (``[project.scripts]`` in pyproject.toml; ``train.py``, ``prepare_flickr30k.py``
+and ``eval_scripts/eval_flickr30k.py`` are shims over the same functions). Without installing the
+scripts: ``python -m minigpt4.cli {train,eval,prepare,summary} ARGS`` (also under ``torchrun -m``).
+
+A ``UserError`` (bad config, data, weights, command line or environment) is printed as ``error: ...``
+on stderr with exit status 2, with no traceback; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from minigpt4.datasets import flickr30k_prepare
+from minigpt4.errors import UserError
+from minigpt4.evaluation import job, summary
+from minigpt4.training import launch
+
+EXIT_USER_ERROR = 2
+
+
+def run_command(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
+    """``main(argv)`` with user errors reported as one ``error:`` message and exit status 2."""
+    try:
+        main(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def train(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-train`` / ``train.py``: fine-tune as configured (one process or torchrun)."""
+    return run_command(launch.main, argv)
+
+
+def evaluate(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-eval`` / ``evaluate.sh`` / ``eval_scripts/eval_flickr30k.py``: caption and score."""
+    return run_command(job.main, argv)
+
+
+def prepare(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-prepare`` / ``prepare_flickr30k.py``: write the per-split Flickr30k annotation files."""
+    return run_command(flickr30k_prepare.main, argv)
+
+
+def summarise(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-summary``: rewrite a run's eval/summary.{csv,md,png} from its metrics.json files."""
+    return run_command(summary.main, argv)
+
+
+COMMANDS = {"train": train, "eval": evaluate, "prepare": prepare, "summary": summarise}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m minigpt4.cli COMMAND ARGS``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m minigpt4.cli {{{','.join(COMMANDS)}}} ARGS (--help for each)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

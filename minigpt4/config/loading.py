@@ -1,0 +1,275 @@
+"""Build the run config: defaults of the model and of each dataset, the user's YAML, then ``--options``.
+
+Each source is validated on its own against the owning class's schema, so an error names the key,
+the file (or ``--options``) it came from and what is allowed; the merged result is then checked for
+required keys and existing paths. Nothing is built here.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from minigpt4.errors import ConfigError
+from minigpt4.registry import DATASETS, MODELS, RUNNERS, import_modules
+
+from .schema import Key, defaults, type_problem, unknown_key_message
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+CUSTOM_IMPORTS = "custom_imports"
+SECTIONS = (CUSTOM_IMPORTS, "model", "datasets", "evaluation_datasets", "run")
+OPTIONS = "--options"
+DEFAULT_RUNNER = "runner_iter"
+TOP_LEVEL_SCHEMA: dict[str, Key] = {
+    CUSTOM_IMPORTS: Key("Modules imported before the rest of the config is read, so that the components they "
+                        "register (models, model types, datasets, tasks, ...) can be named, e.g. "
+                        "[minigpt4.testing] for model_type tiny.", list, []),
+}
+
+
+def resolve_path(value: str) -> Path:
+    """A config path: absolute, or relative to the working directory, else to the package
+    (so the built-in ``prompts/alignment.txt`` and ``configs/...`` work from anywhere)."""
+    p = Path(os.path.expanduser(value))
+    if p.is_absolute() or p.exists():
+        return p.resolve()
+    packaged = PACKAGE_DIR / p
+    return packaged if packaged.exists() else p.resolve()
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Load a YAML mapping; a missing file or a syntax error names the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: config file not found"])
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{path}{where}: YAML syntax error: {getattr(e, 'problem', e)}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: expected a mapping at the top level, got {type(data).__name__}"])
+    # OmegaConf's float parsing (1e-5 is a float, unlike plain YAML 1.1)
+    return OmegaConf.to_container(OmegaConf.create(path.read_text()), resolve=False) or {}
+
+
+def parse_options(options: Iterable[str] | None) -> dict:
+    """``["run.init_lr=1e-4", "model.ckpt=null"]`` -> nested dict (values parsed as YAML)."""
+    options = list(options or [])
+    bad = [o for o in options if "=" not in o or o.startswith("=")]
+    if bad:
+        raise ConfigError([f"{OPTIONS} {o!r}: expected key=value, e.g. run.init_lr=1e-4" for o in bad])
+    return OmegaConf.to_container(OmegaConf.from_dotlist(options), resolve=False)
+
+
+class _Checker:
+    """Validates sources against schemas, records which source set each key, collects problems."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.origins: dict[str, str] = {}
+
+    def source(self, value: Any, schema: Mapping[str, Key], origin: str, prefix: str) -> None:
+        if not isinstance(value, dict):
+            self.problems.append(f"{prefix.rstrip('.')} in {origin}: expected a mapping, got {value!r}")
+            return
+        for name, v in value.items():
+            dotted = f"{prefix}{name}"
+            if name not in schema:
+                self.problems.append(f"{dotted} in {origin}: {unknown_key_message(str(name), schema)}")
+                continue
+            key = schema[name]
+            if key.children is not None and isinstance(v, dict):
+                self.source(v, key.children, origin, dotted + ".")
+                continue
+            problem = type_problem(key, v)
+            if problem:
+                self.problems.append(f"{dotted} in {origin}: {problem}")
+            self.origins[dotted] = origin
+
+    def complete(self, value: dict, schema: Mapping[str, Key], prefix: str) -> None:
+        """Required keys present; paths exist (and are made absolute)."""
+        for name, key in schema.items():
+            dotted = f"{prefix}{name}"
+            v = value.get(name, None)
+            if key.children is not None:
+                if isinstance(v, dict):
+                    self.complete(v, key.children, dotted + ".")
+                continue
+            if key.required and v is None:
+                self.problems.append(f"{dotted}: required key is missing ({key.doc})")
+            elif key.path and isinstance(v, str):
+                p = resolve_path(v)
+                ok = {"file": p.is_file(), "dir": p.is_dir()}.get(key.path, p.exists())
+                if not ok:
+                    origin = self.origins.get(dotted, "defaults")
+                    kind = {"file": "file", "dir": "directory"}.get(key.path, "path")
+                    self.problems.append(f"{dotted} in {origin}: {kind} not found: {v}")
+                else:
+                    value[name] = str(p)
+
+    def merged(self, parts: list[tuple[Any, str]], schema: Mapping[str, Key], prefix: str) -> dict:
+        base: dict = defaults(schema)
+        for value, origin in parts:
+            if value is None:
+                continue
+            self.source(value, schema, origin, prefix)
+            if isinstance(value, dict):
+                base = _deep_merge(base, value)
+        return base
+
+
+def validate_section(value: Any, schema: Mapping[str, Key], origin: str, prefix: str = "") -> dict:
+    """One mapping over its schema's defaults, validated like a config section (unknown keys, types,
+    required keys, existing paths); raises ``ConfigError``. For components built without ``load_config``."""
+    ck = _Checker()
+    merged = ck.merged([(value, origin)], schema, prefix)
+    ck.complete(merged, schema, prefix)
+    if ck.problems:
+        raise ConfigError(ck.problems)
+    return merged
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _get(d: dict, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+def _model_section(user: dict, opts: dict, cfg_path: str, ck: _Checker) -> dict | None:
+    arch = _get(opts, "model", "arch") or _get(user, "model", "arch")
+    if arch is None:
+        ck.problems.append(f"model.arch: required key is missing in {cfg_path} (registered: {MODELS.names()})")
+        return None
+    try:
+        cls = MODELS.get(arch)
+    except KeyError as e:
+        origin = OPTIONS if _get(opts, "model", "arch") else cfg_path
+        ck.problems.append(f"model.arch in {origin}: {e.args[0]}")
+        return None
+    model_type = _get(opts, "model", "model_type") or _get(user, "model", "model_type") or cls.DEFAULT_MODEL_TYPE
+    parts = []
+    if model_type not in cls.MODEL_TYPES:
+        origin = OPTIONS if _get(opts, "model", "model_type") else cfg_path
+        ck.problems.append(
+            f"model.model_type in {origin}: unknown model_type {model_type!r} for arch {arch!r}; "
+            f"allowed: {sorted(cls.MODEL_TYPES)} (tiny and standin need custom_imports: "
+            "[minigpt4.testing] or [minigpt4.quickstart])"
+        )
+    else:
+        dpath = PACKAGE_DIR / cls.MODEL_TYPES[model_type]
+        parts.append((read_yaml(dpath).get("model", {}), str(dpath)))
+    parts += [(_get(user, "model"), cfg_path), (_get(opts, "model"), OPTIONS)]
+    model = ck.merged(parts, cls.SCHEMA, "model.")
+    model["model_type"] = model_type
+    ck.complete(model, cls.SCHEMA, "model.")
+    return model
+
+
+def _datasets_section(section: str, user: dict, opts: dict, cfg_path: str, ck: _Checker) -> dict:
+    entries: dict[str, list[tuple[Any, str]]] = {}
+    for src, origin in ((user, cfg_path), (opts, OPTIONS)):
+        value = src.get(section)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            ck.problems.append(f"{section} in {origin}: expected a mapping of dataset name -> settings")
+            continue
+        for name, entry in value.items():
+            entries.setdefault(name, []).append((entry, origin))
+    out = {}
+    for name, parts in entries.items():
+        builder = next((p.get("builder") for p, _ in reversed(parts) if isinstance(p, dict) and p.get("builder")), name)
+        try:
+            cls = DATASETS.get(builder)
+        except KeyError as e:
+            ck.problems.append(f"{section}.{name} in {parts[0][1]}: {e.args[0]}")
+            continue
+        dpath = PACKAGE_DIR / cls.DEFAULT_CONFIG_PATH
+        parts = [(read_yaml(dpath).get("datasets", {}).get(cls.registry_name, {}), str(dpath))] + parts
+        entry = ck.merged(parts, cls.SCHEMA, f"{section}.{name}.")
+        entry["builder"] = cls.registry_name
+        ck.complete(entry, cls.SCHEMA, f"{section}.{name}.")
+        out[name] = entry
+    return out
+
+
+def _custom_imports(user: dict, opts: dict, cfg_path: str) -> list[str]:
+    """Import the modules listed under ``custom_imports`` (YAML, then ``--options``); returns them."""
+    modules: list[str] = []
+    for src, origin in ((user, cfg_path), (opts, OPTIONS)):
+        value = src.get(CUSTOM_IMPORTS)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+            raise ConfigError([f"{CUSTOM_IMPORTS} in {origin}: expected a list of module names, "
+                               f"e.g. [minigpt4.testing], got {value!r}"])
+        for module in value:
+            try:
+                import_modules([module])
+            except ImportError as e:
+                raise ConfigError([f"{CUSTOM_IMPORTS} in {origin}: cannot import {module!r}: "
+                                   f"{type(e).__name__}: {e}"]) from None
+            if module not in modules:
+                modules.append(module)
+    return modules
+
+
+def _run_schema(user: dict, opts: dict, cfg_path: str, ck: _Checker) -> Mapping[str, Key]:
+    """The ``run`` section's schema: the one of the runner it names."""
+    name = _get(opts, "run", "runner") or _get(user, "run", "runner") or DEFAULT_RUNNER
+    try:
+        return RUNNERS.get(name).SCHEMA
+    except KeyError as e:
+        ck.problems.append(f"run.runner in {OPTIONS if _get(opts, 'run', 'runner') else cfg_path}: {e.args[0]}")
+        return RUNNERS.get(DEFAULT_RUNNER).SCHEMA
+
+
+def load_config(cfg_path: str | Path, options: Iterable[str] | None = None) -> DictConfig:
+    """The merged, validated run config of ``cfg_path`` with ``options`` (``key=value``) applied.
+
+    ``custom_imports`` modules are imported first, so the components they register can be named.
+    Raises ``ConfigError`` listing every problem (key, source file, what is allowed).
+    """
+    cfg_path = str(cfg_path)
+    user = read_yaml(cfg_path)
+    opts = parse_options(options)
+    imports = _custom_imports(user, opts, cfg_path)
+    ck = _Checker()
+    for src, origin in ((user, cfg_path), (opts, OPTIONS)):
+        for name in src:
+            if name not in SECTIONS:
+                ck.problems.append(
+                    f"{name} in {origin}: unknown section. Allowed sections: {', '.join(SECTIONS)}"
+                )
+    if "model" not in user and "model" not in opts:
+        ck.problems.append(f"{cfg_path}: the 'model' section is missing")
+    model = _model_section(user, opts, cfg_path, ck)
+    datasets = _datasets_section("datasets", user, opts, cfg_path, ck)
+    eval_datasets = _datasets_section("evaluation_datasets", user, opts, cfg_path, ck)
+    run_schema = _run_schema(user, opts, cfg_path, ck)
+    run = ck.merged([(user.get("run"), cfg_path), (opts.get("run"), OPTIONS)], run_schema, "run.")
+    ck.complete(run, run_schema, "run.")
+    if ck.problems:
+        raise ConfigError(ck.problems)
+    cfg: dict[str, Any] = {CUSTOM_IMPORTS: imports} if imports else {}
+    cfg.update({"model": model, "datasets": datasets, "run": run})
+    if eval_datasets:
+        cfg["evaluation_datasets"] = eval_datasets
+    return OmegaConf.create(cfg)

@@ -1,0 +1,109 @@
+"""Declarative config schemas: every key has a type, a default and a line of documentation.
+
+A schema is a ``dict[str, Key]``. Model classes, dataset builders, processors and the runner each
+own one (``SCHEMA`` class attribute); ``minigpt4.config`` validates YAML against them and
+the README's key table is generated from them (``python -m minigpt4.config.docs``).
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+REQUIRED = object()  # sentinel default: the key must be given
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key.
+
+    type: accepted Python type(s); ``float`` also accepts ``int``.
+    choices: allowed values. nullable: ``null`` is allowed.
+    path: "file" / "dir" / "any": when set (not null) it must exist on disk.
+    children: a nested mapping with fixed keys.
+    check: extra validation, returns a list of problems (for free-form mappings).
+    """
+
+    doc: str
+    type: type | tuple[type, ...] = str
+    default: Any = REQUIRED
+    choices: tuple | None = None
+    nullable: bool = False
+    path: str | None = None
+    children: Mapping[str, Key] | None = None
+    check: Callable[[Any], list[str]] | None = field(default=None, compare=False)
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def type_name(self) -> str:
+        if self.children is not None:
+            return "mapping"
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        name = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+        if self.path:
+            name = f"path ({self.path})"
+        return name + (" or null" if self.nullable else "")
+
+
+_TYPE_NAMES = {str: "str", int: "int", float: "float", bool: "bool", list: "list", dict: "mapping"}
+
+
+def type_problem(key: Key, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``key`` (None when it is)."""
+    if value is None:
+        return None if key.nullable or key.required else "must not be null"
+    types = key.type if isinstance(key.type, tuple) else (key.type,)
+    if key.children is not None:
+        types = (dict,)
+    ok = False
+    for t in types:
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            ok = True
+        elif t is int and isinstance(value, bool):
+            continue
+        elif isinstance(value, t):
+            ok = True
+    if not ok:
+        return f"expected {key.type_name()}, got {type(value).__name__} {value!r}"
+    if key.choices is not None and value not in key.choices:
+        return f"expected one of {list(key.choices)}, got {value!r}"
+    if key.check is not None:
+        problems = key.check(value)
+        if problems:
+            return "; ".join(problems)
+    return None
+
+
+def unknown_key_message(name: str, schema: Mapping[str, Key]) -> str:
+    close = difflib.get_close_matches(name, list(schema), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown key.{hint} Allowed keys: {', '.join(sorted(schema))}"
+
+
+def defaults(schema: Mapping[str, Key]) -> dict[str, Any]:
+    """The default values of a schema (required keys and null-free nested mappings included)."""
+    out: dict[str, Any] = {}
+    for name, key in schema.items():
+        if key.children is not None:
+            out[name] = defaults(key.children)
+        elif not key.required:
+            out[name] = key.default
+    return out
+
+
+def table_rows(schema: Mapping[str, Key], prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) rows, nested keys dotted; used for the generated docs."""
+    rows = []
+    for name, key in schema.items():
+        dotted = f"{prefix}{name}"
+        if key.children is not None:
+            rows.append((dotted, "mapping", "", key.doc))
+            rows.extend(table_rows(key.children, dotted + "."))
+            continue
+        default = "**required**" if key.required else f"`{json.dumps(key.default)}`".replace("|", "\\|")
+        rows.append((dotted, key.type_name(), default, key.doc))
+    return rows

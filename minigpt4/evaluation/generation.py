@@ -1,0 +1,99 @@
+"""Caption generation over an evaluation split, sharded over ranks by whole batches.
+
+The split is cut into fixed batches of ``batch_size`` consecutive images; rank r generates batches
+r, r + world, r + 2*world, ... Every image is therefore generated in the same batch, with the same
+instruction, whatever the number of ranks, and the gathered captions do not depend on it.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from minigpt4.errors import EvalError
+from minigpt4.utils import dist
+
+
+def shard_batches(num_items: int, batch_size: int, rank: int, world_size: int) -> list[list[int]]:
+    """Index lists of the batches rank ``rank`` generates (batch k goes to rank k % world_size)."""
+    if batch_size < 1:
+        raise ValueError(f"run.batch_size_eval must be >= 1, got {batch_size}")
+    batches = [list(range(s, min(s + batch_size, num_items))) for s in range(0, num_items, batch_size)]
+    return batches[rank::world_size]
+
+
+def _image_error(e: Exception) -> str:
+    """The 'cannot load image ...' part of a dataset error (also when re-raised by a DataLoader worker)."""
+    m = re.search(r"cannot load image .*?(?= \[strict:|\Z)", str(e), re.S)
+    return m.group(0).strip() if m else str(e)
+
+
+@torch.no_grad()
+def generate_captions(
+    model: Any,
+    dataset: Dataset,
+    instruction: str,
+    batch_size: int,
+    max_new_tokens: int,
+    num_beams: int = 1,
+    num_workers: int = 0,
+    desc: str = "captioning",
+) -> list[dict[str, Any]]:
+    """Generate this rank's share of ``dataset`` and gather it: on rank 0 the list of
+    ``{"index", "image_id", "image", "caption", "references"}`` in dataset order; ``[]`` elsewhere.
+
+    ``dataset`` items are ``{"image", "image_id", "captions", "image_path"}`` (``collater`` batches
+    them); unreadable images are an error, since scoring a silently smaller split misleads.
+    """
+    rank, world = dist.get_rank(), dist.get_world_size()
+    batches = shard_batches(len(dataset), batch_size, rank, world)
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collater, num_workers=num_workers)
+    image_size = getattr(getattr(model, "visual_encoder", None), "config", None)
+    image_size = getattr(image_size, "image_size", None)
+    local: list[dict[str, Any]] = []
+    bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=rank != 0, dynamic_ncols=True)
+    try:
+        for indices, batch in zip(batches, loader):
+            if batch.get("skipped"):
+                raise EvalError(f"{batch['skipped']} image(s) of batch {indices[0]}..{indices[-1]} could not "
+                                    "be read (see the warnings above); evaluation scores every image")
+            images = batch["image"]
+            if image_size is not None and images.shape[-1] != image_size:
+                raise EvalError(
+                    f"the dataset gives {images.shape[-1]}px images but the model expects {image_size}px: set "
+                    f"evaluation_datasets.<name>.vis_processor.eval.image_size to {image_size}")
+            captions = model.generate(images, [instruction] * len(indices),
+                                      max_new_tokens=max_new_tokens, num_beams=num_beams)
+            for i, idx in enumerate(indices):
+                local.append({"index": idx, "image_id": batch["image_id"][i], "image": batch["image_path"][i],
+                              "caption": captions[i], "references": list(batch["captions"][i])})
+            bar.update(1)
+    except EvalError:
+        raise
+    except Exception as e:
+        if "cannot load image" in str(e):
+            raise EvalError(
+                f"{_image_error(e)}. Evaluation scores every image of the split and does not skip unreadable "
+                "ones: restore the file or remove it from the annotation file") from e
+        raise
+    finally:
+        bar.close()
+    gathered = dist.all_gather_object(local)
+    if rank != 0:
+        return []
+    results = sorted((r for part in gathered for r in part), key=lambda r: r["index"])
+    if [r["index"] for r in results] != list(range(len(dataset))):
+        raise RuntimeError(f"gathered {len(results)} captions for {len(dataset)} images: sharding lost or duplicated items")
+    return results
+
+
+def select(dataset: Dataset, limit: int | None) -> Dataset:
+    """The first ``limit`` items of ``dataset`` (all when None), keeping its ``collater``."""
+    if limit is None or limit >= len(dataset):
+        return dataset
+    subset = torch.utils.data.Subset(dataset, range(limit))
+    subset.collater = dataset.collater  # type: ignore[attr-defined]
+    return subset

@@ -1,0 +1,66 @@
+"""Weight files: reading ``.pth``/``.pt`` (torch, weights only) or ``.safetensors``, and the one loader
+of trainable parameters (``llama_proj``) used by ``MiniGPT4.load_checkpoint``, training resume and
+evaluation alike."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from minigpt4.errors import WeightsError
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint file safely (``weights_only=True``; safetensors by extension)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, pickle with code objects, ...
+        raise WeightsError(f"cannot load {path} as a weights-only checkpoint: {type(e).__name__}: {e}") from e
+
+
+def unwrap(obj: dict[str, Any], path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict inside ``{"model": {...}}``, or ``obj`` itself if it already is one."""
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        return obj["model"]
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    keys = list(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+    raise WeightsError(f"{path}: expected a state dict or {{'model': state_dict}}, got {keys}")
+
+
+def load_parameters(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike,
+                    exact: bool = False, hint: str = "") -> list[str]:
+    """Copy ``state`` into the parameters of ``model`` with the same names; returns the names loaded.
+
+    Every name must be a parameter of ``model`` with the same shape (``hint`` is added to a shape
+    error); ``exact``: the names must be exactly the model's trainable parameters (a training
+    checkpoint). Problems raise ``WeightsError`` naming ``source`` before anything is copied.
+    """
+    own = dict(model.named_parameters())
+    unexpected = sorted(k for k in state if k not in own)
+    if unexpected:
+        raise WeightsError(f"{source}: unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} "
+                           "(not parameters of the model)")
+    if exact:
+        trainable = sorted(n for n, p in own.items() if p.requires_grad)
+        if sorted(state) != trainable:
+            raise WeightsError(f"{source}: trainable parameters differ from the model's: checkpoint has "
+                               f"{sorted(state)}, model has {trainable}")
+    bad = [f"{k} has shape {tuple(v.shape)} but the model expects {tuple(own[k].shape)}"
+           for k, v in state.items() if own[k].shape != v.shape]
+    if bad:
+        raise WeightsError(f"{source}: " + "; ".join(bad[:4]) + (f"; {hint}" if hint else ""))
+    with torch.no_grad():
+        for k, v in state.items():
+            own[k].copy_(v)
+    return list(state)

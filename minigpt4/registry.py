@@ -1,0 +1,89 @@
+"""A generic registry per kind of component (models, dataset builders, processors, tasks, runners,
+lr schedules). Each knows the modules that hold its components and imports them on first use, so
+nothing needs importing "for its side effects"; extra components come in through the config's
+``custom_imports`` key (a list of modules, imported before anything is looked up).
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+
+class Registry:
+    """Name -> class for one kind of component; ``locations`` are imported lazily on first lookup."""
+
+    def __init__(self, kind: str, locations: Sequence[str] = ()) -> None:
+        self.kind = kind
+        self.locations = tuple(locations)
+        self._items: dict[str, type] = {}
+        self._loaded = False
+
+    def register(self, name: str | None = None) -> Callable[[type], type]:
+        """Class decorator: ``@MODELS.register("minigpt4")``; the name defaults to the class name."""
+
+        def wrap(cls: type) -> type:
+            key = name or cls.__name__
+            if key in self._items and self._items[key] is not cls:
+                raise KeyError(
+                    f"{self.kind} '{key}' is already registered by {self._items[key].__module__}."
+                    f"{self._items[key].__qualname__}"
+                )
+            self._items[key] = cls
+            cls.registry_name = key
+            return cls
+
+        return wrap
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True  # set first: the imported modules register into this registry
+            for module in self.locations:
+                importlib.import_module(module)
+
+    def get(self, name: str) -> type:
+        """The class registered as ``name``; an unknown name lists the known ones and the closest."""
+        self._load()
+        try:
+            return self._items[name]
+        except KeyError:
+            pass
+        known = sorted(self._items)
+        close = difflib.get_close_matches(str(name), known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise KeyError(
+            f"Unknown {self.kind} '{name}'.{hint} Registered {self.kind}s: {', '.join(known) or '(none)'}"
+        )
+
+    def build(self, name: str, cfg: Any, **kwargs: Any) -> Any:
+        """Build the class registered as ``name`` with its ``from_config(cfg, **kwargs)``."""
+        return self.get(name).from_config(cfg, **kwargs)
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {sorted(self._items)})"
+
+
+def import_modules(modules: Sequence[str]) -> None:
+    """Import ``custom_imports`` modules (which register their components); an ImportError propagates."""
+    for module in modules:
+        importlib.import_module(module)
+
+
+MODELS = Registry("model", ["minigpt4.models.minigpt4"])
+DATASETS = Registry("dataset builder", ["minigpt4.datasets.caption_json", "minigpt4.datasets.flickr30k"])
+PROCESSORS = Registry("processor", ["minigpt4.processors.image", "minigpt4.processors.text"])
+TASKS = Registry("task", ["minigpt4.tasks.captioning"])
+RUNNERS = Registry("runner", ["minigpt4.training.runner"])
+LR_SCHEDULERS = Registry("lr scheduler", ["minigpt4.training.lr_schedulers"])

@@ -1,0 +1,12 @@
+"""Test helpers (never imported by the product modules): random MiniGPT-4 stacks in the official file
+layouts (``stacks``; also at the official sizes) and a NaN-injecting task (``tasks``).
+
+Importing this package (``custom_imports: [minigpt4.testing]`` in a config) registers
+``model_type: tiny`` (``minigpt4_tiny.yaml``) and the task ``nan_injecting``.
+"""
+from pathlib import Path
+
+from minigpt4.models.minigpt4 import MiniGPT4
+from minigpt4.testing import tasks  # noqa: F401  (registers the task)
+
+MiniGPT4.register_model_type("tiny", Path(__file__).with_name("minigpt4_tiny.yaml"))

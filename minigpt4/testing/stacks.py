@@ -1,0 +1,213 @@
+"""Random MiniGPT-4 stacks in the official file formats: tiny ones for tests and the quickstart, and
+full-size ones (``--size vicuna0``) to measure GPU memory and time before downloading the real weights.
+
+``build_tiny_stack(out_dir)`` (and ``build_random_stack(out_dir, size)``) writes, with random weights:
+  - ``llama/``: a LLaMA Hugging Face directory (``save_pretrained``) with a sentencepiece tokenizer
+    trained locally (BPE, byte fallback, unk 0 / bos 1 / eos 2),
+  - ``eva_vit_g.pth``: a plain state dict in the EVA layout, with one block more than the model uses
+    (as the official file has 40 blocks for 39 used),
+  - ``blip2_pretrained.pth``: ``{"model": {"Qformer.bert.*", "query_tokens", "ln_vision.*", ...}}`` including
+    the text-side and ``t5_proj`` keys that MiniGPT-4 drops,
+  - ``minigpt4_ckpt.pth``: ``{"model": {"llama_proj.*", <a buffer>}}`` like the official checkpoint.
+These load through exactly the code paths of the real files (``model_type: tiny``, registered by ``minigpt4.testing``, or ``vicuna0``).
+
+CLI: ``python -m minigpt4.testing.stacks --out DIR [--size vicuna0 --captions flickr30k_train.json --device cuda]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Blip2QFormerModel, LlamaConfig, LlamaForCausalLM
+
+from minigpt4.cli import run_command
+from minigpt4.datasets import read_caption_json
+from minigpt4.errors import DataError
+from minigpt4.models.llm import load_tokenizer
+from minigpt4.models.qformer import hf_to_blip2, qformer_config
+from minigpt4.models.vision import build_vision_encoder, hf_to_eva, vision_config
+from minigpt4.utils.io import atomic_torch_save
+from minigpt4.utils.prompt import DEFAULT_TEMPLATE, IMAGE_PLACEHOLDER
+
+# Sizes of ``model_type: tiny`` (minigpt4/testing/minigpt4_tiny.yaml mirrors these; a test checks it).
+TINY_IMAGE_SIZE = 56
+TINY_NUM_QUERY_TOKEN = 8
+TINY_VIT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "patch_size": 14, "initializer_range": 0.02}
+TINY_QFORMER = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "cross_attention_frequency": 2}
+TINY_LLM = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 4, "max_position_embeddings": 512}
+
+# Official sizes (``model_type: vicuna0``): EVA-ViT-G and the BERT-base Q-Former are the defaults of
+# vision_config() and qformer_config(); Vicuna-7B v0 has LLaMA-7B's config. Written in fp16, as the
+# released eva_vit_g.pth and Vicuna files are.
+VICUNA7B_LLM = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
+                "num_key_value_heads": 32, "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "vocab_size": 32000}
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"image_size": TINY_IMAGE_SIZE, "num_query_token": TINY_NUM_QUERY_TOKEN, "vit": TINY_VIT,
+             "qformer": TINY_QFORMER, "llm": TINY_LLM, "tokenizer_vocab": 400, "dtype": torch.float32},
+    "vicuna0": {"image_size": 224, "num_query_token": 32, "vit": {}, "qformer": {}, "llm": VICUNA7B_LLM,
+                "tokenizer_vocab": 32000, "dtype": torch.float16},
+}
+
+_BASE_CORPUS = [
+    "a red circle on a blue background", "two green squares on the left of the picture",
+    "three yellow triangles near the top", "a white star in the center of a black image",
+    "A man in an orange hat starring at something.", "Two young guys with shaggy hair look at their hands.",
+    "A little girl climbing into a wooden playhouse.", "Several men in hard hats are operating a giant pulley.",
+    "a dog runs across the grass", "people are walking down a busy city street at night",
+]
+
+
+def train_tokenizer(out_dir: Path, corpus: Iterable[str], vocab_size: int = 400) -> Path:
+    """Train a LLaMA-style sentencepiece BPE model on ``corpus``; returns the ``tokenizer.model`` path."""
+    import sentencepiece as spm
+
+    lines = list(corpus)
+    prompts = [DEFAULT_TEMPLATE.format(f"<Img>{IMAGE_PLACEHOLDER}</Img> Describe this image in detail.") + "###"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines + prompts * 20), model_prefix=str(out_dir / "tokenizer"),
+        vocab_size=vocab_size, model_type="bpe", byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        hard_vocab_limit=False, character_coverage=1.0, minloglevel=2, num_threads=1,
+    )
+    (out_dir / "tokenizer.vocab").unlink(missing_ok=True)
+    return out_dir / "tokenizer.model"
+
+
+def write_tiny_llama(out_dir: Path, corpus: Iterable[str] | None = None, sizes: dict[str, Any] | None = None,
+                     seed: int = 0, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                     tokenizer_vocab: int = 400) -> Path:
+    """A random ``LlamaForCausalLM`` (tiny unless ``sizes`` say otherwise) + a tokenizer trained on
+    ``corpus``, saved as a Hugging Face directory. ``sizes["vocab_size"]``, when given, may exceed the
+    tokenizer's (the extra rows are never produced by encoding; decoding skips them)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        sp_path = train_tokenizer(tmp / "sp", list(corpus or []) + _BASE_CORPUS, tokenizer_vocab)
+        shutil.copy(sp_path, tmp / "tokenizer.model")
+        (tmp / "tokenizer_config.json").write_text(json.dumps(
+            {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": True}))
+        tokenizer = load_tokenizer(tmp)
+        llm_sizes = {**TINY_LLM, "vocab_size": len(tokenizer), **(sizes or {})}
+        if llm_sizes["vocab_size"] < len(tokenizer):
+            raise ValueError(f"vocab_size {llm_sizes['vocab_size']} < the tokenizer's {len(tokenizer)} pieces")
+        torch.manual_seed(seed)
+        config = LlamaConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, **llm_sizes)
+        with torch.device(device):
+            model = LlamaForCausalLM._from_config(config, dtype=dtype)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out_dir)
+        del model
+        tokenizer.save_pretrained(out_dir)
+        shutil.copy(tmp / "tokenizer.model", out_dir / "tokenizer.model")
+    return out_dir
+
+
+def official_vit_state(vit: torch.nn.Module) -> tuple[dict, dict]:
+    """A Blip2VisionModel as (``eva_vit_g.pth`` content, ``ln_vision.*`` for the BLIP-2 file)."""
+    return hf_to_eva(vit.state_dict())
+
+
+def official_blip2_state(qformer: Blip2QFormerModel, query_tokens: torch.Tensor,
+                         ln_vision: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """``{"model": ...}`` in the BLIP-2 layout, with the keys MiniGPT-4 drops added as in the real file."""
+    sd = hf_to_blip2(qformer.state_dict(), query_tokens, ln_vision)
+    h = qformer.config.hidden_size
+    sd["Qformer.bert.embeddings.word_embeddings.weight"] = torch.randn(30, h) * 0.02
+    sd["Qformer.bert.embeddings.position_embeddings.weight"] = torch.randn(16, h) * 0.02
+    sd["Qformer.bert.embeddings.position_ids"] = torch.arange(16)[None]
+    sd["Qformer.bert.encoder.layer.0.intermediate.dense.weight"] = torch.randn(4 * h, h) * 0.02
+    sd["Qformer.bert.encoder.layer.0.output.dense.weight"] = torch.randn(h, 4 * h) * 0.02
+    sd["Qformer.cls.predictions.bias"] = torch.zeros(30)
+    sd["t5_proj.weight"] = torch.randn(8, h) * 0.02
+    return {"model": sd}
+
+
+def build_tiny_stack(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None,
+                     image_size: int = TINY_IMAGE_SIZE, num_query_token: int = TINY_NUM_QUERY_TOKEN,
+                     vit: dict | None = None, qformer: dict | None = None, llm: dict | None = None) -> dict[str, str]:
+    """Write a random tiny stack (sizes: ``TINY_*`` updated by ``vit``/``qformer``/``llm``); returns the
+    paths for the ``model`` config (``llama_model``, ``vit_ckpt``, ``q_former_model``, ``ckpt``)."""
+    return write_random_stack(out_dir, seed, corpus, image_size, num_query_token, {**TINY_VIT, **(vit or {})},
+                              {**TINY_QFORMER, **(qformer or {})}, {**TINY_LLM, **(llm or {})})
+
+
+def build_random_stack(out_dir: str | Path, size: str = "tiny", seed: int = 0, corpus: Iterable[str] | None = None,
+                       device: str | torch.device = "cpu") -> dict[str, str]:
+    """Write a random stack at one of ``SIZES`` (``vicuna0``: the official sizes, about 16 GB of files)."""
+    if size not in SIZES:
+        raise ValueError(f"size {size!r}: expected one of {sorted(SIZES)}")
+    s = SIZES[size]
+    return write_random_stack(out_dir, seed, corpus, s["image_size"], s["num_query_token"], s["vit"], s["qformer"],
+                              s["llm"], s["dtype"], device, s["tokenizer_vocab"])
+
+
+def write_random_stack(out_dir: str | Path, seed: int, corpus: Iterable[str] | None, image_size: int,
+                       num_query_token: int, vit: dict, qformer: dict, llm: dict,
+                       dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                       tokenizer_vocab: int = 400) -> dict[str, str]:
+    """Write a random stack with exactly these sizes (``{}`` = the official ViT / Q-Former); the LLM is
+    created on ``device`` and it and the ViT file are saved in ``dtype``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    llama_dir = write_tiny_llama(out / "llama", corpus, llm, seed, dtype, device, tokenizer_vocab)
+    torch.manual_seed(seed)
+    vit_cfg = vision_config(image_size, vit)
+    written_depth = vit_cfg.num_hidden_layers + 1  # as the official file: one block more than used
+    vit_model = build_vision_encoder(vision_config(image_size, {**vit, "num_hidden_layers": written_depth}))
+    with torch.no_grad():  # a non-trivial ln_vision, so a wrong map shows
+        vit_model.post_layernorm.weight.uniform_(0.5, 1.5)
+        vit_model.post_layernorm.bias.normal_(0, 0.1)
+    eva, ln_vision = official_vit_state(vit_model)
+    atomic_torch_save({k: v.to(dtype) if v.is_floating_point() else v for k, v in eva.items()}, out / "eva_vit_g.pth")
+    del vit_model, eva
+    q_model = Blip2QFormerModel(qformer_config(vit_cfg.hidden_size, qformer))
+    query_tokens = torch.randn(1, num_query_token, q_model.config.hidden_size) * 0.02
+    atomic_torch_save(official_blip2_state(q_model, query_tokens, ln_vision), out / "blip2_pretrained.pth")
+    llm_hidden = json.loads((llama_dir / "config.json").read_text())["hidden_size"]
+    proj = torch.nn.Linear(q_model.config.hidden_size, llm_hidden)
+    atomic_torch_save({"model": {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach(),
+                           "llama_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(4)}},
+                out / "minigpt4_ckpt.pth")
+    return {"llama_model": str(llama_dir), "vit_ckpt": str(out / "eva_vit_g.pth"),
+            "q_former_model": str(out / "blip2_pretrained.pth"), "ckpt": str(out / "minigpt4_ckpt.pth")}
+
+
+def _captions(ann_path: str) -> list[str]:
+    """Every caption of a prepared annotation file (``flickr30k_train.json`` layout)."""
+    try:
+        return [c for record in read_caption_json(ann_path) for c in record.captions]
+    except DataError as e:
+        raise DataError(f"--captions {ann_path}: expected a prepared annotation file (as prepare_flickr30k.py "
+                        f"writes): {e}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write a random MiniGPT-4 stack in the official file formats.")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny",
+                        help="tiny (tests) or vicuna0 (the official sizes: ~16 GB of files, to measure a GPU)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--corpus", help="text file (one sentence per line) to train the tokenizer on")
+    parser.add_argument("--captions", help="prepared annotation file whose captions train the tokenizer, so "
+                                           "captions take about as many tokens as with the real one")
+    parser.add_argument("--device", default="cpu", help="where the LLM is created (cuda is much faster)")
+    args = parser.parse_args(argv)
+    corpus = Path(args.corpus).read_text().splitlines() if args.corpus else []
+    corpus += _captions(args.captions) if args.captions else []
+    if args.size != "tiny" and not corpus:
+        print("note: no --captions: the tokenizer is trained on a few sentences, so captions take more tokens "
+              "than with the real one")
+    for key, path in build_random_stack(args.out, args.size, args.seed, corpus, args.device).items():
+        print(f"model.{key}={path}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_command(main))

@@ -1,0 +1,54 @@
+"""Schema of the ``run`` section: training loop, schedule, outputs, evaluation settings."""
+from __future__ import annotations
+
+from minigpt4.config.schema import Key
+
+
+def _at_least(low: float):
+    """A ``Key.check`` that requires ``value >= low``."""
+    return lambda v: [] if v >= low else [f"expected a value >= {low}, got {v}"]
+
+
+RUN_SCHEMA: dict[str, Key] = {
+    "task": Key("Registered task that builds datasets and runs train/eval steps.", str, "image_text_pretrain"),
+    "runner": Key("Registered runner.", str, "runner_iter"),
+    "job_name": Key("Run folder name under output_dir (output_dir/job_name/YYYYmmddHHMMSS).", str, "minigpt4_flickr"),
+    "output_dir": Key("Root folder for run folders.", str, "output"),
+    "device": Key("Device: auto (cuda when available), cuda or cpu.", str, "auto", choices=("auto", "cuda", "cpu")),
+    "seed": Key("Base random seed: the model is built under seed, then rank r reseeds with seed + r; "
+                "the data order comes from DistributedSampler(seed=seed) reshuffled every data pass.", int, 42),
+    "max_epoch": Key("Number of epochs (also the length of the lr schedule).", int, 5, check=_at_least(1)),
+    "stop_after_epoch": Key(
+        "Stop after this epoch (0-based) is saved, even if max_epoch is larger; the lr schedule still "
+        "spans max_epoch. For time-limited jobs: --resume auto later trains on to max_epoch (a run "
+        "resumed past this epoch ignores it). null = run to max_epoch.", int, None, nullable=True),
+    "iters_per_epoch": Key("Optimizer steps per epoch (an endless, per-epoch reshuffled data iterator).", int, 500, check=_at_least(1)),
+    "batch_size_train": Key("Samples per process per forward pass.", int, 12, check=_at_least(1)),
+    "batch_size_eval": Key("Images per process per generate call during evaluation.", int, 8, check=_at_least(1)),
+    "accum_grad_iters": Key("Forward/backward passes accumulated per optimizer step.", int, 1, check=_at_least(1)),
+    "num_workers": Key("DataLoader worker processes per rank.", int, 4, check=_at_least(0)),
+    "lr_sched": Key("Registered learning-rate schedule.", str, "linear_warmup_cosine_lr"),
+    "init_lr": Key("Peak learning rate (after warmup).", float, 3e-5),
+    "min_lr": Key("Final learning rate of the cosine schedule.", float, 1e-5),
+    "warmup_lr": Key("Learning rate at step 0 of the warmup.", float, 1e-6),
+    "warmup_steps": Key("Linear warmup length in optimizer steps.", int, 200, check=_at_least(0)),
+    "weight_decay": Key("AdamW weight decay (not applied to biases and 1-D parameters).", float, 0.05),
+    "beta1": Key("AdamW beta1.", float, 0.9),
+    "beta2": Key("AdamW beta2.", float, 0.999),
+    "grad_clip": Key("Clip the gradient norm to this value; null disables clipping.", float, None, nullable=True),
+    "amp": Key("Mixed precision on CUDA (bf16 autocast unless amp_dtype says fp16).", bool, True),
+    "amp_dtype": Key("Autocast dtype when amp is on: bf16, or fp16 with a GradScaler.", str, "bf16", choices=("bf16", "fp16")),
+    "strict_data": Key("Fail on a missing or corrupt image instead of skipping and counting it.", bool, False),
+    "resume_ckpt_path": Key(
+        "Resume from this training checkpoint (exact step, data order and RNG) into a new run folder; "
+        "train.py --resume auto sets it to the newest checkpoint of the job and continues in its folder.",
+        str, None, nullable=True, path="file"),
+    "tensorboard": Key("Also write TensorBoard scalars to the run folder (needs the tensorboard package).", bool, False),
+    "log_freq": Key("Console log line every N optimizer steps (and at the last step of an epoch).", int, 50, check=_at_least(1)),
+    "dist_backend": Key("torch.distributed backend; auto = nccl on CUDA, gloo on CPU.", str, "auto", choices=("auto", "nccl", "gloo")),
+    "max_new_tokens": Key("Evaluation: new tokens generated per caption.", int, 30),
+    "num_beams": Key("Evaluation: beam size (1 = greedy).", int, 1),
+    "eval_instruction": Key(
+        "Evaluation: the one instruction (containing <ImageHere>) given for every image, so captions do not "
+        "depend on sharding; null = the first line of model.prompt_path.", str, None, nullable=True),
+}

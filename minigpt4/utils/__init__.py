@@ -1,0 +1,1 @@
+"""Shared helpers: distributed setup, atomic file writes, logging, the prompt template."""

@@ -1,0 +1,118 @@
+"""Console logging (rank 0 only, tqdm-safe), the per-epoch ``log.txt`` and optional TensorBoard."""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import tqdm
+
+from minigpt4.errors import DataError
+from minigpt4.utils.io import atomic_write_text
+
+LOGGER_NAME = "minigpt4"
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Writes through ``tqdm.write`` so log lines do not break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.tqdm.write(self.format(record), file=sys.stdout)
+            sys.stdout.flush()
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def setup_logger(rank: int = 0) -> logging.Logger:
+    """The ``minigpt4`` logger: INFO to stdout on rank 0, warnings only on other ranks."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers.clear()
+    handler = _TqdmHandler()
+    prefix = "" if rank == 0 else f"[rank {rank}] "
+    handler.setFormatter(logging.Formatter(prefix + "%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    logger.propagate = False
+    return logger
+
+
+def get_logger() -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME)
+
+
+def max_memory_mb(device: torch.device) -> int:
+    """Peak memory in MiB: CUDA allocator peak on GPU, the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device) / 2**20)
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
+
+
+def format_train_line(
+    epoch: int, step: int, iters: int, eta_s: float, lr: float, loss: float, step_s: float, data_s: float, mem_mb: int
+) -> str:
+    """``Train: epoch [0] [ 50/500] eta 0:04:30 lr 0.000028 loss 1.5284 time 0.5750 data 0.0000 max mem 18202``"""
+    width = len(str(iters))
+    eta = str(datetime.timedelta(seconds=int(max(eta_s, 0))))
+    return (
+        f"Train: epoch [{epoch}] [{step:>{width}}/{iters}] eta {eta} lr {lr:.6f} loss {loss:.4f} "
+        f"time {step_s:.4f} data {data_s:.4f} max mem {mem_mb}"
+    )
+
+
+class EpochLog:
+    """``log.txt``: one JSON object per finished epoch, rewritten atomically on every append."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        out = []
+        for i, line in enumerate(self.path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{self.path} line {i}: not a JSON object ({e})") from None
+        return out
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in records))
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._write(self.records() + [record])
+
+    def truncate_after(self, epoch: int) -> None:
+        """Drop records of epochs after ``epoch`` (written before a crash that lost their checkpoint)."""
+        records = self.records()
+        kept = [r for r in records if r.get("epoch", -1) <= epoch]
+        if len(kept) != len(records):
+            self._write(kept)
+
+
+class TensorBoard:
+    """A lazily imported ``SummaryWriter``; a missing package gives a clear error."""
+
+    def __init__(self, log_dir: str | Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise ImportError(
+                "run.tensorboard is true but the 'tensorboard' package is not installed: "
+                "pip install tensorboard (or set run.tensorboard: false)"
+            ) from e
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        self.writer.close()
