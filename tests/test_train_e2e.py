@@ -167,7 +167,10 @@ def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, re
     opts = options(tiny_stack, synthetic_flickr, tmp_path, **RESUME_RUN)
     log_path = tmp_path / "stdout.txt"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(train_cmd(opts), cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+        # SIG_DFL in the child: a shell that started the test suite in the background ignores SIGINT,
+        # and Python then never raises KeyboardInterrupt
+        proc = subprocess.Popen(train_cmd(opts), cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.time() + 180
             while not re.search(r"Train: epoch \[1\] \[\s*3/150\]", log_path.read_text()):
