@@ -29,8 +29,8 @@ RUN_NAME_FORMAT = "%Y%m%d%H%M%S"
 CONFIG = "config.yaml"
 LATEST = "checkpoint_latest.pth"
 PRETRAINED = "pretrained"
-METRICS = "metrics.json"
-CAPTIONS = "captions.json"
+METRICS_JSON = "metrics.json"
+CAPTIONS_JSON = "captions.json"
 _CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.pth$")
 
 
@@ -122,15 +122,15 @@ def eval_dir(run_dir: str | Path, limit: int | None = None) -> Path:
 def latest_eval_dir(run_dir: str | Path) -> Path:
     """``run_dir/eval``, or when it holds no results the newest ``eval_limit<N>`` that does."""
     full = eval_dir(run_dir)
-    if any(full.glob(f"*/{METRICS}")):
+    if any(full.glob(f"*/{METRICS_JSON}")):
         return full
-    limited = [d for d in Path(run_dir).glob("eval_limit*") if any(d.glob(f"*/{METRICS}"))]
+    limited = [d for d in Path(run_dir).glob("eval_limit*") if any(d.glob(f"*/{METRICS_JSON}"))]
     return max(limited, key=lambda d: d.stat().st_mtime) if limited else full
 
 
 def is_done(out_dir: str | Path, limit: int | None) -> bool:
     """True when ``out_dir/metrics.json`` exists and was computed with the same ``limit``."""
-    path = Path(out_dir) / METRICS
+    path = Path(out_dir) / METRICS_JSON
     if not path.is_file():
         return False
     try:
@@ -146,9 +146,12 @@ def run_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in list_checkpoints(run_dir)]
 
 
-def pending(run_dir: str | Path, limit: int | None = None, results: str | Path | None = None) -> list[str]:
+def pending(run_dir: str | Path, limit: int | None = None, results: str | Path | None = None,
+            checkpoints: list[Path] | None = None) -> list[str]:
     """Checkpoints still to evaluate, ``pretrained`` first, then paths in epoch order, minus those with
-    results in ``results`` (default ``eval_dir(run_dir, limit)``)."""
+    results in ``results`` (default ``eval_dir(run_dir, limit)``). ``checkpoints``: the run's
+    ``run_checkpoints`` when the caller has them already."""
     results = Path(results) if results is not None else eval_dir(run_dir, limit)
-    specs = [PRETRAINED] + [str(p.resolve()) for p in run_checkpoints(run_dir)]
+    checkpoints = run_checkpoints(run_dir) if checkpoints is None else checkpoints
+    specs = [PRETRAINED] + [str(p.resolve()) for p in checkpoints]
     return [s for s in specs if not is_done(results / result_name(s), limit)]

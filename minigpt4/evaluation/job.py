@@ -32,9 +32,9 @@ from minigpt4.evaluation.summary import write_summary
 from minigpt4.models.weights import load_parameters
 from minigpt4.registry import MODELS, TASKS
 from minigpt4.run_dir import (
-    CAPTIONS,
+    CAPTIONS_JSON,
     CONFIG,
-    METRICS,
+    METRICS_JSON,
     PRETRAINED,
     checkpoint_epoch,
     eval_dir,
@@ -128,10 +128,12 @@ def _plan(args: argparse.Namespace) -> tuple[list[str], Path, Path | None]:
     if args.run_dir is None:
         return list(args.ckpt or [PRETRAINED]), Path(args.save_path), args.train_config
     results = eval_dir(args.run_dir, args.limit)
-    todo = pending(args.run_dir, args.limit, results) if dist.is_main_process() else None
-    todo = dist.broadcast_object(todo)
-    log.info("%s: %d checkpoint(s) + pretrained, %d to evaluate", args.run_dir,
-             len(run_checkpoints(args.run_dir)), len(todo))
+    plan = None
+    if dist.is_main_process():
+        checkpoints = run_checkpoints(args.run_dir)
+        plan = (len(checkpoints), pending(args.run_dir, args.limit, results, checkpoints))
+    count, todo = dist.broadcast_object(plan)
+    log.info("%s: %d checkpoint(s) + pretrained, %d to evaluate", args.run_dir, count, len(todo))
     train_config = args.train_config or Path(args.run_dir) / CONFIG
     return todo, results, (train_config if Path(train_config).is_file() else None)
 
@@ -168,12 +170,12 @@ def evaluate(cfg: DictConfig, ckpts: list[tuple[str, str, str | None]], save_pat
             scores = task.score(results, scorer)
             t_score = time.time() - t0
             out = save_path / name
-            atomic_write_json(out / CAPTIONS, [{k: r[k] for k in ("image_id", "image", "caption", "references")}
+            atomic_write_json(out / CAPTIONS_JSON, [{k: r[k] for k in ("image_id", "image", "caption", "references")}
                                                for r in results])
             record = _metrics_record(cfg, name, spec, file, split, entry_name, len(results), len(full), limit,
-                                     scores, scorer, model, instruction, info.world_size, t_gen, t_score)
-            atomic_write_json(out / METRICS, record)
-            written.append(out / METRICS)
+                                     scores, scorer, model, instruction, prompt, info.world_size, t_gen, t_score)
+            atomic_write_json(out / METRICS_JSON, record)
+            written.append(out / METRICS_JSON)
             log.info("%s: %s (generate %.1fs, score %.1fs) -> %s", name,
                      " ".join(f"{k} {v:.4f}" for k, v in scores.items()), t_gen, t_score, out)
     finally:
@@ -184,7 +186,8 @@ def evaluate(cfg: DictConfig, ckpts: list[tuple[str, str, str | None]], save_pat
 
 def _metrics_record(cfg: DictConfig, name: str, spec: str, file: str | None, split: str, entry_name: str,
                     scored: int, total: int, limit: int | None, scores: dict[str, float], scorer: CaptionScorer,
-                    model: Any, instruction: str, world_size: int, t_gen: float, t_score: float) -> dict[str, Any]:
+                    model: Any, instruction: str, prompt: str, world_size: int, t_gen: float,
+                    t_score: float) -> dict[str, Any]:
     return {
         "name": name, "checkpoint": spec, "checkpoint_file": file,
         "checkpoint_note": None if file else (
@@ -194,7 +197,7 @@ def _metrics_record(cfg: DictConfig, name: str, spec: str, file: str | None, spl
         "split": split, "dataset": entry_name, "num_images": scored, "split_size": total,
         "limit": limit, "limit_note": limit_note(limit, scored, total),
         "scores": scores, "spice": scorer.spice_note,
-        "prompt_template": model.prompt_template, "instruction": instruction, "prompt": model.template.wrap(instruction),
+        "prompt_template": model.prompt_template, "instruction": instruction, "prompt": prompt,
         "stop_string": model.end_sym,
         "generation": {"max_new_tokens": cfg.run.max_new_tokens, "num_beams": cfg.run.num_beams,
                        "do_sample": False, "batch_size_eval": cfg.run.batch_size_eval},

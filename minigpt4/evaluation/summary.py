@@ -16,7 +16,7 @@ import pandas as pd
 from minigpt4.errors import EvalError
 from minigpt4.evaluation.plot import plot_metrics
 from minigpt4.evaluation.scoring import METRICS
-from minigpt4.run_dir import METRICS as METRICS_FILE
+from minigpt4.run_dir import METRICS_JSON
 from minigpt4.run_dir import eval_dir as default_eval_dir
 from minigpt4.utils.io import atomic_write_text as write_text
 
@@ -28,7 +28,7 @@ def collect(eval_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
     metric columns present (SPICE only when every row has it)."""
     eval_dir = Path(eval_dir)
     rows = []
-    for path in sorted(eval_dir.glob(f"*/{METRICS_FILE}")):
+    for path in sorted(eval_dir.glob(f"*/{METRICS_JSON}")):
         try:
             m = json.loads(path.read_text())
             scores = m["scores"]
@@ -42,7 +42,7 @@ def collect(eval_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
             raise EvalError(f"{path}: scores lack {missing}")
         rows.append(row)
     if not rows:
-        raise EvalError(f"no */{METRICS_FILE} under {eval_dir}: evaluate some checkpoints first")
+        raise EvalError(f"no */{METRICS_JSON} under {eval_dir}: evaluate some checkpoints first")
     table = pd.DataFrame(rows)
     metrics = list(METRICS) + (["SPICE"] if "SPICE" in table and table["SPICE"].notna().all() else [])
     table["epoch"] = table["epoch"].astype("Int64")

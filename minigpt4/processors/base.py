@@ -80,12 +80,7 @@ class BaseProcessor:
     @classmethod
     def from_config(cls, cfg: Any = None) -> BaseProcessor:
         """Build from a mapping of ``SCHEMA`` keys (``name`` allowed), validated here (``ConfigError``)."""
-        spec = dict(plain(cfg) or {})
-        spec.setdefault("name", cls.registry_name)
-        problems = processor_problems(spec)
-        if problems:
-            raise ConfigError(problems)
-        return create_processor(spec)
+        return build_processor({"name": cls.registry_name, **(plain(cfg) or {})}, cls.registry_name)
 
 
 def create_processor(spec: Mapping[str, Any]) -> BaseProcessor:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from minigpt4.cli import run_command
 from minigpt4.evaluation.summary import collect
-from minigpt4.run_dir import CAPTIONS, latest_eval_dir
+from minigpt4.run_dir import CAPTIONS_JSON, latest_eval_dir
 
 from .synthetic import COLORS, SHAPES
 
@@ -89,7 +89,7 @@ def check_run(eval_dir: str | Path) -> list[tuple[str, dict[str, float]]]:
     eval_dir = Path(eval_dir)
     rows = []
     for name in collect(eval_dir)[0]["name"]:
-        items = json.loads((eval_dir / name / CAPTIONS).read_text())
+        items = json.loads((eval_dir / name / CAPTIONS_JSON).read_text())
         rows.append((name, attribute_scores({c["image_id"]: c["caption"] for c in items},
                                             {c["image_id"]: c["references"] for c in items})))
     return rows

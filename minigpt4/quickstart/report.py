@@ -13,7 +13,7 @@ from pathlib import Path
 
 from minigpt4.cli import run_command
 from minigpt4.evaluation.summary import collect, write_summary
-from minigpt4.run_dir import CAPTIONS, METRICS, latest_eval_dir
+from minigpt4.run_dir import CAPTIONS_JSON, METRICS_JSON, latest_eval_dir
 
 
 def report(run_dir: str | Path, samples: int = 3, eval_dir: str | Path | None = None) -> str:
@@ -25,8 +25,8 @@ def report(run_dir: str | Path, samples: int = 3, eval_dir: str | Path | None = 
     table, _ = collect(eval_dir)
     lines = [(eval_dir / "summary.md").read_text().rstrip(), ""]
     names = list(table["name"])
-    captions = {n: {c["image_id"]: c for c in json.loads((eval_dir / n / CAPTIONS).read_text())} for n in names}
-    first = json.loads((eval_dir / names[0] / METRICS).read_text())
+    captions = {n: {c["image_id"]: c for c in json.loads((eval_dir / n / CAPTIONS_JSON).read_text())} for n in names}
+    first = json.loads((eval_dir / names[0] / METRICS_JSON).read_text())
     lines.append(f"## Sample captions (first {samples} images of the {first['split']} split)")
     width = max(len(n) for n in names + ["reference"])
     for item in list(captions[names[0]].values())[:samples]:

@@ -9,6 +9,7 @@ against its reference captions with the COCO caption metrics.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,7 +17,6 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
-from minigpt4.config import resolve_path
 from minigpt4.errors import ConfigError, EvalError
 from minigpt4.evaluation.generation import generate_captions
 from minigpt4.evaluation.scoring import CaptionScorer
@@ -63,7 +63,7 @@ class ImageTextPretrainTask:
         name, entry = next(iter(entries.items()))
         configured = entry.get("split")
         if split is not None and split != configured:
-            ann = resolve_path(entry.build_info.ann_path)
+            ann = Path(entry.build_info.ann_path)  # absolute: load_config resolved it
             if configured is None or ann.is_file():
                 raise EvalError(
                     f"--split {split}: evaluation_datasets.{name} is the {configured!r} split of the file {ann}; "
