@@ -49,7 +49,7 @@ paths=(model.llama_model="$STANDINS/llama" model.vit_ckpt="$STANDINS/eva_vit_g.p
        model.q_former_model="$STANDINS/blip2_pretrained.pth")
 data=(datasets.flickr30k_caption.build_info.ann_path="$DATA/flickr30k_train.json"
       datasets.flickr30k_caption.build_info.image_path="$DATA/flickr30k-images")
-torchrun --standalone --nproc-per-node "$NPROC" train.py --cfg-path train_configs/minigpt4_flickr_quickstart.yaml \
+python -m minigpt4.cli torchrun --standalone --nproc-per-node "$NPROC" train.py --cfg-path train_configs/minigpt4_flickr_quickstart.yaml \
   --options "${paths[@]}" "${data[@]}" run.output_dir="$RUNS" run.max_epoch="$EPOCHS" run.iters_per_epoch="$ITERS"
 run_dir=$(ls -1d "$RUNS"/minigpt4_flickr_quickstart/*/ | sort | tail -n 1)
 run_dir=${run_dir%/}

@@ -1,12 +1,13 @@
 """The console commands (``[project.scripts]`` in pyproject.toml; ``train.py``, ``prepare_flickr30k.py``
 and ``eval_scripts/eval_flickr30k.py`` are shims over the same functions). Without installing the
-scripts: ``python -m minigpt4.cli {train,eval,prepare,summary} ARGS`` (also under ``torchrun -m``).
+scripts: ``python -m minigpt4.cli {train,eval,prepare,summary,torchrun} ARGS`` (also under ``torchrun -m``).
 
 A ``UserError`` (bad config, data, weights, command line or environment) is printed as ``error: ...``
 on stderr with exit status 2, with no traceback; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -48,7 +49,23 @@ def summarise(argv: Sequence[str] | None = None) -> int:
     return run_command(summary.main, argv)
 
 
-COMMANDS = {"train": train, "eval": evaluate, "prepare": prepare, "summary": summarise}
+def torchrun(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-torchrun``: torch's ``torchrun`` (same arguments), except that SIGINT or SIGTERM ends
+    it with status 130 or 143 and one line instead of the launcher's traceback and status 1. The
+    workers get the signal from it, as under torchrun, and report what they kept."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.run import main as torch_run
+
+    try:
+        torch_run(list(sys.argv[1:] if argv is None else argv))
+    except SignalException as e:
+        print(f"torchrun: stopped by {signal.Signals(e.sigval).name}; see the ranks' last lines above for what "
+              "was kept", file=sys.stderr)
+        return 128 + int(e.sigval)
+    return 0
+
+
+COMMANDS = {"train": train, "eval": evaluate, "prepare": prepare, "summary": summarise, "torchrun": torchrun}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

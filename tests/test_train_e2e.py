@@ -32,18 +32,6 @@ RESUME_RUN = {"max_epoch": 2, "iters_per_epoch": 150, "batch_size_train": 4, "lo
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def synthetic_flickr(tmp_path_factory) -> Path:
-    """40 synthetic 56-px images (32 train) with Flickr30k-style split files."""
-    from minigpt4.datasets import flickr30k_prepare
-    from minigpt4.quickstart import synthetic
-
-    out = tmp_path_factory.mktemp("synthetic_flickr30k")
-    assert synthetic.main(["--out", str(out), "--images", "40", "--image-size", "56"]) in (0, None)
-    assert flickr30k_prepare.main(["--root", str(out)]) in (0, None)
-    return out
-
-
 def options(stack: dict, data: Path, out: Path, **run) -> list[str]:
     opts = [
         f"model.llama_model={stack['llama_model']}",
@@ -160,10 +148,11 @@ def test_stop_and_resume_equals_uninterrupted(tiny_stack, synthetic_flickr, refe
                                       for r, r2 in zip(epoch_records(reference), epoch_records(run_dir))]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
 def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, reference, tmp_path, sig):
     """Kill during epoch 1 (after checkpoint_0), resume with --resume auto: epoch 1 is redone and
-    the final weights and per-epoch losses equal the uninterrupted run's."""
+    the final weights and per-epoch losses equal the uninterrupted run's. SIGINT and SIGTERM exit
+    130 and 143 with a message naming the checkpoint and the resume command."""
     opts = options(tiny_stack, synthetic_flickr, tmp_path, **RESUME_RUN)
     log_path = tmp_path / "stdout.txt"
     with open(log_path, "w") as log:
@@ -187,8 +176,12 @@ def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, re
     assert (run_dir / "checkpoint_0.pth").exists()
     assert not (run_dir / "checkpoint_1.pth").exists(), "the kill came too late: epoch 1 had finished"
     assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]  # no temporary files
-    if sig == signal.SIGINT:
-        assert rc == 130 and "Interrupted. Nothing is half-written" in text and "checkpoint_0.pth" in text
+    if sig in (signal.SIGINT, signal.SIGTERM):
+        assert rc == 128 + sig, text[-3000:]
+        assert re.search(rf"Interrupted by {sig.name} at epoch 1 step \d+; the unfinished step was abandoned and "
+                         rf"nothing is half-written\. Last complete checkpoint: {re.escape(str(run_dir))}/checkpoint_0\.pth\. "
+                         r"Continue with: python train\.py --cfg-path \S+ --options .* --resume auto", text), text[-3000:]
+        assert "Traceback" not in text
     else:
         assert rc == -signal.SIGKILL
     assert [r["epoch"] for r in epoch_records(run_dir)] == [0]
@@ -197,6 +190,46 @@ def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, re
     assert run_dirs(tmp_path) == [run_dir]
     assert_same_weights(final_weights(run_dir, 1), final_weights(reference, 1))
     assert [r["loss"] for r in epoch_records(run_dir)] == [r["loss"] for r in epoch_records(reference)]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the launcher", "SIGINT to the process group"])
+def test_torchrun_signal_stops_every_rank_cleanly(tiny_stack, synthetic_flickr, tmp_path, how):
+    """Under minigpt4-torchrun with 2 ranks: a scheduler's SIGTERM to the launcher (forwarded to the
+    ranks) or a Ctrl-C to the whole group stops both ranks at the same step, with no traceback, the
+    resume message, and exit status 143 / 130 of the launcher; checkpoint_0 is kept intact."""
+    sig = signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGINT
+    run = {"max_epoch": 2, "iters_per_epoch": 30, "batch_size_train": 2, "log_freq": 1, "job_name": "ddp_signal"}
+    cmd = [sys.executable, "-m", "minigpt4.cli", "torchrun", "--standalone", "--nproc-per-node=2", "train.py",
+           "--cfg-path", str(TINY_CFG), "--options", *options(tiny_stack, synthetic_flickr, tmp_path, **run)]
+    log_path = tmp_path / "stdout.txt"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            deadline = time.time() + 180
+            while not re.search(r"Train: epoch \[1\] \[\s*2/30\]", log_path.read_text()):
+                assert proc.poll() is None, f"torchrun ended early:\n{log_path.read_text()[-3000:]}"
+                assert time.time() < deadline, "epoch 1 never started"
+                time.sleep(0.02)
+            if sig == signal.SIGTERM:
+                proc.send_signal(sig)
+            else:
+                os.killpg(proc.pid, sig)
+            rc = proc.wait(timeout=90)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    text = log_path.read_text()
+    assert rc == 128 + sig, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    (run_dir,) = run_dirs(tmp_path, "ddp_signal")
+    assert re.search(rf"Interrupted by {sig.name} at epoch 1 step \d+; .* Last complete checkpoint: "
+                     rf"{re.escape(str(run_dir))}/checkpoint_0\.pth\. Continue with: torchrun --nproc-per-node=2 "
+                     r"train\.py .* --resume auto", text), text[-3000:]
+    assert f"torchrun: stopped by {sig.name}" in text
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint_0.pth", LATEST, "config.yaml", "log.txt"]
+    assert load_checkpoint(run_dir / LATEST)["epoch"] == 0
 
 
 def test_resume_auto_without_checkpoint_starts_fresh(tiny_stack, synthetic_flickr, tmp_path):
@@ -360,3 +393,40 @@ def test_failing_rank_takes_the_job_down(tiny_stack, corrupt_flickr, tmp_path):
     assert proc.returncode != 0 and time.time() - start < 120
     assert "error: cannot load image" in proc.stderr and name in proc.stderr
     assert not list(run_dirs(tmp_path / "out")[0].glob("checkpoint_*"))
+
+
+def test_failed_start_leaves_no_run_folder(tiny_stack, synthetic_flickr, tmp_path, capsys):
+    """Bad data (found before the model is built) or a batch larger than the data (found by the
+    runner): exit 2 with the error, and no run folder is left behind."""
+    from minigpt4 import cli
+
+    bad = json.loads((synthetic_flickr / "flickr30k_train.json").read_text())
+    del bad[3]["captions"]
+    ann = tmp_path / "bad_train.json"
+    ann.write_text(json.dumps(bad))
+    opts = options(tiny_stack, synthetic_flickr, tmp_path / "out", max_epoch=1, iters_per_epoch=2)
+    assert cli.train(["--cfg-path", str(TINY_CFG), "--options", *opts,
+                      f"datasets.flickr30k_caption.build_info.ann_path={ann}"]) == 2
+    assert "item 3: key 'captions' (captions_key) is missing; the item has keys ['image', 'image_id']" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+    assert cli.train(["--cfg-path", str(TINY_CFG), "--options", *opts, "run.batch_size_train=1000"]) == 2
+    assert "fewer than run.batch_size_train=1000" in capsys.readouterr().err
+    assert run_dirs(tmp_path / "out") == []
+
+
+def test_two_datasets_mixed_by_sample_ratio_are_counted(tiny_stack, synthetic_flickr, tmp_path):
+    """Two entries with sample_ratio 1:3: the start-up log gives each dataset's size and share, and
+    log.txt counts the samples each one gave in the epoch."""
+    extra = ["datasets.flickr30k_caption.sample_ratio=1", "datasets.mine.builder=caption_json",
+             f"datasets.mine.build_info.ann_path={synthetic_flickr / 'flickr30k_train.json'}",
+             f"datasets.mine.build_info.image_path={synthetic_flickr / 'flickr30k-images'}",
+             "datasets.mine.vis_processor.train.image_size=56", "datasets.mine.sample_ratio=3"]
+    proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path, max_epoch=1, iters_per_epoch=20,
+                             batch_size_train=4) + extra)
+    assert ("Training data (mixed by sample_ratio; 320 samples per pass): flickr30k_caption: 160 samples (25.0% of "
+            "each pass); mine: 160 samples (75.0% of each pass)") in proc.stdout
+    (record,) = epoch_records(run_dirs(tmp_path)[0])
+    counts = record["samples_per_dataset"]
+    assert set(counts) == {"flickr30k_caption", "mine"} and sum(counts.values()) == record["samples"] == 80
+    assert counts["mine"] > 2 * counts["flickr30k_caption"]

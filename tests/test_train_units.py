@@ -5,9 +5,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
-from minigpt4.training.data import InfiniteLoader, batch_size_of, concat_datasets
+from minigpt4.training.data import InfiniteLoader, MixingSampler, batch_size_of, concat_datasets
 from minigpt4.training.optim import build_optimizer, param_groups
 from minigpt4.utils.logging import format_train_line
 
@@ -108,15 +108,48 @@ def test_ranks_get_disjoint_shares(num_workers):
 
 def test_empty_batches_and_too_small_data():
     ds = _Items(4, bad={0, 1, 2, 3})
-    data, collate = concat_datasets([ds])
+    data, collate = concat_datasets({"only": ds})
     batch = next(InfiniteLoader(data, collate, batch_size=2, seed=0))
     assert batch_size_of(batch) == 0 and batch["skipped"] == 2
     with pytest.raises(ValueError, match=r"4 samples, 2 per rank over 2 rank\(s\): fewer than run.batch_size_train=3"):
         InfiniteLoader(ds, collate, batch_size=3, seed=0, rank=0, world_size=2)
     with pytest.raises(ValueError, match="no training datasets"):
-        concat_datasets([])
-    cat, _ = concat_datasets([_Items(3), _Items(5)])
-    assert len(cat) == 8
+        concat_datasets({})
+    cat, _ = concat_datasets({"a": _Items(3), "b": _Items(5)})
+    assert len(cat) == 8 and cat[0]["dataset"] == "a" and cat[3]["dataset"] == "b"
+
+
+def _source_counts(ratios, seed=0, epoch=0, rank=0, world=1, sizes=(50, 200)) -> tuple[list[int], list[int]]:
+    cat = ConcatDataset([_Items(n) for n in sizes])
+    sampler = MixingSampler(cat, ratios, world, rank, seed)
+    sampler.set_epoch(epoch)
+    order = list(sampler)
+    return order, [sum(1 for i in order if (i >= sizes[0]) == bool(d)) for d in range(2)]
+
+
+def test_sample_ratio_mixes_by_weight_deterministically():
+    """sample_ratio 3:1 over a 50- and a 200-sample dataset: ~75% of a pass from the small one (so it
+    repeats, reshuffled), the pass keeps the pool's length, same order for the same (seed, pass)."""
+    order, (small, big) = _source_counts([3.0, 1.0])
+    assert len(order) == 250 and 0.68 < small / 250 < 0.82
+    assert len(set(i for i in order if i < 50)) == 50  # the small dataset is walked through, not sampled at random
+    assert _source_counts([3.0, 1.0])[0] == order and _source_counts([3.0, 1.0], epoch=1)[0] != order
+    shares = [_source_counts([3.0, 1.0], rank=r, world=2)[0] for r in (0, 1)]
+    assert sorted(shares[0] + shares[1]) == sorted(order)  # ranks split one pass
+    skipped = MixingSampler(ConcatDataset([_Items(50), _Items(200)]), [3.0, 1.0], 1, 0, 0)
+    skipped.skip = 10
+    assert list(skipped) == order[10:]  # exact resume mid-pass
+
+
+def test_sample_ratio_on_some_entries_only_is_an_error():
+    from omegaconf import OmegaConf
+
+    from minigpt4.errors import ConfigError
+    from minigpt4.tasks.captioning import ImageTextPretrainTask
+
+    cfg = OmegaConf.create({"a": {"builder": "x", "sample_ratio": 2.0}, "b": {"builder": "x", "sample_ratio": None}})
+    with pytest.raises(ConfigError, match=r"sample_ratio is set on \['a'\] but not on \['b'\]: set it on every entry"):
+        ImageTextPretrainTask().build_datasets(cfg)
 
 
 def test_console_line_format():

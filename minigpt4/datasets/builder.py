@@ -49,6 +49,11 @@ TRAIN_KEYS = {
                        str, "prompts/alignment.txt", path="file"),
     "seed": Key("Seed of the per-sample draws (instruction, caption, crop); an item depends only on "
                 "(seed, epoch, index).", int, 0),
+    "sample_ratio": Key(
+        "Mixing weight when training on several datasets (as LAVIS's sample_ratio): each sample comes from this "
+        "entry with probability sample_ratio / the sum over entries. Set it on every entry or on none; null "
+        "everywhere = one pool, each sample once per data pass (shares follow the dataset sizes).",
+        float, None, nullable=True, check=lambda v: [] if v > 0 else [f"expected a value > 0, got {v}"]),
 }
 
 

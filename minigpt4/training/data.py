@@ -10,14 +10,21 @@ Datasets with ``set_epoch`` get the data-pass number at the start of each pass (
 start). DataLoader workers get a seed derived from ``(run.seed, rank, pass)``, not from the global
 RNG. A dataset that draws random numbers should derive them from (its seed, pass, index), as the
 caption datasets do, so its output does not depend on which worker loads it.
+
+Several datasets are one pool (each sample once per pass), or, with ``sample_ratio`` on every
+entry, mixed by weight: each position of a pass draws its dataset with probability ratio_i / sum
+(seeded by the pass), and each dataset walks through its own reshuffled order. Every sample carries
+its entry's name under ``dataset`` so the runner can count what it trained on.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
+
+from minigpt4.errors import ConfigError
 
 
 class ResumableDistributedSampler(DistributedSampler):
@@ -34,15 +41,58 @@ class ResumableDistributedSampler(DistributedSampler):
         return self.num_samples - self.skip
 
 
-def concat_datasets(datasets: Sequence[Dataset]) -> tuple[Dataset, Callable]:
-    """One dataset (``ConcatDataset`` when several) and the collater of the first."""
+class MixingSampler(ResumableDistributedSampler):
+    """Like ``ResumableDistributedSampler`` over a ``ConcatDataset``, but each position of a pass comes
+    from dataset i with probability ``ratios[i] / sum(ratios)``; a pass keeps the pool's length."""
+
+    def __init__(self, dataset: ConcatDataset, ratios: Sequence[float], num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas, rank, seed)
+        self.sizes = [len(d) for d in dataset.datasets]
+        self.offsets = [0, *dataset.cumulative_sizes[:-1]]
+        self.weights = torch.tensor([float(r) for r in ratios], dtype=torch.float64)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 7 + 1)
+        choice = torch.multinomial(self.weights, self.total_size, replacement=True, generator=g)
+        order = torch.empty(self.total_size, dtype=torch.long)
+        for i, (size, offset) in enumerate(zip(self.sizes, self.offsets)):
+            where = (choice == i).nonzero().flatten()
+            gi = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + i) * 7 + 2)
+            rounds = -(-len(where) // size) if len(where) else 0
+            stream = torch.cat([torch.randperm(size, generator=gi) for _ in range(rounds)] or [torch.empty(0, dtype=torch.long)])
+            order[where] = stream[: len(where)] + offset
+        return iter(order[self.rank :: self.num_replicas].tolist()[self.skip :])
+
+
+class NamedDataset(Dataset):
+    """A dataset whose samples carry ``dataset: name`` (its config entry), for per-dataset counts."""
+
+    def __init__(self, name: str, dataset: Dataset) -> None:
+        self.name, self.dataset = name, dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: Any) -> Any:
+        item = self.dataset[index]
+        return {**item, "dataset": self.name} if isinstance(item, dict) else item
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+
+def concat_datasets(datasets: Mapping[str, Dataset]) -> tuple[Dataset, Callable]:
+    """One dataset over the named ones (``ConcatDataset`` when several; samples tagged with their
+    name) and the collater of the first."""
     if not datasets:
         raise ValueError("no training datasets: add at least one entry under 'datasets' in the config")
-    collater = getattr(datasets[0], "collater", None)
+    first = next(iter(datasets.values()))
+    collater = getattr(first, "collater", None)
     if collater is None:
-        raise TypeError(f"{type(datasets[0]).__name__} has no collater(samples) method")
-    data = datasets[0] if len(datasets) == 1 else ConcatDataset(list(datasets))
-    return data, collater
+        raise TypeError(f"{type(first).__name__} has no collater(samples) method")
+    named = [NamedDataset(name, d) for name, d in datasets.items()]
+    return (named[0] if len(named) == 1 else ConcatDataset(named)), collater
 
 
 class InfiniteLoader:
@@ -58,9 +108,10 @@ class InfiniteLoader:
         world_size: int = 1,
         num_workers: int = 0,
         pin_memory: bool = False,
+        sample_ratios: Sequence[float] | None = None,
     ) -> None:
         if batch_size <= 0:
-            raise ValueError(f"run.batch_size_train: expected a positive integer, got {batch_size}")
+            raise ConfigError(f"run.batch_size_train: expected a positive integer, got {batch_size}")
         self.dataset = dataset
         self.collate_fn = collate_fn
         self.batch_size = batch_size
@@ -68,11 +119,14 @@ class InfiniteLoader:
         self.rank = rank
         self.num_workers = num_workers
         self.pin_memory = pin_memory
-        self.sampler = ResumableDistributedSampler(dataset, world_size, rank, seed)
+        if sample_ratios is not None and isinstance(dataset, ConcatDataset):
+            self.sampler: ResumableDistributedSampler = MixingSampler(dataset, sample_ratios, world_size, rank, seed)
+        else:
+            self.sampler = ResumableDistributedSampler(dataset, world_size, rank, seed)
         self.batches_per_pass = self.sampler.num_samples // batch_size
         if self.batches_per_pass == 0:
-            raise ValueError(
-                f"the training data has {len(dataset)} samples, {self.sampler.num_samples} per rank over "
+            raise ConfigError(
+                f"run.batch_size_train: the training data has {len(dataset)} samples, {self.sampler.num_samples} per rank over "
                 f"{world_size} rank(s): fewer than run.batch_size_train={batch_size}"
             )
         self.data_pass = 0

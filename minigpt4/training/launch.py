@@ -5,6 +5,8 @@ Works the same under ``python train.py`` (one process) and ``torchrun --nproc-pe
 from __future__ import annotations
 
 import argparse
+import shlex
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,9 @@ from typing import Any
 from minigpt4.config import load_config
 from minigpt4.errors import ConfigError, NonFiniteLossError
 from minigpt4.registry import MODELS, RUNNERS, TASKS
-from minigpt4.run_dir import create_run_dir, find_resume_checkpoint, job_dir, write_config
+from minigpt4.run_dir import CONFIG, create_run_dir, find_resume_checkpoint, job_dir, write_config
 from minigpt4.utils import dist as du
+from minigpt4.utils import signals
 from minigpt4.utils.io import remove_stale_tmp_files
 from minigpt4.utils.logging import get_logger, setup_logger
 
@@ -50,37 +53,72 @@ def resolve_resume(cfg: Any, resume: str | None) -> Path | None:
     return Path(found).parent
 
 
+def resume_command(args: argparse.Namespace, world_size: int, last: Path | None, run_dir: Path) -> str:
+    """The command that continues this run after an interruption."""
+    launcher = ["torchrun", f"--nproc-per-node={world_size}"] if world_size > 1 else ["python"]
+    cmd = [*launcher, "train.py", "--cfg-path", args.cfg_path] + (["--options", *args.options] if args.options else [])
+    if last is None:
+        return shlex.join(cmd) + (" (no epoch had finished: this starts again)" if args.resume is None else "")
+    return shlex.join(cmd + ["--resume", "auto" if last.parent == run_dir else str(last)])
+
+
+def _remove_unused(run_dir: Path) -> None:
+    """Remove a run folder this invocation created when training never started (only its config)."""
+    if {p.name for p in run_dir.iterdir()} <= {CONFIG}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> Any:
-    """Train as configured; returns the runner's per-epoch records."""
+    """Train as configured; returns the runner's per-epoch records.
+
+    Everything that can fail on the user's input (config, data, model files) is checked before a run
+    folder is created. SIGINT/SIGTERM stop every rank at a step boundary with exit status 130/143.
+    """
     args = parse_args(argv)
     cfg = load_config(args.cfg_path, args.options)
-    info = du.init_distributed(cfg.run.device, cfg.run.dist_backend)
-    log = setup_logger(info.rank)
-    run_dir = resolve_resume(cfg, args.resume)
-    if run_dir is None:
-        run_dir = create_run_dir(cfg.run)
-    elif info.is_main:
+    with signals.stop_signals():
+        info = du.init_distributed(cfg.run.device, cfg.run.dist_backend)
+        log = setup_logger(info.rank)
+        try:
+            return _train(args, cfg, info, log)
+        except signals.Interrupted as e:
+            log.error("%s", getattr(e, "stop_message", None)
+                      or f"Interrupted by {e.name} before training started; no run folder was created")
+            du.cleanup()
+            raise SystemExit(e.exit_code) from None
+
+
+def _train(args: argparse.Namespace, cfg: Any, info: du.DistInfo, log: Any) -> Any:
+    resumed_dir = resolve_resume(cfg, args.resume)
+    du.seed_everything(cfg.run.seed)  # identical model init on every rank
+    task = TASKS.build(cfg.run.task, cfg.run)
+    datasets = task.build_datasets(cfg.datasets)
+    model = MODELS.build(cfg.model.arch, cfg.model, device=info.device)  # LLM loaded in its GPU dtype there
+    run_dir = resumed_dir or create_run_dir(cfg.run)  # only now: the inputs have been checked
+    if resumed_dir is not None and info.is_main:
         for p in remove_stale_tmp_files(run_dir):
             log.info("Removed %s (left by an interrupted write)", p)
     if info.is_main:
         log.info("Config: %s", write_config(run_dir, cfg))
     log.info("Run folder: %s", run_dir)
-
-    du.seed_everything(cfg.run.seed)  # identical model init on every rank
-    task = TASKS.build(cfg.run.task, cfg.run)
-    datasets = task.build_datasets(cfg.datasets)
-    model = MODELS.build(cfg.model.arch, cfg.model, device=info.device)  # LLM loaded in its GPU dtype there
     du.seed_everything(cfg.run.seed + info.rank)
-    runner = RUNNERS.build(cfg.run.runner, cfg, task=task, model=model, datasets=datasets, run_dir=run_dir,
-                           dist_info=info)
+    runner = None
     try:
+        runner = RUNNERS.build(cfg.run.runner, cfg, task=task, model=model, datasets=datasets, run_dir=run_dir,
+                               dist_info=info)
         records = runner.train()
-    except KeyboardInterrupt:
-        log.error("Interrupted. Nothing is half-written; the last complete checkpoint is %s "
-                  "(continue with --resume auto)", runner.last_checkpoint or "none")
-        raise SystemExit(130) from None
-    except NonFiniteLossError as e:  # every rank stops at the same step
-        log.error("%s", e)
-        raise SystemExit(1) from None
+    except BaseException as e:
+        if runner is None and resumed_dir is None and info.is_main:
+            _remove_unused(run_dir)  # e.g. a batch size larger than the data: no run to keep
+        if isinstance(e, signals.Interrupted):
+            last = runner.last_checkpoint if runner is not None else None
+            e.stop_message = (
+                f"Interrupted by {e.name}{f' at {e.where}' if e.where else ''}; the unfinished step was abandoned "
+                f"and nothing is half-written. Last complete checkpoint: {last or 'none'}. Continue with: "
+                f"{resume_command(args, info.world_size, last, run_dir)}")
+        if isinstance(e, NonFiniteLossError):  # every rank stops at the same step
+            log.error("%s", e)
+            raise SystemExit(1) from None
+        raise
     du.cleanup()
     return records

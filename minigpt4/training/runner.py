@@ -18,6 +18,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from minigpt4.errors import NonFiniteLossError
@@ -29,6 +30,7 @@ from minigpt4.training.data import InfiniteLoader, batch_size_of, concat_dataset
 from minigpt4.training.optim import build_optimizer, count_parameters
 from minigpt4.training.schema import RUN_SCHEMA
 from minigpt4.utils import dist as du
+from minigpt4.utils import signals
 from minigpt4.utils.logging import EpochLog, TensorBoard, format_train_line, get_logger, max_memory_mb
 
 
@@ -38,7 +40,7 @@ class RunnerIter:
 
     SCHEMA = RUN_SCHEMA  # the run section's keys (load_config asks the runner for them)
 
-    def __init__(self, cfg: Any, task: Any, model: nn.Module, datasets: list, run_dir: str | Path,
+    def __init__(self, cfg: Any, task: Any, model: nn.Module, datasets: dict[str, Dataset], run_dir: str | Path,
                  dist_info: du.DistInfo) -> None:
         self.cfg, self.run = cfg, cfg.run
         self.task = task
@@ -54,17 +56,30 @@ class RunnerIter:
         self.amp_dtype = torch.float16 if self.run.amp_dtype == "fp16" else torch.bfloat16
         self.use_amp = use_amp
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_amp and self.amp_dtype == torch.float16)
+        self.dataset_names = list(datasets)
+        ratios = [(cfg.datasets.get(n) or {}).get("sample_ratio") for n in self.dataset_names]
+        ratios = None if None in ratios else ratios
         data, collate = concat_datasets(datasets)
         self.loader = InfiniteLoader(
             data, collate, self.run.batch_size_train, self.run.seed, dist_info.rank, dist_info.world_size,
-            self.run.num_workers, pin_memory=self.device.type == "cuda",
+            self.run.num_workers, pin_memory=self.device.type == "cuda", sample_ratios=ratios,
         )
+        self._log_datasets(datasets, ratios)
         self.epoch_log = EpochLog(self.run_dir / "log.txt")
         self.tb = TensorBoard(self.run_dir / "tensorboard") if self.run.tensorboard and dist_info.is_main else None
         self.start_epoch = 0
         self.last_checkpoint: Path | None = None
         if self.run.resume_ckpt_path:
             self._resume(self.run.resume_ckpt_path)
+
+    def _log_datasets(self, datasets: dict, ratios: list[float] | None) -> None:
+        sizes = {n: len(d) for n, d in datasets.items()}
+        total = sum(sizes.values())
+        weights = ratios or list(sizes.values())
+        parts = [f"{n}: {size:,} samples ({100 * w / sum(weights):.1f}% of each pass)"
+                 for (n, size), w in zip(sizes.items(), weights)]
+        how = "mixed by sample_ratio" if ratios else "one pool, each sample once per pass"
+        self.log.info("Training data (%s; %s samples per pass): %s", how, f"{total:,}", "; ".join(parts))
 
     @classmethod
     def from_config(cls, cfg: Any, **kwargs: Any) -> RunnerIter:
@@ -99,18 +114,19 @@ class RunnerIter:
         elif stop is not None and stop < self.start_epoch:
             self.log.info("run.stop_after_epoch %d is already done: training on to epoch %d", stop,
                           self.run.max_epoch - 1)
-        for epoch in range(self.start_epoch, self.run.max_epoch):
-            record = self.train_epoch(epoch)
-            self.save(epoch)
-            if self.info.is_main:
-                self.epoch_log.append(record)
-                if self.tb:
-                    self.tb.scalars({"epoch/loss": record["loss"], "epoch/samples_per_s": record["samples_per_s"]}, epoch)
-            records.append(record)
-            self.log.info("Epoch %d done: %s", epoch, record)
-            if epoch == stop and epoch + 1 < self.run.max_epoch:
-                self.log.info("Stopping after epoch %d (run.stop_after_epoch); continue with --resume auto", epoch)
-                break
+        with signals.deferred():  # SIGINT/SIGTERM stop every rank at the next step boundary
+            for epoch in range(self.start_epoch, self.run.max_epoch):
+                record = self.train_epoch(epoch)
+                self.save(epoch)
+                if self.info.is_main:
+                    self.epoch_log.append(record)
+                    if self.tb:
+                        self.tb.scalars({"epoch/loss": record["loss"], "epoch/samples_per_s": record["samples_per_s"]}, epoch)
+                records.append(record)
+                self.log.info("Epoch %d done: %s", epoch, record)
+                if epoch == stop and epoch + 1 < self.run.max_epoch:
+                    self.log.info("Stopping after epoch %d (run.stop_after_epoch); continue with --resume auto", epoch)
+                    break
         if self.tb:
             self.tb.close()
         self.loader.close()
@@ -123,6 +139,7 @@ class RunnerIter:
         iters, accum = self.run.iters_per_epoch, self.run.accum_grad_iters
         params = [p for p in self.model_without_ddp.parameters() if p.requires_grad]
         losses, samples, skipped = [], 0, 0
+        per_dataset = torch.zeros(len(self.dataset_names), dtype=torch.float64)
         win_loss, win_time, win_data = [], 0.0, 0.0
         start = time.perf_counter()
         bar = tqdm(total=iters, desc=f"epoch {epoch}", disable=not self.info.is_main, leave=False, dynamic_ncols=True)
@@ -139,9 +156,14 @@ class RunnerIter:
                 with sync:
                     with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                         loss = self.task.train_step(self.model, batch)
+                    stop = signals.requested()
+                    counts = [batch.get("dataset", []).count(n) for n in self.dataset_names]
                     stats = du.all_reduce_sum(torch.tensor(  # on the device: nccl reduces CUDA tensors only
-                        [loss.detach().float().item(), batch_size_of(batch), n_skipped],
-                        dtype=torch.float64, device=self.device))
+                        [loss.detach().float().item(), batch_size_of(batch), n_skipped, stop or 0, stop is not None,
+                         *counts], dtype=torch.float64, device=self.device))
+                    if stats[4] > 0:  # a signal on any rank: every rank abandons this step, before backward
+                        raise signals.Interrupted(stop or round(stats[3].item() / stats[4].item()),
+                                                  where=f"epoch {epoch} step {step}")
                     mean_loss = stats[0].item() / self.info.world_size
                     if not math.isfinite(mean_loss):
                         raise NonFiniteLossError(self._nan_message(mean_loss, epoch, step))
@@ -149,6 +171,7 @@ class RunnerIter:
                 step_loss += mean_loss / accum
                 samples += int(stats[1].item())
                 skipped += int(stats[2].item())
+                per_dataset += stats[5:].cpu()
             if self.run.grad_clip is not None:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(params, self.run.grad_clip)
@@ -181,6 +204,7 @@ class RunnerIter:
             "seconds": round(seconds, 3),
             "samples_per_s": round(samples / seconds, 3) if seconds > 0 else None,
             "samples": samples,
+            "samples_per_dataset": {n: int(c) for n, c in zip(self.dataset_names, per_dataset.tolist())},
             "skipped": skipped,
             "global_step": (epoch + 1) * iters,
         }
