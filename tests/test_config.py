@@ -152,3 +152,30 @@ def test_standin_defaults_file_matches_standin_sizes():
     d = read_yaml(PACKAGE_DIR / MiniGPT4.MODEL_TYPES["standin"])["model"]
     assert d["vit_config"] == STANDIN["vit"] and d["qformer_config"] == STANDIN["qformer"]
     assert d["image_size"] == STANDIN["image_size"] and d["num_query_token"] == STANDIN["num_query_token"]
+
+
+def test_image_size_must_agree_between_model_and_processors(tmp_path, tiny_stack):
+    """Training and evaluation alike: a processor image_size other than model.image_size is a config
+    error naming both keys and the files that set them (it used to train silently with resized
+    position embeddings, or die in the first step with a tensor-size RuntimeError)."""
+    data = tmp_path / "flickr30k_train.json"
+    data.write_text("[]")
+    cfg = write_yaml(tmp_path / "c.yaml", {
+        "model": tiny_model_section(tiny_stack),
+        "datasets": {"flickr30k_caption": {"build_info": {"ann_path": str(data), "image_path": str(tmp_path)},
+                                           "vis_processor": {"train": {"name": "blip2_image_train",
+                                                                       "image_size": TINY_IMAGE_SIZE}}}},
+        "evaluation_datasets": {"flickr30k_eval": {"build_info": {"ann_path": str(data), "image_path": str(tmp_path)},
+                                                   "vis_processor": {"eval": {"name": "blip2_image_eval",
+                                                                              "image_size": TINY_IMAGE_SIZE}}}},
+    })
+    load_config(cfg)  # agreeing sizes
+    tiny_defaults = REPO / "minigpt4" / "testing" / "minigpt4_tiny.yaml"
+    err = _errors(cfg, ["datasets.flickr30k_caption.vis_processor.train.image_size=224"])
+    assert (f"datasets.flickr30k_caption.vis_processor.train.image_size is 224 (set in --options) but model.image_size "
+            f"is {TINY_IMAGE_SIZE} (set in {tiny_defaults})") in err
+    err = _errors(cfg, ["model.image_size=224"])
+    assert "2 problems" in err
+    assert (f"datasets.flickr30k_caption.vis_processor.train.image_size is {TINY_IMAGE_SIZE} (set in {cfg}) but "
+            "model.image_size is 224 (set in --options)") in err
+    assert f"evaluation_datasets.flickr30k_eval.vis_processor.eval.image_size is {TINY_IMAGE_SIZE} (set in {cfg})" in err

@@ -210,7 +210,11 @@ def test_caption_json_train_and_eval(root, tmp_path):
 @pytest.mark.parametrize("data,match", [
     ({"x": 1}, r"mine.json: expected a JSON list"),
     ([{"image": "a.jpg", "captions": []}], r"mine.json: item 0: key 'captions' must be"),
-    ([{"image": "a.jpg", "captions": ["ok"]}, {"captions": ["ok"]}], r"mine.json: item 1: key 'image' must be"),
+    ([{"image": "a.jpg", "captions": ["ok"]}, {"captions": ["ok"]}],
+     r"mine.json: item 1: key 'image' \(image_key\) is missing; the item has keys \['captions'\]"),
+    ([{"image": "a.jpg", "text": ["ok"]}],
+     r"mine.json: item 0: key 'captions' \(captions_key\) is missing; the item has keys \['image', 'text'\]"),
+    ([{"image": "", "captions": ["ok"]}], r"mine.json: item 0: key 'image' must be a non-empty string"),
 ])
 def test_caption_json_bad_annotations(root, tmp_path, data, match):
     (tmp_path / "mine.json").write_text(json.dumps(data))
@@ -272,7 +276,9 @@ def test_load_config_builds_datasets(root, tmp_path, tiny_stack):
         },
         "evaluation_datasets": {"flickr30k_eval": {"build_info": {"ann_path": str(root), "image_path": images}}},
     })
-    cfg = minigpt4.load_config(cfg_path, ["datasets.flickr30k_caption.vis_processor.train.image_size=56"])
+    cfg = minigpt4.load_config(cfg_path, ["datasets.flickr30k_caption.vis_processor.train.image_size=56",
+                                          "datasets.my_captions.vis_processor.train.image_size=56",
+                                          "evaluation_datasets.flickr30k_eval.vis_processor.eval.image_size=56"])
     entry = cfg.datasets.flickr30k_caption
     assert entry.prompt_path.endswith("minigpt4/prompts/alignment.txt") and entry.seed == 0
     assert entry.vis_processor.train == {"name": "blip2_image_train", "image_size": 56}

@@ -241,6 +241,25 @@ def _run_schema(user: dict, opts: dict, cfg_path: str, ck: _Checker) -> Mapping[
         return RUNNERS.get(DEFAULT_RUNNER).SCHEMA
 
 
+def _image_size_problems(model: dict | None, sections: dict[str, dict], ck: _Checker) -> list[str]:
+    """Each dataset's image processor must give the images the model's ViT is sized for (training
+    uses an entry's ``train`` processor, evaluation its ``eval`` one)."""
+    size = (model or {}).get("image_size")
+    if size is None:
+        return []
+    problems = []
+    for section, which in (("datasets", "train"), ("evaluation_datasets", "eval")):
+        for name, entry in sections[section].items():
+            proc = (entry.get("vis_processor") or {}).get(which) or {}
+            if "image_size" in proc and proc["image_size"] != size:
+                key = f"{section}.{name}.vis_processor"
+                problems.append(
+                    f"{key}.{which}.image_size is {proc['image_size']} (set in {ck.origins.get(key, 'defaults')}) but "
+                    f"model.image_size is {size} (set in {ck.origins.get('model.image_size', 'defaults')}): the ViT's "
+                    "position embeddings are sized for model.image_size; give both the same value")
+    return problems
+
+
 def load_config(cfg_path: str | Path, options: Iterable[str] | None = None) -> DictConfig:
     """The merged, validated run config of ``cfg_path`` with ``options`` (``key=value``) applied.
 
@@ -266,6 +285,7 @@ def load_config(cfg_path: str | Path, options: Iterable[str] | None = None) -> D
     run_schema = _run_schema(user, opts, cfg_path, ck)
     run = ck.merged([(user.get("run"), cfg_path), (opts.get("run"), OPTIONS)], run_schema, "run.")
     ck.complete(run, run_schema, "run.")
+    ck.problems += _image_size_problems(model, {"datasets": datasets, "evaluation_datasets": eval_datasets}, ck)
     if ck.problems:
         raise ConfigError(ck.problems)
     cfg: dict[str, Any] = {CUSTOM_IMPORTS: imports} if imports else {}

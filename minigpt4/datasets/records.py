@@ -55,18 +55,19 @@ def read_caption_json(
         where = f"{path}: item {i}"
         if not isinstance(item, dict):
             raise DataError(f"{where}: expected an object, got {type(item).__name__}")
-        image = item.get(image_key)
+        for key, role in ((image_key, "image_key"), (captions_key, "captions_key"), (image_id_key, "image_id_key")):
+            if key is not None and key not in item:
+                raise DataError(f"{where}: key {key!r} ({role}) is missing; the item has keys {sorted(item)}")
+        image = item[image_key]
         if not isinstance(image, str) or not image.strip():
             raise DataError(f"{where}: key {image_key!r} must be a non-empty string (image file relative to image_path), got {image!r}")
-        caps = item.get(captions_key)
+        caps = item[captions_key]
         if isinstance(caps, str):
             caps = [caps]
         if not isinstance(caps, list) or not caps or not all(isinstance(c, str) and c.strip() for c in caps):
             raise DataError(f"{where}: key {captions_key!r} must be a non-empty string or a non-empty list of "
                             f"non-empty strings, got {caps!r}")
         if image_id_key is not None:
-            if image_id_key not in item:
-                raise DataError(f"{where}: key {image_id_key!r} (image_id_key) is missing")
             image_id = str(item[image_id_key])
         else:
             image_id = Path(image).stem
