@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Evaluate a training run: the baseline ("pretrained" = the eval config's model.ckpt, or the fresh
-# projection when it is null) and every RUN_DIR/checkpoint_{epoch}.pth in epoch order, skipping those
-# whose RUN_DIR/eval/<name>/metrics.json already exists; then write RUN_DIR/eval/summary.{csv,md,png}.
-# One job (python -m minigpt4.cli eval, also the minigpt4-eval command) does all of it: one model
-# load, one METEOR.
+# projection when it is null) and every RUN_DIR/checkpoint_{epoch}.pth in epoch order, except those
+# whose RUN_DIR/eval/<name>/metrics.json has the same fingerprint (checkpoint, model, generation
+# settings, prompt, data, limit); then write RUN_DIR/eval/summary.{csv,md,png}. One job (python -m
+# minigpt4.cli eval, also the minigpt4-eval command) does all of it: one model load, one METEOR.
 #
 # Usage: bash evaluate.sh RUN_DIR [--cfg-path EVAL_YAML] [--limit N] [--split S] [--nproc N] [--options KEY=VALUE ...]
+#   (flags in any order, also after --options, which takes the KEY=VALUE words up to the next flag)
 #   --cfg-path  evaluation config (default: eval_configs/minigpt4_flickr_eval.yaml next to this script);
-#               its model section must describe the model the run trained (a warning lists differences
-#               from RUN_DIR/config.yaml)
+#               its model must match RUN_DIR/config.yaml's (else an error; --allow-model-mismatch)
 #   --limit     score only the first N images, into RUN_DIR/eval_limit<N>/ (CIDEr is then not comparable
 #               with the full split)
-#   --nproc     processes (torchrun --standalone when > 1); captions and scores do not depend on it
+#   --nproc     processes (minigpt4-torchrun --standalone when > 1); captions and scores do not depend on it
 #   --options   config overrides, e.g. run.batch_size_eval=16
-# See docs/evaluation.md.
+# Ctrl-C / SIGTERM: exit 130 / 143, finished results kept. See docs/evaluation.md.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -32,6 +32,6 @@ done
 [[ $NPROC =~ ^[1-9][0-9]*$ ]] || { echo "error: evaluate.sh: --nproc expects an integer >= 1, got '$NPROC'" >&2; exit 2; }
 [ -n "$HAS_CFG" ] || ARGS+=(--cfg-path "$HERE/eval_configs/minigpt4_flickr_eval.yaml")
 if [ "$NPROC" -gt 1 ]; then
-  exec torchrun --standalone --nproc-per-node "$NPROC" -m minigpt4.cli eval "${ARGS[@]}"
+  exec python -m minigpt4.cli torchrun --standalone --nproc-per-node "$NPROC" -m minigpt4.cli eval "${ARGS[@]}"
 fi
 exec python -m minigpt4.cli eval "${ARGS[@]}"

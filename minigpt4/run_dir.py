@@ -7,6 +7,7 @@
         checkpoint_<epoch>.pth                   after every epoch (complete or absent)
         checkpoint_latest.pth                    the newest of them (hard link or copy)
         eval/<name>/{captions,metrics}.json      evaluation of ``pretrained`` and ``checkpoint_<epoch>``
+        eval/<name>/replaced-<time>/...          an earlier result of other settings, set aside
         eval/summary.{csv,md,png}
         eval_limit<N>/...                        the same for ``--limit N`` (never mixed with eval/)
 """
@@ -31,6 +32,8 @@ LATEST = "checkpoint_latest.pth"
 PRETRAINED = "pretrained"
 METRICS_JSON = "metrics.json"
 CAPTIONS_JSON = "captions.json"
+FINGERPRINT = "fingerprint"  # metrics.json key: what the result depends on (evaluation.fingerprint)
+REPLACED_PREFIX = "replaced-"  # <name>/replaced-<time>/: results set aside when re-evaluated with other settings
 _CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.pth$")
 
 
@@ -128,15 +131,14 @@ def latest_eval_dir(run_dir: str | Path) -> Path:
     return max(limited, key=lambda d: d.stat().st_mtime) if limited else full
 
 
-def is_done(out_dir: str | Path, limit: int | None) -> bool:
-    """True when ``out_dir/metrics.json`` exists and was computed with the same ``limit``."""
+def read_metrics(out_dir: str | Path) -> dict[str, Any] | None:
+    """The ``metrics.json`` record in ``out_dir``, or None when there is none (or it is unreadable)."""
     path = Path(out_dir) / METRICS_JSON
-    if not path.is_file():
-        return False
     try:
-        return json.loads(path.read_text()).get("limit") == limit
+        record = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def run_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -144,14 +146,3 @@ def run_checkpoints(run_dir: str | Path) -> list[Path]:
     if not Path(run_dir).is_dir():
         raise EvalError(f"run folder not found: {run_dir}")
     return [p for _, p in list_checkpoints(run_dir)]
-
-
-def pending(run_dir: str | Path, limit: int | None = None, results: str | Path | None = None,
-            checkpoints: list[Path] | None = None) -> list[str]:
-    """Checkpoints still to evaluate, ``pretrained`` first, then paths in epoch order, minus those with
-    results in ``results`` (default ``eval_dir(run_dir, limit)``). ``checkpoints``: the run's
-    ``run_checkpoints`` when the caller has them already."""
-    results = Path(results) if results is not None else eval_dir(run_dir, limit)
-    checkpoints = run_checkpoints(run_dir) if checkpoints is None else checkpoints
-    specs = [PRETRAINED] + [str(p.resolve()) for p in checkpoints]
-    return [s for s in specs if not is_done(results / result_name(s), limit)]

@@ -159,14 +159,15 @@ def test_evaluate_sh_on_a_run_folder(setup, tmp_path):
         assert json.loads(im.text["Epochs"]) == [-1, 0, 1]
     stamps = {p: p.stat().st_mtime_ns for p in eval_dir.glob("*/*.json")}
 
-    # a second call evaluates nothing
-    second = _run(["bash", EVALUATE_SH, run, "--cfg-path", setup["cfg"]])
-    assert "evaluating" not in second.stdout + second.stderr
+    # a second call with the same settings evaluates nothing
+    second = _run(["bash", EVALUATE_SH, run, "--cfg-path", setup["cfg"], "--options", "run.max_new_tokens=12"])
+    assert "evaluating" not in second.stdout + second.stderr and "up to date (same fingerprint)" in second.stdout
     assert {p: p.stat().st_mtime_ns for p in eval_dir.glob("*/*.json")} == stamps
 
     # a new checkpoint: only it is evaluated (here with torchrun), and epoch 10 sorts after epoch 1
     _write_ckpt(run / "checkpoint_10.pth", setup["base"], 10, 0.01)
-    third = _run(["bash", EVALUATE_SH, run, "--cfg-path", setup["cfg"], "--nproc", "2"])
+    third = _run(["bash", EVALUATE_SH, run, "--cfg-path", setup["cfg"], "--options", "run.max_new_tokens=12",
+                  "--nproc", "2"])  # evaluate.sh's own flag after --options
     assert "evaluating 1 checkpoint(s)" in third.stdout + third.stderr
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((eval_dir / "checkpoint_10" / "metrics.json").read_text())["world_size"] == 2
@@ -176,6 +177,26 @@ def test_evaluate_sh_on_a_run_folder(setup, tmp_path):
     report = _run([sys.executable, "-m", "minigpt4.quickstart.report", run, "--samples", "2"]).stdout
     first_image = json.loads((setup["data"] / "flickr30k_test.json").read_text())[0]
     assert first_image["captions"][0] in report and "checkpoint_10" in report and "summary.png" in report
+
+    # flags after --options are evaluate.sh's and the script's own: --limit 4 goes to eval_limit4/
+    limited = _run(["bash", EVALUATE_SH, run, "--cfg-path", setup["cfg"], "--options", "run.max_new_tokens=12",
+                    "--limit", "4"])
+    assert "evaluating 4 checkpoint(s) on 4 test images" in limited.stdout
+    assert json.loads((run / "eval_limit4" / "checkpoint_0" / "metrics.json").read_text())["limit"] == 4
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the full-split results are untouched
+
+    # a changed setting re-evaluates everything it affects, says why, and keeps the old results aside
+    changed = _run(["bash", EVALUATE_SH, run, "--cfg-path", setup["cfg"], "--options", "run.max_new_tokens=5"])
+    log = changed.stdout
+    assert "4 to evaluate" in log and "checkpoint_1: settings changed: generation.max_new_tokens: 12 -> 5" in log
+    for name in ("pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_10"):
+        m = json.loads((eval_dir / name / "metrics.json").read_text())
+        assert m["generation"]["max_new_tokens"] == 5
+        (aside,) = (eval_dir / name).glob("replaced-*")
+        assert json.loads((aside / "metrics.json").read_text())["generation"]["max_new_tokens"] == 12
+        assert (aside / "captions.json").is_file()
+    assert [r.split(",")[0] for r in (eval_dir / "summary.csv").read_text().splitlines()[1:]] == [
+        "pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_10"]
 
 
 @pytest.mark.slow
@@ -189,11 +210,91 @@ def test_limit(tiny_root, tmp_path, monkeypatch):
     assert "not comparable with the full split" in m["limit_note"]
     assert m["checkpoint_file"] is None and "fresh llama_proj" in m["checkpoint_note"]  # model.ckpt: null
     assert m["config"]["model"]["model_type"] == "tiny"
+    # a limit larger than the split is the full split: scored and labelled as such
+    assert eval_main(["--cfg-path", str(REPO / "eval_configs" / "minigpt4_flickr_tiny_eval.yaml"),
+                      "--save-path", str(tmp_path / "all"), "--limit", "5000"]) == 0
+    caps, m = _outputs(tmp_path / "all", "pretrained")
+    assert len(caps) == 10 and m["limit"] is None and m["limit_note"] is None
 
 
 def _fail(args: list[str], capsys) -> str:
     assert eval_main([str(a) for a in args]) == 2
     return capsys.readouterr().err
+
+
+def test_config_and_options_are_checked_even_with_nothing_pending(setup, tmp_path, capsys):
+    """A typo'd --options key or a missing config file is an error although every result is up to date
+    (the job used to print "0 to evaluate" and exit 0)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    err = _fail([run, "--cfg-path", setup["cfg"], "--options", "run.max_new_tokenz=5"], capsys)
+    assert "run.max_new_tokenz in --options: unknown key" in err and "max_new_tokens" in err
+    err = _fail([run, "--cfg-path", tmp_path / "nope.yaml"], capsys)
+    assert "nope.yaml: config file not found" in err
+
+
+def test_wrong_model_is_an_error_before_anything_is_generated(setup, tmp_path, capsys, monkeypatch):
+    """An eval config whose model differs from the run's config.yaml stops before the model is built;
+    --allow-model-mismatch evaluates and records it; the corrected rerun re-evaluates that baseline."""
+    from minigpt4.models.minigpt4 import MiniGPT4
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _write_ckpt(run / "checkpoint_0.pth", setup["base"], 0, 0.01)
+    other_ckpt = _write_ckpt(tmp_path / "other_start.pth", setup["base"], 5, 0.5)
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": {**setup["cfg_dict"]["model"], "ckpt": str(other_ckpt)}}))
+    built = []
+    real_build = MiniGPT4.from_config.__func__
+    monkeypatch.setattr(MiniGPT4, "from_config", classmethod(lambda cls, *a, **k: built.append(1) or real_build(cls, *a, **k)))
+    err = _fail([run, "--cfg-path", setup["cfg"]], capsys)
+    assert f"the eval config's model differs from the training run's {run / 'config.yaml'}" in err
+    assert f"model.ckpt: training '{other_ckpt}', evaluation '{setup['cfg_dict']['model']['ckpt']}'" in err
+    assert "--allow-model-mismatch" in err and not built and not (run / "eval").exists()
+
+    opts = ["--limit", "2", "--options", "run.max_new_tokens=4"]
+    assert eval_main([str(run), "--cfg-path", str(setup["cfg"]), "--allow-model-mismatch", *opts]) == 0
+    m = json.loads((run / "eval_limit2" / "pretrained" / "metrics.json").read_text())
+    assert m["model_mismatch"]["allowed"] is True and "model.ckpt" in m["model_mismatch"]["differences"][0]
+    # the corrected eval config (the run's own starting point) re-evaluates the baseline, and says why
+    capsys.readouterr()
+    assert eval_main([str(run), "--cfg-path", str(setup["cfg"]), *opts, f"model.ckpt={other_ckpt}"]) == 0
+    out = capsys.readouterr().out
+    assert "pretrained: settings changed: checkpoint.sha256" in out and "checkpoint_0: up to date" in out
+    m = json.loads((run / "eval_limit2" / "pretrained" / "metrics.json").read_text())
+    assert m["model_mismatch"] is None and m["checkpoint_file"] == str(other_ckpt)
+
+
+def test_unreadable_checkpoint_is_named_before_any_work(setup, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint_0.pth").write_text("hello, not weights\n")
+    err = _fail([run, "--cfg-path", setup["cfg"]], capsys)
+    assert f"cannot load {run / 'checkpoint_0.pth'}: not a PyTorch checkpoint: it is a text file" in err
+    assert not (run / "eval").exists()
+
+
+def test_duplicate_image_ids_are_found_before_the_model_is_built(setup, tmp_path, capsys, monkeypatch):
+    """A COCO-style file (one record per caption) fails from the annotations alone."""
+    from minigpt4.models.minigpt4 import MiniGPT4
+
+    monkeypatch.setattr(MiniGPT4, "from_config", classmethod(lambda cls, *a, **k: pytest.fail("model was built")))
+    rec = json.loads((setup["data"] / "flickr30k_test.json").read_text())[:2]
+    coco = [{"image": r["image"], "image_id": r["image_id"], "caption": c} for r in rec for c in r["captions"][:2]]
+    ann = tmp_path / "coco_style.json"
+    ann.write_text(json.dumps(coco))
+    entry = "evaluation_datasets.flickr30k_eval"
+    err = _fail(["--cfg-path", setup["cfg"], "--save-path", tmp_path / "out", "--options",
+                 f"{entry}.build_info.ann_path={ann}"], capsys)
+    assert f"{ann}: item 0: key 'captions' (captions_key) is missing; the item has keys ['caption', 'image', 'image_id']" in err
+    cfg = {**setup["cfg_dict"], "evaluation_datasets": {"coco": {
+        "builder": "caption_json", "split": "test", "captions_key": "caption", "image_id_key": "image_id",
+        "build_info": {"ann_path": str(ann), "image_path": str(setup["data"] / "flickr30k-images")},
+        "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": 112}}}}}
+    cfg_path = tmp_path / "coco.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    err = _fail(["--cfg-path", cfg_path, "--save-path", tmp_path / "out"], capsys)
+    assert f"evaluation_datasets.coco ({ann}): image_id '{rec[0]['image_id']}' appears twice (items 0 and 1" in err
+    assert "one record per image" in err and not (tmp_path / "out").exists()
 
 
 def test_missing_checkpoint(setup, tmp_path, capsys):
@@ -320,3 +421,42 @@ def test_caption_json_test_set_without_image_ids_reports(setup, tmp_path):
     assert m["dataset"] == "my_set" and [c["image_id"] for c in caps] == [Path(r["image"]).stem for r in records]
     text = report(run, samples=2)
     assert records[0]["captions"][0] in text and records[1]["captions"][0] in text
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_evaluation_keeps_finished_results(setup, tmp_path):
+    """SIGINT after the first result: exit 130, no traceback, the finished result is kept and named;
+    the rerun evaluates only the rest."""
+    import re
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for epoch in (0, 1):
+        _write_ckpt(run / f"checkpoint_{epoch}.pth", setup["base"], epoch, 0.01)
+    cmd = [sys.executable, "-m", "minigpt4.cli", "eval", str(run), "--cfg-path", str(setup["cfg"]), "--options",
+           "run.max_new_tokens=6"]
+    log_path = tmp_path / "log.txt"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            deadline = time.time() + 240
+            while not re.search(r"pretrained: Bleu_1 .* -> ", log_path.read_text()):
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                assert time.time() < deadline
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            rc = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log_path.read_text()
+    assert rc == 130 and "Traceback" not in text, text[-3000:]
+    assert re.search(r"Interrupted by SIGINT; finished results are kept \(pretrained(, checkpoint_0)?\); rerun the same "
+                     r"command to evaluate the rest", text), text[-2000:]
+    assert (run / "eval" / "pretrained" / "metrics.json").is_file()
+    assert not list((run / "eval").rglob(".*"))  # no temporary files
+    again = _run(cmd)
+    assert "pretrained: up to date" in again.stdout and not (run / "eval" / "pretrained" / "replaced").exists()

@@ -18,6 +18,7 @@ LAYERS = [
     ("minigpt4.processors",),
     ("minigpt4.datasets", "minigpt4.models"),
     ("minigpt4.evaluation.scoring", "minigpt4.evaluation.generation", "minigpt4.evaluation.plot",
+     "minigpt4.evaluation.fingerprint",
      "minigpt4.evaluation.summary"),
     ("minigpt4.tasks",),
     ("minigpt4.training", "minigpt4.evaluation.job", "minigpt4.evaluation"),

@@ -1,4 +1,4 @@
-"""Run folders (which checkpoints are pending) and the summary table and plot."""
+"""Run folders (checkpoint names and order) and the summary table and plot."""
 from __future__ import annotations
 
 import json
@@ -14,15 +14,17 @@ from minigpt4.evaluation import METRICS
 from minigpt4.evaluation.plot import plot_metrics
 from minigpt4.evaluation.summary import collect, to_markdown, write_summary
 from minigpt4.quickstart.report import report
-from minigpt4.run_dir import checkpoint_epoch, pending, result_name, run_checkpoints
+from minigpt4.run_dir import checkpoint_epoch, result_name, run_checkpoints
 
 
-def write_metrics(eval_dir: Path, name: str, epoch: int | None, scores: dict, limit: int | None = None) -> Path:
+def write_metrics(eval_dir: Path, name: str, epoch: int | None, scores: dict, limit: int | None = None,
+                  settings: str = "s1", dataset: str = "flickr30k_eval") -> Path:
     """A metrics.json in the layout the evaluation job writes (the fields the summary reads)."""
     path = eval_dir / name / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"name": name, "epoch": epoch, "split": "test", "num_images": 6 if limit is None else limit,
-                                "limit": limit, "scores": scores}))
+    path.write_text(json.dumps({"name": name, "epoch": epoch, "dataset": dataset, "split": "test",
+                                "num_images": 6 if limit is None else limit, "limit": limit, "scores": scores,
+                                "fingerprint": {"settings_digest": settings}}))
     return path
 
 
@@ -53,20 +55,6 @@ def test_checkpoints_in_numeric_epoch_order(tmp_path):
         run_checkpoints(tmp_path / "nope")
 
 
-def test_pending_skips_finished_ones(tmp_path):
-    run = make_run(tmp_path)
-    names = lambda specs: [result_name(s) for s in specs]  # noqa: E731
-    assert names(pending(run)) == ["pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_2", "checkpoint_10"]
-    write_metrics(run / "eval", "pretrained", -1, scores_for(0))
-    write_metrics(run / "eval", "checkpoint_1", 1, scores_for(1))
-    (run / "eval" / "checkpoint_2").mkdir()
-    (run / "eval" / "checkpoint_2" / "metrics.json").write_text("{truncated")  # unreadable: redo
-    assert names(pending(run)) == ["checkpoint_0", "checkpoint_2", "checkpoint_10"]
-    # results computed on a subset do not count for a full evaluation, and vice versa
-    assert names(pending(run, limit=50)) == ["pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_2", "checkpoint_10"]
-    assert pending(run)[1:] == [str((run / f"checkpoint_{e}.pth").resolve()) for e in (2, 10)]
-
-
 def test_summary_files(tmp_path):
     run = make_run(tmp_path)
     eval_dir = run / "eval"
@@ -80,10 +68,11 @@ def test_summary_files(tmp_path):
     csv = pd.read_csv(out["csv"])
     assert list(csv["name"]) == ["pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_2", "checkpoint_10"]
     assert list(csv["epoch"]) == [-1, 0, 1, 2, 10]
-    assert list(csv.columns) == ["name", "epoch", "split", "num_images", "limit", *METRICS]
+    assert list(csv.columns) == ["name", "epoch", "dataset", "split", "num_images", "limit", *METRICS]
     assert csv.loc[csv["name"] == "checkpoint_2", "CIDEr"].item() == scores_for(2)["CIDEr"]
 
     md = out["md"].read_text()
+    assert md.startswith("# flickr30k_eval test captioning: run")
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert table[0].split("|")[1:-1] == [f" {c} " for c in ["checkpoint", "epoch", "images", *METRICS]]
     assert len(table) == 2 + 5
@@ -97,6 +86,25 @@ def test_summary_files(tmp_path):
         assert json.loads(im.text["Metrics"]) == list(METRICS)
         assert json.loads(im.text["Epochs"]) == [-1, 0, 1, 2, 10]
         assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 20  # lines in several colours, not a blank canvas
+
+
+def test_results_of_different_settings_never_share_a_summary(tmp_path, capsys):
+    """The job passes its settings: other rows are left out and named; the standalone command refuses
+    to mix them. The title names the evaluated dataset."""
+    run = make_run(tmp_path, epochs=(0, 1))
+    write_metrics(run / "eval", "pretrained", -1, scores_for(0), dataset="my_coco")
+    write_metrics(run / "eval", "checkpoint_0", 0, scores_for(1), dataset="my_coco")
+    write_metrics(run / "eval", "checkpoint_1", 1, scores_for(2), settings="s2", dataset="my_coco")
+    out = write_summary(run, settings_digest="s1")
+    assert list(pd.read_csv(out["csv"])["name"]) == ["pretrained", "checkpoint_0"]
+    md = out["md"].read_text()
+    assert md.startswith("# my_coco test captioning") and "**Not shown:** checkpoint_1: evaluated with other settings" in md
+    with Image.open(out["png"]) as im:
+        assert im.text["Title"].startswith("my_coco test captioning")
+    assert summarise([str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "evaluated with different settings and cannot share one summary: ['pretrained', 'checkpoint_0'] vs " \
+           "['checkpoint_1']" in err
 
 
 def test_subset_rows_are_flagged(tmp_path):

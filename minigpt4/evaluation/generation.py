@@ -51,8 +51,6 @@ def generate_captions(
     rank, world = dist.get_rank(), dist.get_world_size()
     batches = shard_batches(len(dataset), batch_size, rank, world)
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collater, num_workers=num_workers)
-    image_size = getattr(getattr(model, "visual_encoder", None), "config", None)
-    image_size = getattr(image_size, "image_size", None)
     local: list[dict[str, Any]] = []
     bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=rank != 0, dynamic_ncols=True)
     try:
@@ -60,12 +58,7 @@ def generate_captions(
             if batch.get("skipped"):
                 raise EvalError(f"{batch['skipped']} image(s) of batch {indices[0]}..{indices[-1]} could not "
                                     "be read (see the warnings above); evaluation scores every image")
-            images = batch["image"]
-            if image_size is not None and images.shape[-1] != image_size:
-                raise EvalError(
-                    f"the dataset gives {images.shape[-1]}px images but the model expects {image_size}px: set "
-                    f"evaluation_datasets.<name>.vis_processor.eval.image_size to {image_size}")
-            captions = model.generate(images, [instruction] * len(indices),
+            captions = model.generate(batch["image"], [instruction] * len(indices),
                                       max_new_tokens=max_new_tokens, num_beams=num_beams)
             for i, idx in enumerate(indices):
                 local.append({"index": idx, "image_id": batch["image_id"][i], "image": batch["image_path"][i],

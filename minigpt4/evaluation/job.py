@@ -7,9 +7,14 @@ run folder write the summary, all in one process (or one per rank under torchrun
     minigpt4-eval --cfg-path EVAL.yaml --save-path DIR [--ckpt PATH ...] [--limit N] [--split S]
         the given checkpoints (``pretrained`` = the config's own ``model.ckpt``; the default) into DIR
 
-``evaluate.sh RUN_DIR`` runs the first form; ``eval_scripts/eval_flickr30k.py`` the second. The model
-is built once and each checkpoint loaded into it; captions are generated on every rank and gathered
-on rank 0, which scores them with one METEOR process for the whole job and writes
+``evaluate.sh RUN_DIR`` runs the first form; ``eval_scripts/eval_flickr30k.py`` the second.
+
+Everything the user gave is checked before any work: the config and ``--options``, the annotations
+(unique ids), the eval model against the run's ``config.yaml``, every checkpoint file. A result is
+reused only when its fingerprint (``evaluation.fingerprint``) equals the current one; otherwise it is
+set aside (``<name>/replaced-<time>/``) and recomputed, and the log says what changed. The model is
+built once and each checkpoint loaded into it; captions are generated on every rank and gathered on
+rank 0, which scores them with one METEOR process for the whole job and writes
 ``<dir>/<name>/captions.json`` (caption and references per image) and ``metrics.json``.
 """
 from __future__ import annotations
@@ -19,13 +24,16 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from minigpt4.config import load_config, read_yaml
-from minigpt4.errors import EvalError
+from minigpt4.errors import EvalError, UserError
+from minigpt4.evaluation.fingerprint import changes, checkpoint_identity, digest, eval_settings, fingerprint
 from minigpt4.evaluation.generation import select
 from minigpt4.evaluation.scoring import CaptionScorer, check_java, check_writable
 from minigpt4.evaluation.summary import write_summary
@@ -34,17 +42,21 @@ from minigpt4.registry import MODELS, TASKS
 from minigpt4.run_dir import (
     CAPTIONS_JSON,
     CONFIG,
+    FINGERPRINT,
     METRICS_JSON,
     PRETRAINED,
+    REPLACED_PREFIX,
+    RUN_NAME_FORMAT,
     checkpoint_epoch,
     eval_dir,
-    pending,
+    read_metrics,
     result_name,
     run_checkpoints,
 )
-from minigpt4.utils import dist
+from minigpt4.utils import dist, signals
 from minigpt4.utils.io import atomic_write_json
 from minigpt4.utils.logging import setup_logger
+from minigpt4.utils.prompt import PromptTemplate
 
 log = logging.getLogger("minigpt4")
 
@@ -65,7 +77,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Caption a split with MiniGPT-4 checkpoints and score it (BLEU, "
                                              "METEOR, ROUGE-L, CIDEr).")
     ap.add_argument("run_dir", nargs="?", default=None,
-                    help="training run folder: evaluate pretrained + every checkpoint not yet scored, then summarise")
+                    help="training run folder: evaluate pretrained + every checkpoint not yet scored with these "
+                         "settings, then summarise")
     ap.add_argument("--cfg-path", required=True, help="evaluation config (model + evaluation_datasets + run)")
     ap.add_argument("--ckpt", action="append", default=None, metavar="PATH",
                     help="without RUN_DIR: checkpoint to evaluate; repeat for several (one METEOR start-up for "
@@ -75,8 +88,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--limit", type=_positive, default=None,
                     help="score only the first N images (CIDEr is then not comparable with the full split)")
     ap.add_argument("--train-config", default=None, metavar="RUN_DIR/config.yaml",
-                    help="the training run's config: warn where its model section differs from the eval config's "
-                         "(default with RUN_DIR: RUN_DIR/config.yaml)")
+                    help="the training run's config, whose model the eval config must match (default with "
+                         "RUN_DIR: RUN_DIR/config.yaml)")
+    ap.add_argument("--allow-model-mismatch", action="store_true",
+                    help="evaluate although the eval config's model differs from the training run's (recorded "
+                         "in metrics.json)")
     ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
     args = ap.parse_args(argv)
     if (args.run_dir is None) == (args.save_path is None):
@@ -86,10 +102,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def resolve_checkpoints(specs: list[str], cfg: DictConfig) -> list[tuple[str, str, str | None]]:
-    """``(name, spec, file)`` per checkpoint; every file must exist and names must be unique.
+@dataclass
+class Checkpoint:
+    """One thing to evaluate: ``spec`` is ``pretrained`` or a path; ``file`` the weights (None: the
+    fresh projection); ``fingerprint`` what its result depends on; ``why`` why it is (re)evaluated."""
+
+    name: str
+    spec: str
+    file: str | None
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    why: str = "not evaluated yet"
+
+
+def resolve_checkpoints(specs: list[str], cfg: DictConfig) -> list[Checkpoint]:
+    """Every file must exist and be a readable checkpoint with ``llama_proj``; names must be unique.
     ``pretrained``'s file is ``model.ckpt`` (None when null: the freshly initialised projection)."""
     out, seen = [], {}
+    read = MODELS.get(cfg.model.arch).read_checkpoint
     for spec in specs:
         if spec == PRETRAINED:
             file = cfg.model.get("ckpt")  # None: the fresh llama_proj (fixed seed) training starts from
@@ -97,86 +126,183 @@ def resolve_checkpoints(specs: list[str], cfg: DictConfig) -> list[tuple[str, st
             file = str(Path(spec).expanduser().resolve())
             if not Path(file).is_file():
                 raise EvalError(f"--ckpt {spec}: checkpoint file not found")
+        if file is not None:
+            read(file)  # a text file, a truncated download, no llama_proj: an error now, not after hours
         name = result_name(spec)
         if name in seen:
             raise EvalError(f"--ckpt {spec} and --ckpt {seen[name]} would both write to <save-path>/{name}/")
         seen[name] = spec
-        out.append((name, spec if spec == PRETRAINED else file, file))
+        out.append(Checkpoint(name, spec if spec == PRETRAINED else file, file))
     return out
+
+
+# Model keys that decide what a checkpoint's projection means (or what the baseline is) and must
+# match between training and evaluation; the rest (dtypes, max_txt_len, freezing) do not.
+COMPARED_MODEL_KEYS = ("arch", "model_type", "llama_model", "vit_ckpt", "q_former_model", "ckpt", "image_size",
+                       "num_query_token", "end_sym", "prompt_template", "vit_config", "qformer_config")
 
 
 def training_mismatches(cfg: DictConfig, train_config: str | Path) -> list[str]:
     """Model settings where the eval config differs from a training run's ``config.yaml``
-    (``ckpt`` included: the eval baseline should be the projection the run started from)."""
+    (``ckpt`` included: the eval baseline must be the projection the run started from)."""
     model_t = read_yaml(train_config).get("model") or {}
     model_e = OmegaConf.to_container(cfg.model, resolve=True)
     return [f"model.{k}: training {model_t[k]!r}, evaluation {model_e.get(k)!r}"
             for k in COMPARED_MODEL_KEYS if k in model_t and model_t[k] != model_e.get(k)]
 
 
+def check_model_match(cfg: DictConfig, train_config: Path | None, allow: bool) -> dict[str, Any] | None:
+    """Raise unless the eval model matches the run's (or ``allow``); the record for metrics.json."""
+    problems = training_mismatches(cfg, train_config) if train_config else []
+    if problems and not allow:
+        raise EvalError(f"the eval config's model differs from the training run's {train_config} on keys that decide "
+                        "what a checkpoint means:\n  - " + "\n  - ".join(problems) + "\nfix the eval config (or its "
+                        "--options), or pass --allow-model-mismatch to evaluate anyway (recorded in metrics.json)")
+    for problem in problems:
+        log.warning("eval config differs from %s (--allow-model-mismatch): %s", train_config, problem)
+    return {"allowed": True, "train_config": str(train_config), "differences": problems} if problems else None
+
+
 def limit_note(limit: int | None, scored: int, total: int) -> str | None:
     if limit is None:
         return None
-    if scored >= total:
-        return f"--limit {limit} covers the whole split ({total} images): scores are comparable with the full split"
     return (f"scored the first {scored} of {total} images (--limit {limit}): CIDEr's idf (and corpus-level BLEU) "
             "depend on the scored set, so these scores are not comparable with the full split")
 
 
-def _plan(args: argparse.Namespace) -> tuple[list[str], Path, Path | None]:
-    """(checkpoint specs to evaluate, results folder, training config or None)."""
-    if args.run_dir is None:
-        return list(args.ckpt or [PRETRAINED]), Path(args.save_path), args.train_config
-    results = eval_dir(args.run_dir, args.limit)
-    plan = None
+def on_main(fn: Any) -> Any:
+    """``fn()`` on rank 0, its result (or its ``UserError``) on every rank."""
+    result, error = None, None
     if dist.is_main_process():
-        checkpoints = run_checkpoints(args.run_dir)
-        plan = (len(checkpoints), pending(args.run_dir, args.limit, results, checkpoints))
-    count, todo = dist.broadcast_object(plan)
-    log.info("%s: %d checkpoint(s) + pretrained, %d to evaluate", args.run_dir, count, len(todo))
-    train_config = args.train_config or Path(args.run_dir) / CONFIG
-    return todo, results, (train_config if Path(train_config).is_file() else None)
+        try:
+            result = fn()
+        except UserError as e:
+            error = e
+    result, error = dist.broadcast_object((result, error))
+    if error is not None:
+        raise error
+    return result
 
 
-def evaluate(cfg: DictConfig, ckpts: list[tuple[str, str, str | None]], save_path: Path, split: str | None,
-             limit: int | None, info: dist.DistInfo) -> list[Path]:
-    """Generate and score every checkpoint; returns the metrics.json paths written (rank 0) or ``[]``."""
+@dataclass
+class Plan:
+    """What the job does: the split, the checkpoints to evaluate, where results go."""
+
+    args: argparse.Namespace
+    dataset: Any
+    split_size: int
+    entry_name: str
+    split: str
+    limit: int | None
+    instruction: str
+    save_path: Path
+    checkpoints: list[Checkpoint]
+    todo: list[Checkpoint]
+    settings_digest: str
+    model_mismatch: dict[str, Any] | None
+
+
+def make_plan(args: argparse.Namespace, cfg: DictConfig, info: dist.DistInfo) -> Plan:
+    """Check every input, then decide what is pending (nothing is built or generated here)."""
     task = TASKS.build(cfg.run.task, cfg.run)
-    full, entry_name, split = task.build_eval_split(cfg, split)
-    dataset = select(full, limit)
-    if len(dataset) == 0:
+    full, entry_name, split = task.build_eval_split(cfg, args.split)  # annotation checks, before any model
+    if len(full) == 0:
         raise EvalError(f"split {split!r} of evaluation_datasets.{entry_name} has no images")
+    limit = args.limit
+    if limit is not None and limit >= len(full):
+        log.info("--limit %d covers the whole %s split (%d images): evaluating the full split", limit, split, len(full))
+        limit = None
+    instruction = task.instruction(cfg)
+    train_config = args.train_config or (Path(args.run_dir) / CONFIG if args.run_dir else None)
+    if args.train_config is None and train_config is not None and not Path(train_config).is_file():
+        train_config = None
+    mismatch = check_model_match(cfg, train_config, args.allow_model_mismatch)
+    if args.run_dir is not None:
+        save_path = eval_dir(args.run_dir, limit)
+        specs = on_main(lambda: [PRETRAINED] + [str(p.resolve()) for p in run_checkpoints(args.run_dir)])
+    else:
+        save_path, specs = Path(args.save_path), list(args.ckpt or [PRETRAINED])
+
+    def fingerprints() -> tuple[list[Checkpoint], str]:
+        ckpts = resolve_checkpoints(specs, cfg)
+        entry = OmegaConf.to_container(cfg.evaluation_datasets[entry_name], resolve=True)
+        settings = eval_settings(
+            OmegaConf.to_container(cfg.model, resolve=True), entry_name, entry, split, getattr(full, "source", None),
+            limit, {k: cfg.run[k] for k in ("max_new_tokens", "num_beams", "batch_size_eval")}, instruction,
+            _prompt(cfg, instruction), info.device.type)
+        for c in ckpts:
+            c.fingerprint = fingerprint(settings, checkpoint_identity(c.spec, c.file))
+            old = read_metrics(save_path / c.name)
+            if old is not None:
+                c.why = "settings changed: " + "; ".join(changes(old.get(FINGERPRINT), c.fingerprint))
+        return ckpts, digest(settings)
+
+    ckpts, settings_digest = on_main(fingerprints)
+    todo = [c for c in ckpts if args.run_dir is None or not _reusable(save_path / c.name, c)]
+    return Plan(args, select(full, limit), len(full), entry_name, split, limit, instruction, save_path, ckpts, todo,
+                settings_digest, mismatch)
+
+
+def _prompt(cfg: DictConfig, instruction: str) -> str:
+    return PromptTemplate(cfg.model.prompt_template).wrap(instruction)
+
+
+def _reusable(out: Path, c: Checkpoint) -> bool:
+    old = read_metrics(out)
+    return bool(old) and (old.get(FINGERPRINT) or {}).get("digest") == c.fingerprint["digest"]
+
+
+def _set_aside(out: Path, digest: str) -> Path | None:
+    """Move an earlier result of other settings into ``out/replaced-<time>/``; returns that folder."""
+    old = read_metrics(out)
+    if old is None or (old.get(FINGERPRINT) or {}).get("digest") == digest:
+        return None
+    dest = out / f"{REPLACED_PREFIX}{datetime.now().strftime(RUN_NAME_FORMAT)}"
+    dest.mkdir(exist_ok=True)
+    for name in (METRICS_JSON, CAPTIONS_JSON):
+        if (out / name).exists():
+            (out / name).replace(dest / name)
+    return dest
+
+
+def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Path]) -> list[Path]:
+    """Generate and score every pending checkpoint; appends the metrics.json paths written (rank 0)."""
+    task = TASKS.build(cfg.run.task, cfg.run)
     dist.seed_everything(cfg.run.seed)
     scorer = CaptionScorer() if info.is_main else None  # METEOR's JVM starts while the model loads
-    written = []
     try:
         model = MODELS.build(cfg.model.arch, cfg.model, device=info.device)
+        for c in plan.todo:  # every shape checked before anything is generated
+            if c.spec != PRETRAINED:
+                model.load_checkpoint(c.file, check_only=True)
         built = model.trainable_state_dict()  # "pretrained": model.ckpt, or the fresh projection
-        instruction = task.instruction(model, cfg.run)
-        prompt = model.template.wrap(instruction)
+        prompt = model.template.wrap(plan.instruction)
         log.info("evaluating %d checkpoint(s) on %d %s images, %d rank(s); prompt %r, stop at %r",
-                 len(ckpts), len(dataset), split, info.world_size, prompt, model.end_sym)
-        for name, spec, file in ckpts:
-            if spec == PRETRAINED:
+                 len(plan.todo), len(plan.dataset), plan.split, info.world_size, prompt, model.end_sym)
+        for c in plan.todo:
+            if c.spec == PRETRAINED:
                 load_parameters(model, built, "the built model")
             else:
-                model.load_checkpoint(file)
+                model.load_checkpoint(c.file)
             t0 = time.time()
-            results = task.generate(model, dataset, cfg.run, desc=f"{name} [{split}]")
+            results = task.generate(model, plan.dataset, plan.instruction, cfg.run, desc=f"{c.name} [{plan.split}]")
             t_gen = time.time() - t0
             if not info.is_main:
                 continue
             t0 = time.time()
             scores = task.score(results, scorer)
             t_score = time.time() - t0
-            out = save_path / name
+            out = plan.save_path / c.name
+            aside = _set_aside(out, c.fingerprint["digest"])
+            if aside is not None:
+                log.info("%s: the earlier result (other settings) was moved to %s", c.name, aside)
             atomic_write_json(out / CAPTIONS_JSON, [{k: r[k] for k in ("image_id", "image", "caption", "references")}
                                                for r in results])
-            record = _metrics_record(cfg, name, spec, file, split, entry_name, len(results), len(full), limit,
-                                     scores, scorer, model, instruction, prompt, info.world_size, t_gen, t_score)
+            record = _metrics_record(cfg, plan, c, len(results), scores, scorer, model, prompt, info.world_size,
+                                     t_gen, t_score)
             atomic_write_json(out / METRICS_JSON, record)
             written.append(out / METRICS_JSON)
-            log.info("%s: %s (generate %.1fs, score %.1fs) -> %s", name,
+            log.info("%s: %s (generate %.1fs, score %.1fs) -> %s", c.name,
                      " ".join(f"{k} {v:.4f}" for k, v in scores.items()), t_gen, t_score, out)
     finally:
         if scorer is not None:
@@ -184,45 +310,63 @@ def evaluate(cfg: DictConfig, ckpts: list[tuple[str, str, str | None]], save_pat
     return written
 
 
-def _metrics_record(cfg: DictConfig, name: str, spec: str, file: str | None, split: str, entry_name: str,
-                    scored: int, total: int, limit: int | None, scores: dict[str, float], scorer: CaptionScorer,
-                    model: Any, instruction: str, prompt: str, world_size: int, t_gen: float,
+def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, scores: dict[str, float],
+                    scorer: CaptionScorer, model: Any, prompt: str, world_size: int, t_gen: float,
                     t_score: float) -> dict[str, Any]:
     return {
-        "name": name, "checkpoint": spec, "checkpoint_file": file,
-        "checkpoint_note": None if file else (
+        "name": c.name, "checkpoint": c.spec, "checkpoint_file": c.file,
+        "checkpoint_note": None if c.file else (
             "model.ckpt is null: the fresh llama_proj (MiniGPT4.reset_projection's fixed seed), "
             "the projection a training run without model.ckpt starts from"),
-        "epoch": checkpoint_epoch(spec),
-        "split": split, "dataset": entry_name, "num_images": scored, "split_size": total,
-        "limit": limit, "limit_note": limit_note(limit, scored, total),
+        "epoch": checkpoint_epoch(c.spec),
+        "split": plan.split, "dataset": plan.entry_name, "num_images": scored, "split_size": plan.split_size,
+        "limit": plan.limit, "limit_note": limit_note(plan.limit, scored, plan.split_size),
         "scores": scores, "spice": scorer.spice_note,
-        "prompt_template": model.prompt_template, "instruction": instruction, "prompt": prompt,
+        "prompt_template": model.prompt_template, "instruction": plan.instruction, "prompt": prompt,
         "stop_string": model.end_sym,
         "generation": {"max_new_tokens": cfg.run.max_new_tokens, "num_beams": cfg.run.num_beams,
                        "do_sample": False, "batch_size_eval": cfg.run.batch_size_eval},
+        "model_mismatch": plan.model_mismatch,
         "world_size": world_size, "seconds": {"generate": round(t_gen, 2), "score": round(t_score, 2)},
+        FINGERPRINT: c.fingerprint,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
 
 
+def _log_plan(plan: Plan) -> None:
+    todo = {c.name for c in plan.todo}
+    where = plan.args.run_dir or plan.save_path
+    log.info("%s: %d checkpoint(s) + pretrained, %d to evaluate", where, len(plan.checkpoints) - 1
+             if plan.args.run_dir else len(plan.checkpoints), len(plan.todo))
+    for c in plan.checkpoints:
+        log.info("  %s: %s", c.name, c.why if c.name in todo else "up to date (same fingerprint)")
+
+
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    """The job; returns the metrics.json paths written (rank 0). Errors are ``UserError``s."""
+    """The job; returns the metrics.json paths written (rank 0). Errors are ``UserError``s;
+    SIGINT/SIGTERM exit 130/143 keeping every finished result."""
     args = parse_args(argv)
     setup_logger(int(os.environ.get("RANK", 0)))
     check_java()  # before anything is built or generated
     check_writable()
     cfg = load_config(args.cfg_path, args.options)
-    info = dist.init_distributed(cfg.run.device, cfg.run.dist_backend)
-    specs, save_path, train_config = _plan(args)
-    ckpts = resolve_checkpoints(specs, cfg)
-    if train_config and info.is_main:
-        for problem in training_mismatches(cfg, train_config):
-            log.warning("eval config differs from %s: %s", train_config, problem)
-    written = evaluate(cfg, ckpts, save_path, args.split, args.limit, info) if ckpts else []
-    if args.run_dir is not None and info.is_main:
-        out = write_summary(args.run_dir, save_path)
-        print(out["md"].read_text())
-        print("wrote " + ", ".join(str(p) for p in out.values()))
+    written: list[Path] = []
+    with signals.stop_signals():
+        try:
+            info = dist.init_distributed(cfg.run.device, cfg.run.dist_backend)
+            plan = make_plan(args, cfg, info)
+            if info.is_main:
+                _log_plan(plan)
+            if plan.todo:
+                evaluate(cfg, plan, info, written)
+            if args.run_dir is not None and info.is_main:
+                out = write_summary(args.run_dir, plan.save_path, settings_digest=plan.settings_digest)
+                print(out["md"].read_text())
+                print("wrote " + ", ".join(str(p) for p in out.values()))
+        except signals.Interrupted as e:
+            kept = ", ".join(p.parent.name for p in written) or "none"
+            log.error("Interrupted by %s; finished results are kept (%s); rerun the same command to evaluate the "
+                      "rest", e.name, kept)
+            raise SystemExit(e.exit_code) from None
     dist.cleanup()
     return written

@@ -16,11 +16,11 @@ import pandas as pd
 from minigpt4.errors import EvalError
 from minigpt4.evaluation.plot import plot_metrics
 from minigpt4.evaluation.scoring import METRICS
-from minigpt4.run_dir import METRICS_JSON
+from minigpt4.run_dir import FINGERPRINT, METRICS_JSON
 from minigpt4.run_dir import eval_dir as default_eval_dir
 from minigpt4.utils.io import atomic_write_text as write_text
 
-INFO_COLUMNS = ["name", "epoch", "split", "num_images", "limit"]
+INFO_COLUMNS = ["name", "epoch", "dataset", "split", "num_images", "limit"]
 
 
 def collect(eval_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
@@ -32,8 +32,9 @@ def collect(eval_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
         try:
             m = json.loads(path.read_text())
             scores = m["scores"]
-            row = {"name": m.get("name", path.parent.name), "epoch": m.get("epoch"), "split": m.get("split"),
-                   "num_images": m.get("num_images"), "limit": m.get("limit")}
+            row = {"name": m.get("name", path.parent.name), "epoch": m.get("epoch"), "dataset": m.get("dataset"),
+                   "split": m.get("split"), "num_images": m.get("num_images"), "limit": m.get("limit"),
+                   "_settings": (m.get(FINGERPRINT) or {}).get("settings_digest")}
             row.update({k: float(v) for k, v in scores.items()})
         except (ValueError, KeyError, TypeError) as e:
             raise EvalError(f"{path}: not a metrics.json written by the evaluation job ({e!r})") from e
@@ -48,7 +49,21 @@ def collect(eval_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
     table["epoch"] = table["epoch"].astype("Int64")
     order = table["epoch"].fillna(10**9).astype(int)
     table = table.assign(_o=order).sort_values(["_o", "name"]).drop(columns="_o").reset_index(drop=True)
-    return table[INFO_COLUMNS + metrics], metrics
+    return table[INFO_COLUMNS + metrics + ["_settings"]], metrics
+
+
+def same_settings(table: pd.DataFrame, settings_digest: str | None) -> tuple[pd.DataFrame, list[str]]:
+    """The rows evaluated with ``settings_digest`` and the names of the others; without a digest
+    every row must share one (results of different settings never share a summary)."""
+    if settings_digest is None:
+        groups = table.groupby(table["_settings"].fillna("none"), sort=False)["name"].apply(list)
+        if len(groups) > 1:
+            raise EvalError("these results were evaluated with different settings and cannot share one summary: "
+                            + " vs ".join(str(g) for g in groups) + ". Re-run evaluate.sh on the run folder: it "
+                            "re-evaluates what changed")
+        return table, []
+    keep = table["_settings"] == settings_digest
+    return table[keep].reset_index(drop=True), table.loc[~keep, "name"].tolist()
 
 
 def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
@@ -63,26 +78,35 @@ def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+def write_summary(run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = None,
+                  settings_digest: str | None = None) -> dict[str, Path]:
     """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``eval_dir`` (default
-    ``run_dir/eval``); returns their paths."""
+    ``run_dir/eval``) from the results of one set of settings (``settings_digest``: the evaluation
+    job's; None: all results, which must agree); returns their paths."""
     eval_dir = Path(eval_dir) if eval_dir is not None else default_eval_dir(run_dir)
     table, metrics = collect(eval_dir)
-    splits = sorted(set(table["split"].dropna()))
-    split = "/".join(splits) or "?"
+    table, others = same_settings(table, settings_digest)
+    if table.empty:
+        raise EvalError(f"no result under {eval_dir} was evaluated with the current settings")
+    table = table.drop(columns="_settings")
+    split = "/".join(sorted(set(table["split"].dropna()))) or "?"
+    dataset = "/".join(sorted(set(table["dataset"].dropna()))) or "?"
     subset = table["limit"].notna().any()
     out = {k: eval_dir / f"summary.{k}" for k in ("csv", "md", "png")}
     write_text(out["csv"], table.to_csv(index=False))
-    notes = [f"# Flickr30k {split} captioning: {Path(run_dir).resolve().name}", "",
+    notes = [f"# {dataset} {split} captioning: {Path(run_dir).resolve().name}", "",
              "Scores from pycocoevalcap (PTB tokenizer; BLEU-1..4, METEOR, ROUGE-L, CIDEr-D), 0-1 scale "
              "(CIDEr is not capped at 1). `pretrained` is the baseline: the eval config's `model.ckpt`, or the "
              "fresh projection when it is null.", ""]
     if subset:
         notes += ["**Note:** rows marked *(limit)* were scored on the first N images only; CIDEr's idf comes "
                   "from the scored references, so those scores are not comparable with the full split.", ""]
+    if others:
+        notes += [f"**Not shown:** {', '.join(others)}: evaluated with other settings (their checkpoint files are "
+                  "gone, or they were not re-evaluated); see their metrics.json.", ""]
     write_text(out["md"], "\n".join(notes) + "\n" + to_markdown(table, metrics))
     n = table["num_images"].max()
-    title = f"Flickr30k {split} captioning ({n} images{', subset' if subset else ''})"
+    title = f"{dataset} {split} captioning ({n} images{', subset' if subset else ''})"
     plot_metrics(table, metrics, out["png"], title)
     return out
 

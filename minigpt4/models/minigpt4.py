@@ -130,17 +130,24 @@ class MiniGPT4(nn.Module):
         log.info("trainable parameters: %s", f"{n:,}")
         return model
 
-    def load_checkpoint(self, path: str) -> None:
-        """Load ``llama_proj`` (and any other parameter present) from a MiniGPT-4 or training checkpoint,
-        strictly; the persistent buffers official checkpoints carry are skipped."""
+    @staticmethod
+    def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+        """The parameters of a MiniGPT-4 or training checkpoint file (``llama_proj`` required; the
+        persistent buffers official checkpoints carry are dropped). Raises ``WeightsError``."""
         sd = unwrap(load_weights(path), path)
         if "llama_proj.weight" not in sd or "llama_proj.bias" not in sd:
             raise WeightsError(f"{path}: no llama_proj.weight/llama_proj.bias in the checkpoint "
                                f"(keys: {sorted(sd)[:8]}{' ...' if len(sd) > 8 else ''})")
-        sd = {k: v for k, v in sd.items() if not k.endswith(_IGNORED_CKPT_SUFFIXES)}
+        return {k: v for k, v in sd.items() if not k.endswith(_IGNORED_CKPT_SUFFIXES)}
+
+    def load_checkpoint(self, path: str | Path, check_only: bool = False) -> None:
+        """Load ``llama_proj`` (and any other parameter present) from a checkpoint, strictly.
+        ``check_only``: raise ``WeightsError`` where loading would fail, load nothing."""
         hint = (f"LLM hidden size {self.llama_model.config.hidden_size}: is this a checkpoint for another LLM "
                 "size (7B: 4096, 13B: 5120)?")
-        log.info("loaded %s from %s", ", ".join(load_parameters(self, sd, path, hint=hint)), path)
+        names = load_parameters(self, self.read_checkpoint(path), path, hint=hint, copy=not check_only)
+        if not check_only:
+            log.info("loaded %s from %s", ", ".join(names), path)
 
     def place(self, device: str | torch.device) -> MiniGPT4:
         """Move the model to ``device``, except an 8-bit LLM (``low_resource``), which stays on the GPU

@@ -24,8 +24,28 @@ def load_weights(path: str | os.PathLike) -> dict[str, Any]:
         if path.suffix == ".safetensors":
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, pickle with code objects, ...
-        raise WeightsError(f"cannot load {path} as a weights-only checkpoint: {type(e).__name__}: {e}") from e
+    except Exception as e:  # a text file, a truncated download, a pickle with code objects, ...
+        raise WeightsError(f"cannot load {path}: {_what_is_wrong(path, e)}") from e
+
+
+def _what_is_wrong(path: Path, error: Exception) -> str:
+    """Why a weights file did not load, from its first bytes (torch.save writes a zip archive)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    size = path.stat().st_size
+    if not head:
+        return "the file is empty"
+    if path.suffix == ".safetensors":
+        return f"not a readable safetensors file ({size} bytes): {error}"
+    if head.startswith(b"PK"):
+        return f"a zip archive (as torch.save writes) that torch cannot read: truncated or corrupt? ({size} bytes; {error})"
+    if head[:1] == b"\x80":
+        return f"a legacy pickle checkpoint that does not load with weights_only=True ({type(error).__name__}: {error})"
+    text = head.decode("utf-8", "replace")
+    if text.replace("\n", "").replace("\r", "").replace("\t", "").isprintable():
+        return (f"not a PyTorch checkpoint: it is a text file ({size} bytes) starting with {text[:40]!r}; expected a "
+                "file written by torch.save (.pth/.pt) or a .safetensors file")
+    return f"not a PyTorch checkpoint ({size} bytes, first bytes {head[:8]!r}; {type(error).__name__}: {error})"
 
 
 def unwrap(obj: dict[str, Any], path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -39,12 +59,13 @@ def unwrap(obj: dict[str, Any], path: str | os.PathLike) -> dict[str, torch.Tens
 
 
 def load_parameters(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike,
-                    exact: bool = False, hint: str = "") -> list[str]:
+                    exact: bool = False, hint: str = "", copy: bool = True) -> list[str]:
     """Copy ``state`` into the parameters of ``model`` with the same names; returns the names loaded.
 
     Every name must be a parameter of ``model`` with the same shape (``hint`` is added to a shape
     error); ``exact``: the names must be exactly the model's trainable parameters (a training
-    checkpoint). Problems raise ``WeightsError`` naming ``source`` before anything is copied.
+    checkpoint). Problems raise ``WeightsError`` naming ``source`` before anything is copied;
+    ``copy=False`` only checks.
     """
     own = dict(model.named_parameters())
     unexpected = sorted(k for k in state if k not in own)
@@ -60,6 +81,8 @@ def load_parameters(model: nn.Module, state: Mapping[str, torch.Tensor], source:
            for k, v in state.items() if own[k].shape != v.shape]
     if bad:
         raise WeightsError(f"{source}: " + "; ".join(bad[:4]) + (f"; {hint}" if hint else ""))
+    if not copy:
+        return list(state)
     with torch.no_grad():
         for k, v in state.items():
             own[k].copy_(v)

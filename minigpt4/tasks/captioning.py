@@ -21,6 +21,20 @@ from minigpt4.errors import ConfigError, EvalError
 from minigpt4.evaluation.generation import generate_captions
 from minigpt4.evaluation.scoring import CaptionScorer
 from minigpt4.registry import DATASETS, TASKS
+from minigpt4.utils.prompt import PromptTemplate, load_instructions
+
+
+def check_unique_ids(items: list[tuple[str, str]], source: str) -> None:
+    """Scoring pairs each caption with its image's references by ``image_id``: ids must be unique."""
+    first: dict[str, int] = {}
+    for i, (image_id, image) in enumerate(items):
+        if image_id in first:
+            j = first[image_id]
+            raise EvalError(
+                f"{source}: image_id {image_id!r} appears twice (items {j} and {i}: {items[j][1]!r}, {image!r}); "
+                "scoring needs one record per image with all its reference captions (group a file with one "
+                "record per caption by image, captions as a list)")
+        first[image_id] = i
 
 
 @TASKS.register("image_text_pretrain")
@@ -35,17 +49,22 @@ class ImageTextPretrainTask:
         return cls(strict_data=bool(run_cfg.get("strict_data", False)))
 
     # ---- training -----------------------------------------------------------------------
-    def build_datasets(self, datasets_cfg: Any) -> list[Dataset]:
-        """The ``train`` split of each entry (built by its registered builder), in config order."""
+    def build_datasets(self, datasets_cfg: Any) -> dict[str, Dataset]:
+        """The ``train`` split of each entry (built by its registered builder), by entry name in config order."""
         if not datasets_cfg:
             raise ConfigError("the config has no 'datasets' entries: nothing to train on")
-        out = []
+        ratios = {name: entry.get("sample_ratio") for name, entry in datasets_cfg.items()}
+        if len(ratios) > 1 and None in ratios.values() and set(ratios.values()) != {None}:
+            raise ConfigError(f"datasets.*.sample_ratio is set on {sorted(n for n, r in ratios.items() if r is not None)} "
+                              f"but not on {sorted(n for n, r in ratios.items() if r is None)}: set it on every entry "
+                              "(mixing weights) or on none (one pool)")
+        out = {}
         for name, entry in datasets_cfg.items():
             splits = DATASETS.build(entry.builder, entry, strict=self.strict_data).build_datasets()
             if "train" not in splits:
                 raise ConfigError(f"datasets.{name}: builder '{entry.builder}' built splits {sorted(splits)}, "
                                   "but training needs a 'train' split (set split: train)")
-            out.append(splits["train"])
+            out[name] = splits["train"]
         return out
 
     def train_step(self, model: nn.Module, samples: dict[str, Any]) -> torch.Tensor:
@@ -75,33 +94,34 @@ class ImageTextPretrainTask:
         datasets = DATASETS.build(entry.builder, entry, strict=True).build_datasets()
         if split not in datasets:
             raise EvalError(f"evaluation_datasets.{name} has no split {split!r} (has {sorted(datasets)})")
-        return datasets[split], name, split
+        dataset = datasets[split]
+        if hasattr(dataset, "records"):  # from the annotations alone, before any model is built
+            check_unique_ids([(r.image_id, r.image) for r in dataset.records],
+                             f"evaluation_datasets.{name} ({getattr(dataset, 'source', '') or entry.build_info.ann_path})")
+        return dataset, name, split
 
-    def instruction(self, model: Any, run_cfg: Any) -> str:
-        """The one instruction every image is captioned with: ``run.eval_instruction`` or the model's first."""
-        instruction = run_cfg.get("eval_instruction") or model.instructions[0]
+    def instruction(self, cfg: DictConfig) -> str:
+        """The one instruction every image is captioned with: ``run.eval_instruction`` or the first line
+        of ``model.prompt_path`` (known from the config alone, before the model is built)."""
+        instruction = cfg.run.get("eval_instruction") or load_instructions(cfg.model.prompt_path)[0]
         try:
-            model.template.split(instruction)
+            PromptTemplate(cfg.model.prompt_template).split(instruction)
         except ValueError as e:
             raise ConfigError(f"run.eval_instruction: {e}") from None
         return instruction
 
-    def generate(self, model: Any, dataset: Dataset, run_cfg: Any, desc: str = "captioning") -> list[dict[str, Any]]:
+    def generate(self, model: Any, dataset: Dataset, instruction: str, run_cfg: Any,
+                 desc: str = "captioning") -> list[dict[str, Any]]:
         """Captions of ``dataset`` over all ranks: on rank 0 ``[{"index", "image_id", "image", "caption",
         "references"}]`` in dataset order, ``[]`` elsewhere."""
-        return generate_captions(model, dataset, self.instruction(model, run_cfg), run_cfg.batch_size_eval,
-                                 run_cfg.max_new_tokens, run_cfg.num_beams, run_cfg.num_workers, desc=desc)
+        return generate_captions(model, dataset, instruction, run_cfg.batch_size_eval, run_cfg.max_new_tokens,
+                                 run_cfg.num_beams, run_cfg.num_workers, desc=desc)
 
     @staticmethod
     def predictions_and_references(results: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, list[str]]]:
         """``({image_id: caption}, {image_id: references})`` of generated results (ids must be unique)."""
-        preds, refs = {}, {}
-        for r in results:
-            if r["image_id"] in preds:
-                raise EvalError(f"image_id {r['image_id']!r} appears twice in the split (again for image "
-                                f"{r['image']!r}); image ids must be unique to be scored")
-            preds[r["image_id"]], refs[r["image_id"]] = r["caption"], r["references"]
-        return preds, refs
+        check_unique_ids([(r["image_id"], r["image"]) for r in results], "the generated results")
+        return ({r["image_id"]: r["caption"] for r in results}, {r["image_id"]: r["references"] for r in results})
 
     def score(self, results: list[dict[str, Any]], scorer: CaptionScorer) -> dict[str, float]:
         """COCO caption metrics of the results against their references."""
