@@ -367,6 +367,6 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
             kept = ", ".join(p.parent.name for p in written) or "none"
             log.error("Interrupted by %s; finished results are kept (%s); rerun the same command to evaluate the "
                       "rest", e.name, kept)
-            raise SystemExit(e.exit_code) from None
+            dist.exit_interrupted(e.exit_code)
     dist.cleanup()
     return written

@@ -82,10 +82,10 @@ def main(argv: Sequence[str] | None = None) -> Any:
         try:
             return _train(args, cfg, info, log)
         except signals.Interrupted as e:
-            log.error("%s", getattr(e, "stop_message", None)
-                      or f"Interrupted by {e.name} before training started; no run folder was created")
-            du.cleanup()
-            raise SystemExit(e.exit_code) from None
+            if info.is_main:  # every rank stops at the same step; one of them says so
+                log.error("%s", getattr(e, "stop_message", None)
+                          or f"Interrupted by {e.name} before training started; no run folder was created")
+            du.exit_interrupted(e.exit_code)
 
 
 def _train(args: argparse.Namespace, cfg: Any, info: du.DistInfo, log: Any) -> Any:
@@ -111,6 +111,8 @@ def _train(args: argparse.Namespace, cfg: Any, info: du.DistInfo, log: Any) -> A
         if runner is None and resumed_dir is None and info.is_main:
             _remove_unused(run_dir)  # e.g. a batch size larger than the data: no run to keep
         if isinstance(e, signals.Interrupted):
+            if runner is not None:
+                runner.loader.close()  # stop DataLoader workers before the process leaves
             last = runner.last_checkpoint if runner is not None else None
             e.stop_message = (
                 f"Interrupted by {e.name}{f' at {e.where}' if e.where else ''}; the unfinished step was abandoned "

@@ -143,56 +143,58 @@ class RunnerIter:
         win_loss, win_time, win_data = [], 0.0, 0.0
         start = time.perf_counter()
         bar = tqdm(total=iters, desc=f"epoch {epoch}", disable=not self.info.is_main, leave=False, dynamic_ncols=True)
-        for step in range(iters):
-            t0 = time.perf_counter()
-            lr = self.scheduler.step(epoch, step)
-            step_loss, data_s = 0.0, 0.0
-            for micro in range(accum):
-                td = time.perf_counter()
-                batch, n_skipped = self._next_batch()
-                data_s += time.perf_counter() - td
-                last = micro == accum - 1
-                sync = contextlib.nullcontext() if last or not self.info.distributed else self.model.no_sync()
-                with sync:
-                    with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-                        loss = self.task.train_step(self.model, batch)
-                    stop = signals.requested()
-                    counts = [batch.get("dataset", []).count(n) for n in self.dataset_names]
-                    stats = du.all_reduce_sum(torch.tensor(  # on the device: nccl reduces CUDA tensors only
-                        [loss.detach().float().item(), batch_size_of(batch), n_skipped, stop or 0, stop is not None,
-                         *counts], dtype=torch.float64, device=self.device))
-                    if stats[4] > 0:  # a signal on any rank: every rank abandons this step, before backward
-                        raise signals.Interrupted(stop or round(stats[3].item() / stats[4].item()),
-                                                  where=f"epoch {epoch} step {step}")
-                    mean_loss = stats[0].item() / self.info.world_size
-                    if not math.isfinite(mean_loss):
-                        raise NonFiniteLossError(self._nan_message(mean_loss, epoch, step))
-                    self.scaler.scale(loss / accum).backward()
-                step_loss += mean_loss / accum
-                samples += int(stats[1].item())
-                skipped += int(stats[2].item())
-                per_dataset += stats[5:].cpu()
-            if self.run.grad_clip is not None:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(params, self.run.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            losses.append(step_loss)
-            win_loss.append(step_loss)
-            win_time += time.perf_counter() - t0
-            win_data += data_s
-            bar.update(1)
-            if step % self.run.log_freq == 0 or step == iters - 1:
-                n = len(win_loss)
-                avg = sum(win_loss) / n
-                eta = (iters - step - 1) * win_time / n
-                self.log.info(format_train_line(epoch, step, iters, eta, lr, avg, win_time / n, win_data / n,
-                                                max_memory_mb(self.device)))
-                if self.tb:
-                    self.tb.scalars({"train/loss": avg, "train/lr": lr}, epoch * iters + step)
-                win_loss, win_time, win_data = [], 0.0, 0.0
-        bar.close()
+        try:
+            for step in range(iters):
+                t0 = time.perf_counter()
+                lr = self.scheduler.step(epoch, step)
+                step_loss, data_s = 0.0, 0.0
+                for micro in range(accum):
+                    td = time.perf_counter()
+                    batch, n_skipped = self._next_batch()
+                    data_s += time.perf_counter() - td
+                    last = micro == accum - 1
+                    sync = contextlib.nullcontext() if last or not self.info.distributed else self.model.no_sync()
+                    with sync:
+                        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+                            loss = self.task.train_step(self.model, batch)
+                        stop = signals.requested()
+                        counts = [batch.get("dataset", []).count(n) for n in self.dataset_names]
+                        stats = du.all_reduce_sum(torch.tensor(  # on the device: nccl reduces CUDA tensors only
+                            [loss.detach().float().item(), batch_size_of(batch), n_skipped, stop or 0, stop is not None,
+                             *counts], dtype=torch.float64, device=self.device))
+                        if stats[4] > 0:  # a signal on any rank: every rank abandons this step, before backward
+                            raise signals.Interrupted(stop or round(stats[3].item() / stats[4].item()),
+                                                      where=f"epoch {epoch} step {step}")
+                        mean_loss = stats[0].item() / self.info.world_size
+                        if not math.isfinite(mean_loss):
+                            raise NonFiniteLossError(self._nan_message(mean_loss, epoch, step))
+                        self.scaler.scale(loss / accum).backward()
+                    step_loss += mean_loss / accum
+                    samples += int(stats[1].item())
+                    skipped += int(stats[2].item())
+                    per_dataset += stats[5:].cpu()
+                if self.run.grad_clip is not None:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, self.run.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                losses.append(step_loss)
+                win_loss.append(step_loss)
+                win_time += time.perf_counter() - t0
+                win_data += data_s
+                bar.update(1)
+                if step % self.run.log_freq == 0 or step == iters - 1:
+                    n = len(win_loss)
+                    avg = sum(win_loss) / n
+                    eta = (iters - step - 1) * win_time / n
+                    self.log.info(format_train_line(epoch, step, iters, eta, lr, avg, win_time / n, win_data / n,
+                                                    max_memory_mb(self.device)))
+                    if self.tb:
+                        self.tb.scalars({"train/loss": avg, "train/lr": lr}, epoch * iters + step)
+                    win_loss, win_time, win_data = [], 0.0, 0.0
+        finally:
+            bar.close()  # also when interrupted: no stale bar on the terminal
         seconds = time.perf_counter() - start
         if skipped:
             self.log.warning("Epoch %d: skipped %d missing/corrupt samples (set run.strict_data to fail instead)",

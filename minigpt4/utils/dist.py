@@ -6,10 +6,13 @@ below are no-ops, so callers never branch on "distributed or not".
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import random
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -123,6 +126,20 @@ def cleanup() -> None:
     """Leave the process group (call on normal exit only; on errors just let the process die)."""
     if is_dist():
         dist.destroy_process_group()
+
+
+def exit_interrupted(code: int) -> NoReturn:
+    """End an interrupted process with ``code``. A rank of a process group leaves with ``os._exit``
+    after flushing its output: tearing the group down in interpreter shutdown can deadlock (the gloo
+    worker thread waits for the GIL that the destructor joining it holds). Its files are closed
+    already: every write is atomic."""
+    if not is_dist():
+        raise SystemExit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def seed_everything(seed: int) -> None:
