@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +54,29 @@ def synthetic_flickr(tmp_path_factory) -> Path:
     assert synthetic.main(["--out", str(out), "--images", "40", "--image-size", "56"]) in (0, None)
     assert flickr30k_prepare.main(["--root", str(out)]) in (0, None)
     return out
+
+
+def interrupt_when(cmd: list, log_path: Path, pattern: str, sig: int, env: dict, to_group: bool = False,
+                   timeout: float = 180) -> tuple[int, str, float]:
+    """Run ``cmd`` (output to ``log_path``), send ``sig`` once ``pattern`` appears in its output (to
+    its whole process group with ``to_group``); returns (exit status, output, seconds it took to stop).
+
+    SIGINT is reset to its default in the child: a shell that started the test suite in the
+    background ignores it, and Python would then never see it."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([str(c) for c in cmd], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            deadline = time.time() + timeout
+            while not re.search(pattern, log_path.read_text()):
+                assert proc.poll() is None, f"{cmd[:4]} ended early:\n{log_path.read_text()[-3000:]}"
+                assert time.time() < deadline, f"{pattern!r} never appeared:\n{log_path.read_text()[-3000:]}"
+                time.sleep(0.02)
+            os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
+            sent = time.time()
+            rc = proc.wait(timeout=90)
+            return rc, log_path.read_text(), time.time() - sent
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)

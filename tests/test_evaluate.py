@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import interrupt_when
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -429,7 +430,6 @@ def test_ctrl_c_during_evaluation_keeps_finished_results(setup, tmp_path):
     the rerun evaluates only the rest."""
     import re
     import signal
-    import time
 
     run = tmp_path / "run"
     run.mkdir()
@@ -437,22 +437,8 @@ def test_ctrl_c_during_evaluation_keeps_finished_results(setup, tmp_path):
         _write_ckpt(run / f"checkpoint_{epoch}.pth", setup["base"], epoch, 0.01)
     cmd = [sys.executable, "-m", "minigpt4.cli", "eval", str(run), "--cfg-path", str(setup["cfg"]), "--options",
            "run.max_new_tokens=6"]
-    log_path = tmp_path / "log.txt"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        try:
-            deadline = time.time() + 240
-            while not re.search(r"pretrained: Bleu_1 .* -> ", log_path.read_text()):
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                assert time.time() < deadline
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGINT)
-            rc = proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    text = log_path.read_text()
+    rc, text, _ = interrupt_when(cmd, tmp_path / "log.txt", r"pretrained: Bleu_1 .* -> ", signal.SIGINT, _env(),
+                                 timeout=240)
     assert rc == 130 and "Traceback" not in text, text[-3000:]
     assert re.search(r"Interrupted by SIGINT; finished results are kept \(pretrained(, checkpoint_0)?\); rerun the same "
                      r"command to evaluate the rest", text), text[-2000:]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import interrupt_when
 
 import minigpt4
 from minigpt4.registry import RUNNERS, TASKS
@@ -154,24 +155,8 @@ def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, re
     the final weights and per-epoch losses equal the uninterrupted run's. SIGINT and SIGTERM exit
     130 and 143 with a message naming the checkpoint and the resume command."""
     opts = options(tiny_stack, synthetic_flickr, tmp_path, **RESUME_RUN)
-    log_path = tmp_path / "stdout.txt"
-    with open(log_path, "w") as log:
-        # SIG_DFL in the child: a shell that started the test suite in the background ignores SIGINT,
-        # and Python then never raises KeyboardInterrupt
-        proc = subprocess.Popen(train_cmd(opts), cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        try:
-            deadline = time.time() + 180
-            while not re.search(r"Train: epoch \[1\] \[\s*3/150\]", log_path.read_text()):
-                assert proc.poll() is None, f"train.py ended early:\n{log_path.read_text()[-3000:]}"
-                assert time.time() < deadline, "epoch 1 never started"
-                time.sleep(0.02)
-            proc.send_signal(sig)
-            rc = proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    text = log_path.read_text()
+    rc, text, _ = interrupt_when(train_cmd(opts), tmp_path / "stdout.txt", r"Train: epoch \[1\] \[\s*3/150\]", sig,
+                                 _env())
     (run_dir,) = run_dirs(tmp_path)
     assert (run_dir / "checkpoint_0.pth").exists()
     assert not (run_dir / "checkpoint_1.pth").exists(), "the kill came too late: epoch 1 had finished"
@@ -202,28 +187,8 @@ def test_torchrun_signal_stops_every_rank_cleanly(tiny_stack, synthetic_flickr, 
     run = {"max_epoch": 2, "iters_per_epoch": 30, "batch_size_train": 2, "log_freq": 1, "job_name": "ddp_signal"}
     cmd = [sys.executable, "-m", "minigpt4.cli", "torchrun", "--standalone", "--nproc-per-node=2", "train.py",
            "--cfg-path", str(TINY_CFG), "--options", *options(tiny_stack, synthetic_flickr, tmp_path, **run)]
-    log_path = tmp_path / "stdout.txt"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        try:
-            deadline = time.time() + 180
-            while not re.search(r"Train: epoch \[1\] \[\s*2/30\]", log_path.read_text()):
-                assert proc.poll() is None, f"torchrun ended early:\n{log_path.read_text()[-3000:]}"
-                assert time.time() < deadline, "epoch 1 never started"
-                time.sleep(0.02)
-            if how.endswith("launcher"):
-                proc.send_signal(sig)
-            else:
-                os.killpg(proc.pid, sig)
-            sent = time.time()
-            rc = proc.wait(timeout=90)
-            stop_seconds = time.time() - sent
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-    text = log_path.read_text()
+    rc, text, stop_seconds = interrupt_when(cmd, tmp_path / "stdout.txt", r"Train: epoch \[1\] \[\s*2/30\]", sig,
+                                            _env(), to_group=how.endswith("group"))
     assert rc == 128 + sig, text[-3000:]
     assert "Traceback" not in text and "forcefully" not in text and stop_seconds < 20, (stop_seconds, text[-3000:])
     assert text.count("Interrupted by") == 1  # rank 0 says it for both
