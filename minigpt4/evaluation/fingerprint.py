@@ -98,9 +98,10 @@ def _short(value: Any, width: int = 60) -> str:
 
 
 def changes(old: dict[str, Any] | None, new: dict[str, Any], most: int = 4) -> list[str]:
-    """``["generation.max_new_tokens: 20 -> 5", ...]``: what differs from ``old`` to ``new``."""
+    """``["generation.max_new_tokens: 20 -> 5", ...]``: what differs from ``old`` to ``new``
+    (fingerprint records)."""
     if not old or "settings" not in old:
-        return ["the result has no fingerprint (written by an older version)"]
+        return ["none recorded (a result of an older version)"]
     a = {**_flat(old["settings"]), **_flat({"checkpoint": old.get("checkpoint")})}
     b = {**_flat(new["settings"]), **_flat({"checkpoint": new["checkpoint"]})}
     keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

@@ -234,7 +234,8 @@ def make_plan(args: argparse.Namespace, cfg: DictConfig, info: dist.DistInfo) ->
             c.fingerprint = fingerprint(settings, checkpoint_identity(c.spec, c.file))
             old = read_metrics(save_path / c.name)
             if old is not None:
-                c.why = "settings changed: " + "; ".join(changes(old.get(FINGERPRINT), c.fingerprint))
+                c.why = ("settings changed: " if old.get(FINGERPRINT) else "fingerprint: ") + "; ".join(
+                    changes(old.get(FINGERPRINT), c.fingerprint))
         return ckpts, digest(settings)
 
     ckpts, settings_digest = on_main(fingerprints)
@@ -295,7 +296,7 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
             out = plan.save_path / c.name
             aside = _set_aside(out, c.fingerprint["digest"])
             if aside is not None:
-                log.info("%s: the earlier result (other settings) was moved to %s", c.name, aside)
+                log.info("%s: the earlier result (other settings) is kept in %s", c.name, aside)
             atomic_write_json(out / CAPTIONS_JSON, [{k: r[k] for k in ("image_id", "image", "caption", "references")}
                                                for r in results])
             record = _metrics_record(cfg, plan, c, len(results), scores, scorer, model, prompt, info.world_size,
