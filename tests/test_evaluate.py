@@ -427,7 +427,8 @@ def test_caption_json_test_set_without_image_ids_reports(setup, tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_during_evaluation_keeps_finished_results(setup, tmp_path):
     """SIGINT after the first result: exit 130, no traceback, the finished result is kept and named;
-    the rerun evaluates only the rest."""
+    under evaluate.sh --nproc 2 a SIGTERM to the launcher: exit 143 from every process; the rerun
+    evaluates only the rest."""
     import re
     import signal
 
@@ -444,5 +445,13 @@ def test_ctrl_c_during_evaluation_keeps_finished_results(setup, tmp_path):
                      r"command to evaluate the rest", text), text[-2000:]
     assert (run / "eval" / "pretrained" / "metrics.json").is_file()
     assert not list((run / "eval").rglob(".*"))  # no temporary files
+    # the same under evaluate.sh --nproc 2 (minigpt4-torchrun) with a scheduler's SIGTERM to the launcher
+    shutil.rmtree(run / "eval")
+    sh = ["bash", EVALUATE_SH, run, "--cfg-path", setup["cfg"], "--nproc", "2", "--options", "run.max_new_tokens=6"]
+    rc, text, seconds = interrupt_when(sh, tmp_path / "log2.txt", r"pretrained: Bleu_1 .* -> ", signal.SIGTERM, _env(),
+                                       timeout=240)
+    assert rc == 143 and "Traceback" not in text and "forcefully" not in text and seconds < 20, text[-3000:]
+    assert "Interrupted by SIGTERM; finished results are kept (pretrained" in text and text.count("Interrupted by") == 1
+    assert "torchrun: stopped by SIGTERM" in text and (run / "eval" / "pretrained" / "metrics.json").is_file()
     again = _run(cmd)
     assert "pretrained: up to date" in again.stdout and not (run / "eval" / "pretrained" / "replaced").exists()

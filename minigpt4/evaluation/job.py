@@ -365,9 +365,10 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
                 print(out["md"].read_text())
                 print("wrote " + ", ".join(str(p) for p in out.values()))
         except signals.Interrupted as e:
-            kept = ", ".join(p.parent.name for p in written) or "none"
-            log.error("Interrupted by %s; finished results are kept (%s); rerun the same command to evaluate the "
-                      "rest", e.name, kept)
+            if dist.is_main_process():  # the rank that writes results says which are kept
+                kept = ", ".join(p.parent.name for p in written) or "none"
+                log.error("Interrupted by %s; finished results are kept (%s); rerun the same command to evaluate "
+                          "the rest", e.name, kept)
             dist.exit_interrupted(e.exit_code)
     dist.cleanup()
     return written
