@@ -112,6 +112,7 @@ class Checkpoint:
     file: str | None
     fingerprint: dict[str, Any] = field(default_factory=dict)
     why: str = "not evaluated yet"
+    up_to_date: bool = False  # its results folder holds a result with the same fingerprint
 
 
 def resolve_checkpoints(specs: list[str], cfg: DictConfig) -> list[Checkpoint]:
@@ -195,6 +196,7 @@ class Plan:
     split: str
     limit: int | None
     instruction: str
+    prompt: str
     save_path: Path
     checkpoints: list[Checkpoint]
     todo: list[Checkpoint]
@@ -213,9 +215,10 @@ def make_plan(args: argparse.Namespace, cfg: DictConfig, info: dist.DistInfo) ->
         log.info("--limit %d covers the whole %s split (%d images): evaluating the full split", limit, split, len(full))
         limit = None
     instruction = task.instruction(cfg)
-    train_config = args.train_config or (Path(args.run_dir) / CONFIG if args.run_dir else None)
-    if args.train_config is None and train_config is not None and not Path(train_config).is_file():
-        train_config = None
+    prompt = PromptTemplate(cfg.model.prompt_template).wrap(instruction)
+    train_config = args.train_config
+    if train_config is None and args.run_dir is not None and (Path(args.run_dir) / CONFIG).is_file():
+        train_config = Path(args.run_dir) / CONFIG
     mismatch = check_model_match(cfg, train_config, args.allow_model_mismatch)
     if args.run_dir is not None:
         save_path = eval_dir(args.run_dir, limit)
@@ -229,28 +232,20 @@ def make_plan(args: argparse.Namespace, cfg: DictConfig, info: dist.DistInfo) ->
         settings = eval_settings(
             OmegaConf.to_container(cfg.model, resolve=True), entry_name, entry, split, getattr(full, "source", None),
             limit, {k: cfg.run[k] for k in ("max_new_tokens", "num_beams", "batch_size_eval")}, instruction,
-            _prompt(cfg, instruction), info.device.type)
+            prompt, info.device.type)
         for c in ckpts:
             c.fingerprint = fingerprint(settings, checkpoint_identity(c.spec, c.file))
             old = read_metrics(save_path / c.name)
             if old is not None:
+                c.up_to_date = (old.get(FINGERPRINT) or {}).get("digest") == c.fingerprint["digest"]
                 c.why = ("settings changed: " if old.get(FINGERPRINT) else "fingerprint: ") + "; ".join(
                     changes(old.get(FINGERPRINT), c.fingerprint))
         return ckpts, digest(settings)
 
     ckpts, settings_digest = on_main(fingerprints)
-    todo = [c for c in ckpts if args.run_dir is None or not _reusable(save_path / c.name, c)]
-    return Plan(args, select(full, limit), len(full), entry_name, split, limit, instruction, save_path, ckpts, todo,
-                settings_digest, mismatch)
-
-
-def _prompt(cfg: DictConfig, instruction: str) -> str:
-    return PromptTemplate(cfg.model.prompt_template).wrap(instruction)
-
-
-def _reusable(out: Path, c: Checkpoint) -> bool:
-    old = read_metrics(out)
-    return bool(old) and (old.get(FINGERPRINT) or {}).get("digest") == c.fingerprint["digest"]
+    todo = [c for c in ckpts if args.run_dir is None or not c.up_to_date]  # --save-path: always evaluate
+    return Plan(args, select(full, limit), len(full), entry_name, split, limit, instruction, prompt, save_path, ckpts,
+                todo, settings_digest, mismatch)
 
 
 def _set_aside(out: Path, digest: str) -> Path | None:
@@ -277,9 +272,8 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
             if c.spec != PRETRAINED:
                 model.load_checkpoint(c.file, check_only=True)
         built = model.trainable_state_dict()  # "pretrained": model.ckpt, or the fresh projection
-        prompt = model.template.wrap(plan.instruction)
         log.info("evaluating %d checkpoint(s) on %d %s images, %d rank(s); prompt %r, stop at %r",
-                 len(plan.todo), len(plan.dataset), plan.split, info.world_size, prompt, model.end_sym)
+                 len(plan.todo), len(plan.dataset), plan.split, info.world_size, plan.prompt, model.end_sym)
         for c in plan.todo:
             if c.spec == PRETRAINED:
                 load_parameters(model, built, "the built model")
@@ -299,8 +293,8 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
                 log.info("%s: the earlier result (other settings) is kept in %s", c.name, aside)
             atomic_write_json(out / CAPTIONS_JSON, [{k: r[k] for k in ("image_id", "image", "caption", "references")}
                                                for r in results])
-            record = _metrics_record(cfg, plan, c, len(results), scores, scorer, model, prompt, info.world_size,
-                                     t_gen, t_score)
+            record = _metrics_record(cfg, plan, c, len(results), scores, scorer, model, info.world_size, t_gen,
+                                     t_score)
             atomic_write_json(out / METRICS_JSON, record)
             written.append(out / METRICS_JSON)
             log.info("%s: %s (generate %.1fs, score %.1fs) -> %s", c.name,
@@ -312,7 +306,7 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
 
 
 def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, scores: dict[str, float],
-                    scorer: CaptionScorer, model: Any, prompt: str, world_size: int, t_gen: float,
+                    scorer: CaptionScorer, model: Any, world_size: int, t_gen: float,
                     t_score: float) -> dict[str, Any]:
     return {
         "name": c.name, "checkpoint": c.spec, "checkpoint_file": c.file,
@@ -323,7 +317,7 @@ def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, sco
         "split": plan.split, "dataset": plan.entry_name, "num_images": scored, "split_size": plan.split_size,
         "limit": plan.limit, "limit_note": limit_note(plan.limit, scored, plan.split_size),
         "scores": scores, "spice": scorer.spice_note,
-        "prompt_template": model.prompt_template, "instruction": plan.instruction, "prompt": prompt,
+        "prompt_template": model.prompt_template, "instruction": plan.instruction, "prompt": plan.prompt,
         "stop_string": model.end_sym,
         "generation": {"max_new_tokens": cfg.run.max_new_tokens, "num_beams": cfg.run.num_beams,
                        "do_sample": False, "batch_size_eval": cfg.run.batch_size_eval},
