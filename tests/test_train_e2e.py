@@ -3,17 +3,14 @@ processes (gloo), exact resume (clean stop, SIGINT, SIGKILL), NaN stop, frozen w
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import interrupt_when
+from conftest import TINY_CFG, epoch_records, interrupt_when, options, run_dirs, run_train, train_cmd, train_env
 
 import minigpt4
 from minigpt4.registry import RUNNERS, TASKS
@@ -24,55 +21,12 @@ from minigpt4.utils import dist as du
 from minigpt4.utils.logging import setup_logger
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_CFG = REPO / "train_configs" / "minigpt4_flickr_tiny.yaml"
 TRAINABLE = {"llama_proj.weight", "llama_proj.bias"}
 # The resume runs: 150 steps of 4 samples per epoch over 32 images x 5 captions (40 batches per data
 # pass), so epochs end mid-pass and the resumed stream must start in the middle of a pass.
 RESUME_RUN = {"max_epoch": 2, "iters_per_epoch": 150, "batch_size_train": 4, "log_freq": 1, "warmup_steps": 20}
 
 pytestmark = pytest.mark.slow
-
-
-def options(stack: dict, data: Path, out: Path, **run) -> list[str]:
-    opts = [
-        f"model.llama_model={stack['llama_model']}",
-        f"model.vit_ckpt={stack['vit_ckpt']}",
-        f"model.q_former_model={stack['q_former_model']}",
-        f"datasets.flickr30k_caption.build_info.ann_path={data / 'flickr30k_train.json'}",
-        f"datasets.flickr30k_caption.build_info.image_path={data / 'flickr30k-images'}",
-        f"run.output_dir={out}",
-        "run.device=cpu",
-    ]
-    return opts + [f"run.{k}={v}" for k, v in run.items()]
-
-
-def _env(extra: dict | None = None) -> dict:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop(NAN_STEP_ENV, None)
-    return {**env, **(extra or {})}
-
-
-def train_cmd(opts: list[str], nproc: int = 0, resume: str | None = None) -> list[str]:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc else [sys.executable]
-    cmd = launcher + ["train.py", "--cfg-path", str(TINY_CFG), "--options", *opts]
-    return cmd + (["--resume", resume] if resume else [])
-
-
-def run_train(opts: list[str], nproc: int = 0, resume: str | None = None, env: dict | None = None,
-              check: bool = True, timeout: int = 240) -> subprocess.CompletedProcess:
-    proc = subprocess.run(train_cmd(opts, nproc, resume), cwd=REPO, env=_env(env), capture_output=True,
-                          text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        pytest.fail(f"train.py exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
-    return proc
-
-
-def run_dirs(out: Path, job: str = "minigpt4_flickr_tiny") -> list[Path]:
-    return sorted(p for p in (out / job).iterdir() if p.is_dir())
-
-
-def epoch_records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "log.txt").read_text().splitlines()]
 
 
 def final_weights(run_dir: Path, epoch: int) -> dict[str, torch.Tensor]:
@@ -156,7 +110,7 @@ def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, re
     130 and 143 with a message naming the checkpoint and the resume command."""
     opts = options(tiny_stack, synthetic_flickr, tmp_path, **RESUME_RUN)
     rc, text, _ = interrupt_when(train_cmd(opts), tmp_path / "stdout.txt", r"Train: epoch \[1\] \[\s*3/150\]", sig,
-                                 _env())
+                                 train_env())
     (run_dir,) = run_dirs(tmp_path)
     assert (run_dir / "checkpoint_0.pth").exists()
     assert not (run_dir / "checkpoint_1.pth").exists(), "the kill came too late: epoch 1 had finished"
@@ -175,30 +129,6 @@ def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, re
     assert run_dirs(tmp_path) == [run_dir]
     assert_same_weights(final_weights(run_dir, 1), final_weights(reference, 1))
     assert [r["loss"] for r in epoch_records(run_dir)] == [r["loss"] for r in epoch_records(reference)]
-
-
-@pytest.mark.parametrize("how", ["SIGTERM to the launcher", "SIGINT to the launcher", "SIGINT to the process group"])
-def test_torchrun_signal_stops_every_rank_cleanly(tiny_stack, synthetic_flickr, tmp_path, how):
-    """Under minigpt4-torchrun with 2 ranks: a scheduler's SIGTERM to the launcher (forwarded to the
-    ranks) or a Ctrl-C to the whole group stops both ranks at the same step, with no traceback, the
-    resume message, and exit status 143 / 130 of the launcher, within seconds (a rank once hung in
-    the gloo group's teardown until torchrun killed it after 30 s); checkpoint_0 is kept intact."""
-    sig = signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGINT
-    run = {"max_epoch": 2, "iters_per_epoch": 30, "batch_size_train": 2, "log_freq": 1, "job_name": "ddp_signal"}
-    cmd = [sys.executable, "-m", "minigpt4.cli", "torchrun", "--standalone", "--nproc-per-node=2", "train.py",
-           "--cfg-path", str(TINY_CFG), "--options", *options(tiny_stack, synthetic_flickr, tmp_path, **run)]
-    rc, text, stop_seconds = interrupt_when(cmd, tmp_path / "stdout.txt", r"Train: epoch \[1\] \[\s*2/30\]", sig,
-                                            _env(), to_group=how.endswith("group"))
-    assert rc == 128 + sig, text[-3000:]
-    assert "Traceback" not in text and "forcefully" not in text and stop_seconds < 20, (stop_seconds, text[-3000:])
-    assert text.count("Interrupted by") == 1  # rank 0 says it for both
-    (run_dir,) = run_dirs(tmp_path, "ddp_signal")
-    assert re.search(rf"Interrupted by {sig.name} at epoch 1 step \d+; .* Last complete checkpoint: "
-                     rf"{re.escape(str(run_dir))}/checkpoint_0\.pth\. Continue with: torchrun --nproc-per-node=2 "
-                     r"train\.py .* --resume auto", text), text[-3000:]
-    assert f"torchrun: stopped by {sig.name}" in text
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint_0.pth", LATEST, "config.yaml", "log.txt"]
-    assert load_checkpoint(run_dir / LATEST)["epoch"] == 0
 
 
 def test_resume_auto_without_checkpoint_starts_fresh(tiny_stack, synthetic_flickr, tmp_path):
@@ -362,26 +292,6 @@ def test_failing_rank_takes_the_job_down(tiny_stack, corrupt_flickr, tmp_path):
     assert proc.returncode != 0 and time.time() - start < 120
     assert "error: cannot load image" in proc.stderr and name in proc.stderr
     assert not list(run_dirs(tmp_path / "out")[0].glob("checkpoint_*"))
-
-
-def test_failed_start_leaves_no_run_folder(tiny_stack, synthetic_flickr, tmp_path, capsys):
-    """Bad data (found before the model is built) or a batch larger than the data (found by the
-    runner): exit 2 with the error, and no run folder is left behind."""
-    from minigpt4 import cli
-
-    bad = json.loads((synthetic_flickr / "flickr30k_train.json").read_text())
-    del bad[3]["captions"]
-    ann = tmp_path / "bad_train.json"
-    ann.write_text(json.dumps(bad))
-    opts = options(tiny_stack, synthetic_flickr, tmp_path / "out", max_epoch=1, iters_per_epoch=2)
-    assert cli.train(["--cfg-path", str(TINY_CFG), "--options", *opts,
-                      f"datasets.flickr30k_caption.build_info.ann_path={ann}"]) == 2
-    assert "item 3: key 'captions' (captions_key) is missing; the item has keys ['image', 'image_id']" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
-
-    assert cli.train(["--cfg-path", str(TINY_CFG), "--options", *opts, "run.batch_size_train=1000"]) == 2
-    assert "fewer than run.batch_size_train=1000" in capsys.readouterr().err
-    assert run_dirs(tmp_path / "out") == []
 
 
 def test_two_datasets_mixed_by_sample_ratio_are_counted(tiny_stack, synthetic_flickr, tmp_path):
