@@ -81,10 +81,9 @@ def main(argv: Sequence[str] | None = None) -> Any:
         log = setup_logger(info.rank)
         try:
             return _train(args, cfg, info, log)
-        except signals.Interrupted as e:
-            if info.is_main:  # every rank stops at the same step; one of them says so
-                log.error("%s", getattr(e, "stop_message", None)
-                          or f"Interrupted by {e.name} before training started; no run folder was created")
+        except signals.Interrupted as e:  # during start-up (model loading can take minutes)
+            if info.is_main:
+                log.error("Interrupted by %s before training started: no step was taken", e.name)
             du.exit_interrupted(e.exit_code)
 
 
@@ -102,25 +101,25 @@ def _train(args: argparse.Namespace, cfg: Any, info: du.DistInfo, log: Any) -> A
         log.info("Config: %s", write_config(run_dir, cfg))
     log.info("Run folder: %s", run_dir)
     du.seed_everything(cfg.run.seed + info.rank)
-    runner = None
     try:
         runner = RUNNERS.build(cfg.run.runner, cfg, task=task, model=model, datasets=datasets, run_dir=run_dir,
                                dist_info=info)
-        records = runner.train()
-    except BaseException as e:
-        if runner is None and resumed_dir is None and info.is_main:
+    except BaseException:
+        if resumed_dir is None and info.is_main:
             _remove_unused(run_dir)  # e.g. a batch size larger than the data: no run to keep
-        if isinstance(e, signals.Interrupted):
-            if runner is not None:
-                runner.loader.close()  # stop DataLoader workers before the process leaves
-            last = runner.last_checkpoint if runner is not None else None
-            e.stop_message = (
-                f"Interrupted by {e.name}{f' at {e.where}' if e.where else ''}; the unfinished step was abandoned "
-                f"and nothing is half-written. Last complete checkpoint: {last or 'none'}. Continue with: "
-                f"{resume_command(args, info.world_size, last, run_dir)}")
-        if isinstance(e, NonFiniteLossError):  # every rank stops at the same step
-            log.error("%s", e)
-            raise SystemExit(1) from None
         raise
+    try:
+        records = runner.train()
+    except signals.Interrupted as e:  # every rank stops at the same step; rank 0 says so
+        runner.loader.close()  # stop DataLoader workers before the process leaves
+        if info.is_main:
+            last = runner.last_checkpoint
+            log.error("Interrupted by %s%s; the unfinished step was abandoned and nothing is half-written. Last "
+                      "complete checkpoint: %s. Continue with: %s", e.name, f" at {e.where}" if e.where else "",
+                      last or "none", resume_command(args, info.world_size, last, run_dir))
+        du.exit_interrupted(e.exit_code)
+    except NonFiniteLossError as e:  # every rank stops at the same step
+        log.error("%s", e)
+        raise SystemExit(1) from None
     du.cleanup()
     return records
