@@ -46,7 +46,7 @@ python -m minigpt4.quickstart.standins --ann "$DATA/flickr30k_train.json" --imag
 
 echo "== 4. stage 2: fine-tune a fresh llama_proj with torchrun ($NPROC processes, $EPOCHS epochs)"
 paths=(model.llama_model="$STANDINS/llama" model.vit_ckpt="$STANDINS/eva_vit_g.pth"
-       model.q_former_model="$STANDINS/blip2_pretrained.pth")
+       model.q_former_model="$STANDINS/blip2_pretrained.pth" run.feature_cache="$CACHE/features")
 data=(datasets.flickr30k_caption.build_info.ann_path="$DATA/flickr30k_train.json"
       datasets.flickr30k_caption.build_info.image_path="$DATA/flickr30k-images")
 python -m minigpt4.cli torchrun --standalone --nproc-per-node "$NPROC" train.py --cfg-path train_configs/minigpt4_flickr_quickstart.yaml \

@@ -1,6 +1,6 @@
 """The console commands (``[project.scripts]`` in pyproject.toml; ``train.py``, ``prepare_flickr30k.py``
 and ``eval_scripts/eval_flickr30k.py`` are shims over the same functions). Without installing the
-scripts: ``python -m minigpt4.cli {train,eval,prepare,summary,torchrun} ARGS`` (also under ``torchrun -m``).
+scripts: ``python -m minigpt4.cli {train,eval,prepare,summary,cache,torchrun} ARGS`` (also under ``torchrun -m``).
 
 A ``UserError`` (bad config, data, weights, command line or environment) is printed as ``error: ...``
 on stderr with exit status 2, with no traceback; anything else is a bug and keeps its traceback.
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from minigpt4.datasets import flickr30k_prepare
 from minigpt4.errors import UserError
 from minigpt4.evaluation import job, summary
-from minigpt4.training import launch
+from minigpt4.training import fill_cache, launch
 
 EXIT_USER_ERROR = 2
 
@@ -49,6 +49,11 @@ def summarise(argv: Sequence[str] | None = None) -> int:
     return run_command(summary.main, argv)
 
 
+def cache(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-cache``: fill run.feature_cache for a config's images ahead of time (resumable)."""
+    return run_command(fill_cache.main, argv)
+
+
 def torchrun(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-torchrun``: torch's ``torchrun`` (same arguments), except that SIGINT or SIGTERM ends
     it with status 130 or 143 and one line instead of the launcher's traceback and status 1. The
@@ -65,7 +70,8 @@ def torchrun(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-COMMANDS = {"train": train, "eval": evaluate, "prepare": prepare, "summary": summarise, "torchrun": torchrun}
+COMMANDS = {"train": train, "eval": evaluate, "prepare": prepare, "summary": summarise, "cache": cache,
+            "torchrun": torchrun}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ import minigpt4.testing  # noqa: F401  (registers model_type tiny in this proces
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MINIGPT4_IGNORE_SLURM", "1")  # a suite run inside a SLURM allocation stays one process
 
 from minigpt4.cli import evaluate as eval_main  # noqa: E402
 from minigpt4.testing.stacks import build_tiny_stack  # noqa: E402
@@ -98,6 +99,7 @@ def options(stack: dict, data: Path, out: Path, **run) -> list[str]:
         f"datasets.flickr30k_caption.build_info.ann_path={data / 'flickr30k_train.json'}",
         f"datasets.flickr30k_caption.build_info.image_path={data / 'flickr30k-images'}",
         f"run.output_dir={out}",
+        f"run.feature_cache={out / 'feature_cache'}",
         "run.device=cpu",
     ]
     return opts + [f"run.{k}={v}" for k, v in run.items()]
@@ -181,7 +183,8 @@ def standin_eval(tmp_path_factory) -> dict:
         "evaluation_datasets": {"flickr30k_eval": {
             "build_info": {"ann_path": str(data), "image_path": str(data / "flickr30k-images")},
             "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": 112}}}},
-        "run": {"device": "cpu", "batch_size_eval": 4, "max_new_tokens": 16, "num_workers": 0},
+        "run": {"device": "cpu", "batch_size_eval": 4, "max_new_tokens": 16, "num_workers": 0,
+                "feature_cache": str(root / "feature_cache")},
     }
     cfg_path = root / "eval.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))

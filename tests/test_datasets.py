@@ -341,7 +341,7 @@ def test_yaml_only_caption_json_dataset_trains_tiny(root, tmp_path, tiny_stack):
         }},
         "run": {"max_epoch": 1, "iters_per_epoch": 3, "batch_size_train": 4, "num_workers": 0, "amp": False,
                 "device": "cpu", "warmup_steps": 1, "log_freq": 1, "output_dir": str(tmp_path / "out"),
-                "job_name": "caption_json_tiny"},
+                "job_name": "caption_json_tiny", "feature_cache": str(tmp_path / "feature_cache")},
     })
     records = train_main(["--cfg-path", str(cfg_path)])
     assert len(records) == 1

@@ -16,7 +16,7 @@ LAYERS = [
     ("minigpt4.utils",),
     ("minigpt4.config", "minigpt4.run_dir"),
     ("minigpt4.processors",),
-    ("minigpt4.datasets", "minigpt4.models"),
+    ("minigpt4.datasets", "minigpt4.models", "minigpt4.features"),
     ("minigpt4.evaluation.scoring", "minigpt4.evaluation.generation", "minigpt4.evaluation.plot",
      "minigpt4.evaluation.fingerprint",
      "minigpt4.evaluation.summary"),

@@ -99,14 +99,16 @@ def test_stop_and_resume_equals_uninterrupted(tiny_stack, synthetic_flickr, refe
     assert "--resume auto: continuing from" in proc.stdout
     assert run_dirs(tmp_path) == [run_dir]  # continued in the same run folder
     assert_same_weights(final_weights(run_dir, 1), final_weights(reference, 1))
-    assert epoch_records(run_dir) == [{**r, "seconds": r2["seconds"], "samples_per_s": r2["samples_per_s"]}
+    timing = ("seconds", "samples_per_s", "tokens_per_s", "mfu")
+    assert epoch_records(run_dir) == [{**r, **{k: r2[k] for k in timing}}
                                       for r, r2 in zip(epoch_records(reference), epoch_records(run_dir))]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
 def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, reference, tmp_path, sig):
     """Kill during epoch 1 (after checkpoint_0), resume with --resume auto: epoch 1 is redone and
-    the final weights and per-epoch losses equal the uninterrupted run's. SIGINT and SIGTERM exit
+    the final weights and per-epoch losses equal the uninterrupted run's (feature cache on, cold in
+    the reference, partly filled by the killed run). SIGINT and SIGTERM exit
     130 and 143 with a message naming the checkpoint and the resume command."""
     opts = options(tiny_stack, synthetic_flickr, tmp_path, **RESUME_RUN)
     rc, text, _ = interrupt_when(train_cmd(opts), tmp_path / "stdout.txt", r"Train: epoch \[1\] \[\s*3/150\]", sig,
@@ -129,6 +131,8 @@ def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, re
     assert run_dirs(tmp_path) == [run_dir]
     assert_same_weights(final_weights(run_dir, 1), final_weights(reference, 1))
     assert [r["loss"] for r in epoch_records(run_dir)] == [r["loss"] for r in epoch_records(reference)]
+    # with the feature cache on (options() gives each run its own): the resumed epoch read it
+    assert epoch_records(run_dir)[1]["feature_cache"] == {"hits": 600, "encoded": 0}
 
 
 def test_resume_auto_without_checkpoint_starts_fresh(tiny_stack, synthetic_flickr, tmp_path):
@@ -303,9 +307,29 @@ def test_two_datasets_mixed_by_sample_ratio_are_counted(tiny_stack, synthetic_fl
              "datasets.mine.vis_processor.train.image_size=56", "datasets.mine.sample_ratio=3"]
     proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path, max_epoch=1, iters_per_epoch=20,
                              batch_size_train=4) + extra)
-    assert ("Training data (mixed by sample_ratio; 320 samples per pass): flickr30k_caption: 160 samples (25.0% of "
-            "each pass); mine: 160 samples (75.0% of each pass)") in proc.stdout
+    assert ("Training data (mixed by sample_ratio; batches grouped by length; 320 samples per pass): flickr30k_caption: "
+            "160 samples (25.0% of each pass); mine: 160 samples (75.0% of each pass)") in proc.stdout
     (record,) = epoch_records(run_dirs(tmp_path)[0])
     counts = record["samples_per_dataset"]
     assert set(counts) == {"flickr30k_caption", "mine"} and sum(counts.values()) == record["samples"] == 80
     assert counts["mine"] > 2 * counts["flickr30k_caption"]
+
+
+def test_two_ranks_with_the_cache_equal_one_rank_at_the_same_global_batch(tiny_stack, synthetic_flickr, tmp_path):
+    """2 gloo ranks x batch 4 and 1 process x batch 8 see the same samples per step (the feature cache on,
+    length-grouped batches): the same training up to the loss's token weighting (a token mean per rank,
+    averaged over ranks, vs one token mean over the 8 samples), which Adam's steps carry on. The log
+    lines report samples/s, tokens/s, padding, MFU (given a peak) and cache hits."""
+    run = {"max_epoch": 2, "iters_per_epoch": 10, "log_freq": 5, "warmup_steps": 2, "peak_tflops": 0.01}
+    one = run_train(options(tiny_stack, synthetic_flickr, tmp_path / "one", batch_size_train=8, **run))
+    run_train(options(tiny_stack, synthetic_flickr, tmp_path / "two", batch_size_train=4, **run), nproc=2)
+    (a,), (b,) = run_dirs(tmp_path / "one"), run_dirs(tmp_path / "two")
+    wa, wb = final_weights(a, 1), final_weights(b, 1)
+    for k in TRAINABLE:
+        assert torch.allclose(wa[k], wb[k], rtol=0, atol=5e-3), f"{k}: {(wa[k] - wb[k]).abs().max().item():.3g}"
+    ra, rb = epoch_records(a), epoch_records(b)
+    assert [r["loss"] for r in ra] == pytest.approx([r["loss"] for r in rb], rel=1e-3)
+    assert ra[0]["feature_cache"]["encoded"] > 0 and ra[1]["feature_cache"]["encoded"] == 0  # warm in epoch 1
+    assert ra[1]["feature_cache"]["hits"] == 80 and 0 <= ra[1]["padding"] < 0.2 and ra[1]["mfu"] > 0
+    assert re.search(r"samples/s [\d.]+ tokens/s [\d,]+ pad [\d.]+% mfu [\d.]+% cache hits \d+%", one.stdout)
+    assert "feature cache: " in one.stdout and "KiB per image" in one.stdout

@@ -48,8 +48,32 @@ def torch_generator(rng: random.Random) -> torch.Generator:
     return torch.Generator().manual_seed(rng.getrandbits(63))
 
 
+def image_fields(path: Path, process: Callable[[Image.Image], torch.Tensor], strict: bool, where: str,
+                 features: Any = None) -> dict[str, Any] | None:
+    """``{"image": tensor}`` of one image; with a feature cache (``features``) ``{"image": tensor or
+    None, "features": tensor or None, "image_sha256", "feature_status", "feature_cache" (its folder)}``: a cached image is not even
+    decoded. None when the image is missing or corrupt (``strict`` raises)."""
+    found = None
+    if features is not None:
+        try:
+            found = features.lookup(path)
+        except FileNotFoundError:  # a missing image: reported (or raised) by the load below
+            found = None
+        if found is not None and found.features is not None:
+            return {"image": None, "features": found.features, "image_sha256": found.sha256, "feature_status": "hit",
+                    "feature_cache": str(features.folder)}
+    image = load_image_or_none(path, strict, where)
+    if image is None:
+        return None
+    if features is None:
+        return {"image": process(image)}
+    return {"image": process(image), "features": None, "image_sha256": found.sha256 if found else None,
+            "feature_status": found.status if found else "miss", "feature_cache": str(features.folder)}
+
+
 def collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
-    """Drop ``None`` items; stack tensors, keep other values as lists; add ``skipped`` (dropped count).
+    """Drop ``None`` items; stack a key's values when all are tensors, else keep a list; add
+    ``skipped`` (dropped count).
 
     When every item was dropped the batch is ``{"skipped": n}`` only.
     """
@@ -58,7 +82,7 @@ def collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
     if kept:
         for key in kept[0]:
             values = [s[key] for s in kept]
-            batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+            batch[key] = torch.stack(values) if all(isinstance(v, torch.Tensor) for v in values) else values
     batch["skipped"] = len(samples) - len(kept)
     return batch
 
@@ -105,6 +129,7 @@ class CaptionTrainDataset(Dataset):
         self.seed = seed
         self.strict = strict
         self.source = source
+        self.features: Any = None  # a FeatureCache (set by the task when run.feature_cache is on)
         self.epoch = 0
         if caption_sampling == "all":
             self.index = [(r, c) for r, rec in enumerate(self.records) for c in range(len(rec.captions))]
@@ -117,6 +142,24 @@ class CaptionTrainDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def lengths(self, epoch: int) -> list[int]:
+        """Words of each item's instruction and answer in ``epoch`` (the same draws as ``__getitem__``):
+        a cheap proxy of its token count, for length-grouped batches."""
+        out = []
+        for index, (r, c) in enumerate(self.index):
+            captions = self.records[r].captions
+            if self.caption_sampling == "all" and len(self.instructions) == 1:
+                out.append(len(self.instructions[0].split()) + len(captions[c].split()))
+                continue
+            rng = sample_rng(self.seed, epoch, index)
+            n = len(rng.choice(self.instructions).split())
+            if self.caption_sampling == "random":
+                answer = rng.choice(captions)
+            else:
+                answer = join_captions(captions) if self.caption_sampling == "concat" else captions[c]
+            out.append(n + len(answer.split()))
+        return out
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any] | None:
         epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
@@ -132,11 +175,12 @@ class CaptionTrainDataset(Dataset):
             caption = rec.captions[c]
         crop_generator = torch_generator(rng)
         where = f"{self.source} item {r}" if self.source else f"item {r}"
-        image = load_image_or_none(self.image_root / rec.image, self.strict, where)
-        if image is None:
+        fields = image_fields(self.image_root / rec.image, lambda im: self.vis_processor(im, crop_generator),
+                              self.strict, where, self.features)
+        if fields is None:
             return None
         return {
-            "image": self.vis_processor(image, crop_generator),
+            **fields,
             "instruction_input": instruction,
             "answer": self.text_processor(caption),
             "image_id": rec.image_id,
@@ -165,6 +209,7 @@ class CaptionEvalDataset(Dataset):
         self.vis_processor = vis_processor
         self.strict = strict
         self.source = source
+        self.features: Any = None  # a FeatureCache (set by the task when run.feature_cache is on)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -172,11 +217,11 @@ class CaptionEvalDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         rec = self.records[index]
         where = f"{self.source} item {index}" if self.source else f"item {index}"
-        image = load_image_or_none(self.image_root / rec.image, self.strict, where)
-        if image is None:
+        fields = image_fields(self.image_root / rec.image, self.vis_processor, self.strict, where, self.features)
+        if fields is None:
             return None
         return {
-            "image": self.vis_processor(image),
+            **fields,
             "image_id": rec.image_id,
             "captions": list(rec.captions),
             "image_path": rec.image,

@@ -8,23 +8,15 @@ summary. ``changes`` says in words what differs between two fingerprints.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from minigpt4.utils.hashing import digest, sha256_file
+
 FORMAT = 1
 STAMPED_FILE_KEYS = ("vit_ckpt", "q_former_model", "prompt_path")  # too large to hash (but prompt_path)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_stamp(path: str | os.PathLike) -> dict[str, Any]:
@@ -36,10 +28,6 @@ def file_stamp(path: str | os.PathLike) -> dict[str, Any]:
 def folder_stamp(path: str | os.PathLike) -> dict[str, Any]:
     """Stamps of the files directly in a Hugging Face model folder (config, tokenizer, weights)."""
     return {p.name: file_stamp(p) for p in sorted(Path(path).iterdir()) if p.is_file()}
-
-
-def digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _version(package: str) -> str | None:

@@ -1,4 +1,6 @@
-"""Caption generation over an evaluation split, sharded over ranks by whole batches.
+"""Caption generation over an evaluation split, sharded over ranks by whole batches: the split is
+encoded once (``encode_split``: the frozen vision stack's output, or the feature cache's), then
+captioned from those features by each checkpoint (``generate_captions``).
 
 The split is cut into fixed batches of ``batch_size`` consecutive images; rank r generates batches
 r, r + world, r + 2*world, ... Every image is therefore generated in the same batch, with the same
@@ -7,6 +9,9 @@ instruction, whatever the number of ranks, and the gathered captions do not depe
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,38 +36,58 @@ def _image_error(e: Exception) -> str:
     return m.group(0).strip() if m else str(e)
 
 
+@dataclass
+class EncodedBatch:
+    """One batch of the split as the frozen vision stack's output, with what scoring needs."""
+
+    indices: list[int]
+    features: torch.Tensor  # on the CPU
+    image_id: list[str]
+    image: list[str]
+    references: list[list[str]]
+
+
+@dataclass
+class EncodedSplit:
+    """This rank's batches of a split, encoded once for any number of checkpoints; ``encoded``/``hits``:
+    images run through the frozen stack / read from the feature cache (this rank)."""
+
+    batches: list[EncodedBatch]
+    size: int
+    encoded: int = 0
+    hits: int = 0
+    seconds: float = 0.0
+
+
 @torch.no_grad()
-def generate_captions(
+def encode_split(
     model: Any,
     dataset: Dataset,
-    instruction: str,
     batch_size: int,
-    max_new_tokens: int,
-    num_beams: int = 1,
-    num_workers: int = 0,
-    desc: str = "captioning",
-) -> list[dict[str, Any]]:
-    """Generate this rank's share of ``dataset`` and gather it: on rank 0 the list of
-    ``{"index", "image_id", "image", "caption", "references"}`` in dataset order; ``[]`` elsewhere.
-
-    ``dataset`` items are ``{"image", "image_id", "captions", "image_path"}`` (``collater`` batches
-    them); unreadable images are an error, since scoring a silently smaller split misleads.
-    """
+    num_workers: int,
+    features: Callable[[dict[str, Any]], tuple[torch.Tensor, int, int]],
+    desc: str = "encoding",
+) -> EncodedSplit:
+    """This rank's batches (``shard_batches``) of ``dataset`` as ``features(batch)`` = (frozen-stack
+    output, hits, encoded). ``dataset`` items are ``{"image", "image_id", "captions", "image_path"}``
+    (or cached ``features``); unreadable images are an error, since scoring a silently smaller split
+    misleads."""
+    t0 = time.perf_counter()
     rank, world = dist.get_rank(), dist.get_world_size()
     batches = shard_batches(len(dataset), batch_size, rank, world)
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collater, num_workers=num_workers)
-    local: list[dict[str, Any]] = []
+    out = EncodedSplit([], len(dataset))
     bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=rank != 0, dynamic_ncols=True)
     try:
         for indices, batch in zip(batches, loader):
             if batch.get("skipped"):
                 raise EvalError(f"{batch['skipped']} image(s) of batch {indices[0]}..{indices[-1]} could not "
-                                    "be read (see the warnings above); evaluation scores every image")
-            captions = model.generate(batch["image"], [instruction] * len(indices),
-                                      max_new_tokens=max_new_tokens, num_beams=num_beams)
-            for i, idx in enumerate(indices):
-                local.append({"index": idx, "image_id": batch["image_id"][i], "image": batch["image_path"][i],
-                              "caption": captions[i], "references": list(batch["captions"][i])})
+                                "be read (see the warnings above); evaluation scores every image")
+            feats, hits, encoded = features(batch)
+            out.hits += hits
+            out.encoded += encoded
+            out.batches.append(EncodedBatch(indices, feats.cpu(), list(batch["image_id"]), list(batch["image_path"]),
+                                            [list(c) for c in batch["captions"]]))
             bar.update(1)
     except EvalError:
         raise
@@ -74,12 +99,40 @@ def generate_captions(
         raise
     finally:
         bar.close()
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+@torch.no_grad()
+def generate_captions(
+    model: Any,
+    encoded: EncodedSplit,
+    instruction: str,
+    max_new_tokens: int,
+    num_beams: int = 1,
+    desc: str = "captioning",
+) -> list[dict[str, Any]]:
+    """Caption this rank's encoded batches and gather them: on rank 0 the list of
+    ``{"index", "image_id", "image", "caption", "references"}`` in dataset order; ``[]`` elsewhere."""
+    rank = dist.get_rank()
+    local: list[dict[str, Any]] = []
+    bar = tqdm(total=len(encoded.batches), desc=desc, unit="batch", disable=rank != 0, dynamic_ncols=True)
+    try:
+        for b in encoded.batches:
+            captions = model.generate(None, [instruction] * len(b.indices), max_new_tokens=max_new_tokens,
+                                      num_beams=num_beams, features=b.features.to(model.device))
+            for i, idx in enumerate(b.indices):
+                local.append({"index": idx, "image_id": b.image_id[i], "image": b.image[i], "caption": captions[i],
+                              "references": b.references[i]})
+            bar.update(1)
+    finally:
+        bar.close()
     gathered = dist.all_gather_object(local)
     if rank != 0:
         return []
     results = sorted((r for part in gathered for r in part), key=lambda r: r["index"])
-    if [r["index"] for r in results] != list(range(len(dataset))):
-        raise RuntimeError(f"gathered {len(results)} captions for {len(dataset)} images: sharding lost or duplicated items")
+    if [r["index"] for r in results] != list(range(encoded.size)):
+        raise RuntimeError(f"gathered {len(results)} captions for {encoded.size} images: sharding lost or duplicated items")
     return results
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from minigpt4.config import load_config, read_yaml
@@ -53,6 +53,7 @@ from minigpt4.run_dir import (
     result_name,
     run_checkpoints,
 )
+from minigpt4.tasks.captioning import batch_size_eval
 from minigpt4.utils import dist, signals
 from minigpt4.utils.io import atomic_write_json
 from minigpt4.utils.logging import setup_logger
@@ -113,6 +114,7 @@ class Checkpoint:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     why: str = "not evaluated yet"
     up_to_date: bool = False  # its results folder holds a result with the same fingerprint
+    vision: bool = False  # it holds vision-stack weights: its images cannot share one encoding pass
 
 
 def resolve_checkpoints(specs: list[str], cfg: DictConfig) -> list[Checkpoint]:
@@ -127,20 +129,19 @@ def resolve_checkpoints(specs: list[str], cfg: DictConfig) -> list[Checkpoint]:
             file = str(Path(spec).expanduser().resolve())
             if not Path(file).is_file():
                 raise EvalError(f"--ckpt {spec}: checkpoint file not found")
-        if file is not None:
-            read(file)  # a text file, a truncated download, no llama_proj: an error now, not after hours
-        name = result_name(spec)
+        keys = read(file) if file is not None else {}  # a text file, a truncated download, no llama_proj:
+        name = result_name(spec)  # an error now, not after hours
         if name in seen:
             raise EvalError(f"--ckpt {spec} and --ckpt {seen[name]} would both write to <save-path>/{name}/")
         seen[name] = spec
-        out.append(Checkpoint(name, spec if spec == PRETRAINED else file, file))
+        out.append(Checkpoint(name, spec if spec == PRETRAINED else file, file,
+                              vision=any(k.startswith(VISION_PREFIXES) for k in keys)))
     return out
 
 
-# Model keys that decide what a checkpoint's projection means (or what the baseline is) and must
-# match between training and evaluation; the rest (dtypes, max_txt_len, freezing) do not.
-COMPARED_MODEL_KEYS = ("arch", "model_type", "llama_model", "vit_ckpt", "q_former_model", "ckpt", "image_size",
-                       "num_query_token", "end_sym", "prompt_template", "vit_config", "qformer_config")
+
+
+VISION_PREFIXES = ("visual_encoder.", "qformer.", "query_tokens")
 
 
 def training_mismatches(cfg: DictConfig, train_config: str | Path) -> list[str]:
@@ -231,8 +232,10 @@ def make_plan(args: argparse.Namespace, cfg: DictConfig, info: dist.DistInfo) ->
         entry = OmegaConf.to_container(cfg.evaluation_datasets[entry_name], resolve=True)
         settings = eval_settings(
             OmegaConf.to_container(cfg.model, resolve=True), entry_name, entry, split, getattr(full, "source", None),
-            limit, {k: cfg.run[k] for k in ("max_new_tokens", "num_beams", "batch_size_eval")}, instruction,
-            prompt, info.device.type)
+            limit, {"max_new_tokens": cfg.run.max_new_tokens, "num_beams": cfg.run.num_beams,
+                    "batch_size_eval": batch_size_eval(cfg.run, info.device),
+                    "features": cfg.run.feature_cache_dtype if cfg.run.feature_cache else "fp32"},
+            instruction, prompt, info.device.type)
         for c in ckpts:
             c.fingerprint = fingerprint(settings, checkpoint_identity(c.spec, c.file))
             old = read_metrics(save_path / c.name)
@@ -274,13 +277,26 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
         built = model.trainable_state_dict()  # "pretrained": model.ckpt, or the fresh projection
         log.info("evaluating %d checkpoint(s) on %d %s images, %d rank(s); prompt %r, stop at %r",
                  len(plan.todo), len(plan.dataset), plan.split, info.world_size, plan.prompt, model.end_sym)
+        shared = not any(c.vision for c in plan.todo)  # one encoding pass serves every checkpoint
+        encoded = None
         for c in plan.todo:
             if c.spec == PRETRAINED:
                 load_parameters(model, built, "the built model")
             else:
                 model.load_checkpoint(c.file)
+            if encoded is None or not shared:
+                encoded = task.encode(model, plan.dataset, cfg.run, use_cache=shared, desc=f"encoding [{plan.split}]")
+                counts = dist.all_reduce_sum(torch.tensor([encoded.encoded, encoded.hits], dtype=torch.float64,
+                                                          device=info.device)).tolist()
+                cache = {"encoded": int(counts[0]), "hits": int(counts[1]), "shared_by": len(plan.todo) if shared else 1,
+                         "folder": str(cfg.run.feature_cache) if cfg.run.feature_cache and shared else None,
+                         "seconds": round(encoded.seconds, 2)}
+                if info.is_main:
+                    log.info("encoded %d images through the frozen vision stack, %d read from the feature cache "
+                             "(%.1fs)%s", cache["encoded"], cache["hits"], encoded.seconds,
+                             f"; shared by {len(plan.todo)} checkpoint(s)" if shared else "")
             t0 = time.time()
-            results = task.generate(model, plan.dataset, plan.instruction, cfg.run, desc=f"{c.name} [{plan.split}]")
+            results = task.generate(model, encoded, plan.instruction, cfg.run, desc=f"{c.name} [{plan.split}]")
             t_gen = time.time() - t0
             if not info.is_main:
                 continue
@@ -293,8 +309,9 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
                 log.info("%s: the earlier result (other settings) is kept in %s", c.name, aside)
             atomic_write_json(out / CAPTIONS_JSON, [{k: r[k] for k in ("image_id", "image", "caption", "references")}
                                                for r in results])
-            record = _metrics_record(cfg, plan, c, len(results), scores, scorer, model, info.world_size, t_gen,
-                                     t_score)
+            record = _metrics_record(cfg, plan, c, len(results), scores, scorer, model, info.world_size,
+                                     {"encode": cache["seconds"], "generate": round(t_gen, 2),
+                                      "score": round(t_score, 2)}, cache)
             atomic_write_json(out / METRICS_JSON, record)
             written.append(out / METRICS_JSON)
             log.info("%s: %s (generate %.1fs, score %.1fs) -> %s", c.name,
@@ -306,8 +323,8 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
 
 
 def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, scores: dict[str, float],
-                    scorer: CaptionScorer, model: Any, world_size: int, t_gen: float,
-                    t_score: float) -> dict[str, Any]:
+                    scorer: CaptionScorer, model: Any, world_size: int, seconds: dict[str, float],
+                    feature_cache: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": c.name, "checkpoint": c.spec, "checkpoint_file": c.file,
         "checkpoint_note": None if c.file else (
@@ -320,9 +337,10 @@ def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, sco
         "prompt_template": model.prompt_template, "instruction": plan.instruction, "prompt": plan.prompt,
         "stop_string": model.end_sym,
         "generation": {"max_new_tokens": cfg.run.max_new_tokens, "num_beams": cfg.run.num_beams,
-                       "do_sample": False, "batch_size_eval": cfg.run.batch_size_eval},
+                       "do_sample": False, "batch_size_eval": batch_size_eval(cfg.run, model.device)},
         "model_mismatch": plan.model_mismatch,
-        "world_size": world_size, "seconds": {"generate": round(t_gen, 2), "score": round(t_score, 2)},
+        "world_size": world_size, "seconds": seconds,
+        "feature_cache": feature_cache,
         FINGERPRINT: c.fingerprint,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
@@ -341,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     """The job; returns the metrics.json paths written (rank 0). Errors are ``UserError``s;
     SIGINT/SIGTERM exit 130/143 keeping every finished result."""
     args = parse_args(argv)
-    setup_logger(int(os.environ.get("RANK", 0)))
+    setup_logger(dist.read_launch_env().rank)  # torchrun's or SLURM's rank, before the group exists
     check_java()  # before anything is built or generated
     check_writable()
     cfg = load_config(args.cfg_path, args.options)

@@ -206,23 +206,56 @@ class MiniGPT4(nn.Module):
             return torch.autocast("cuda", dtype=_DTYPES[self.vit_precision])
         return contextlib.nullcontext()
 
-    def encode_img(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images [B,3,S,S] -> (LLM input embeddings [B,Q,H], attention mask [B,Q])."""
+    @property
+    def feature_cut(self) -> str | None:
+        """Where the frozen part of the vision stack ends, so its output can be cached: ``qformer``
+        (ViT and Q-Former frozen: the Q-Former's [B,Q,768]), ``vit`` (only the ViT frozen: its
+        [B,257,1408]) or None (the ViT trains: nothing to cache)."""
+        if not self.frozen["visual_encoder"]:
+            return None
+        return "qformer" if self.frozen["qformer"] else "vit"
+
+    def _vit(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen["visual_encoder"]):
             with self._vit_autocast():
-                feats = self.visual_encoder(pixel_values=images).last_hidden_state
-        feats = feats.float()
+                return self.visual_encoder(pixel_values=images).last_hidden_state.float()
+
+    def _qformer(self, feats: torch.Tensor) -> torch.Tensor:
+        feats = feats.to(device=self.device, dtype=torch.float32)
         atts = torch.ones(feats.shape[:-1], dtype=torch.long, device=feats.device)
         # the Q-Former needs a graph when it trains or when the ViT before it does
         qformer_grad = not (self.frozen["qformer"] and self.frozen["visual_encoder"])
         with torch.set_grad_enabled(torch.is_grad_enabled() and qformer_grad):
-            queries = self.qformer(query_embeds=self.query_tokens.expand(feats.shape[0], -1, -1),
-                                   encoder_hidden_states=feats, encoder_attention_mask=atts).last_hidden_state
-        embeds = self.llama_proj(queries.to(self.llama_proj.weight.dtype))
+            return self.qformer(query_embeds=self.query_tokens.expand(feats.shape[0], -1, -1),
+                                encoder_hidden_states=feats, encoder_attention_mask=atts).last_hidden_state
+
+    def _project(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embeds = self.llama_proj(queries.to(device=self.device, dtype=self.llama_proj.weight.dtype))
         llm_input = self.llama_model.get_input_embeddings().weight
         embeds = embeds.to(device=llm_input.device, dtype=llm_input.dtype)
         return embeds, torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
+
+    def encode_img(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images [B,3,S,S] -> (LLM input embeddings [B,Q,H], attention mask [B,Q])."""
+        return self._project(self._qformer(self._vit(images)))
+
+    @torch.no_grad()
+    def frozen_features(self, images: torch.Tensor, cut: str) -> torch.Tensor:
+        """The frozen vision stack's output at ``cut`` (see ``feature_cut``), fp32, no graph."""
+        if cut not in ("qformer", "vit"):
+            raise ValueError(f"cut must be 'qformer' or 'vit', got {cut!r}")
+        feats = self._vit(images)
+        return feats if cut == "vit" else self._qformer(feats)
+
+    def embed_features(self, features: torch.Tensor, cut: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``encode_img``'s result from ``frozen_features(images, cut)`` (e.g. read from the cache)."""
+        return self._project(self._qformer(features) if cut == "vit" else features)
+
+    def _image_embeds(self, samples: dict[str, Any]) -> torch.Tensor:
+        if samples.get("features") is not None:
+            return self.embed_features(samples["features"], samples.get("feature_cut") or self.feature_cut)[0]
+        return self.encode_img(samples["image"])[0]
 
     # ---- text -----------------------------------------------------------------------------
     def _ids(self, text: str) -> list[int]:
@@ -273,17 +306,20 @@ class MiniGPT4(nn.Module):
 
     # ---- training and generation --------------------------------------------------------
     def forward(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Token-mean cross-entropy over the answer (+ end_sym) tokens of the batch."""
-        img_embeds, _ = self.encode_img(samples["image"])
-        embeds, mask, labels = self.assemble(img_embeds, list(samples["instruction_input"]), list(samples["answer"]))
+        """Token-mean cross-entropy over the answer (+ end_sym) tokens of the batch (``loss``), the
+        unpadded length of each sequence (``seq_lens``) and the padded batch's ``positions``. Images
+        come as ``image`` or as cached ``features`` (at ``feature_cut``)."""
+        embeds, mask, labels = self.assemble(self._image_embeds(samples), list(samples["instruction_input"]),
+                                             list(samples["answer"]))
         out = self.llama_model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False)
-        return {"loss": out.loss}
+        return {"loss": out.loss, "seq_lens": mask.sum(1), "positions": mask.numel()}
 
     @torch.no_grad()
-    def generate(self, images: torch.Tensor, instructions: list[str], max_new_tokens: int = 30,
-                 num_beams: int = 1, **kwargs: Any) -> list[str]:
-        """One caption per image: greedy (or beam) decoding that stops at ``end_sym``, template stripped."""
-        img_embeds, _ = self.encode_img(images)
+    def generate(self, images: torch.Tensor | None, instructions: list[str], max_new_tokens: int = 30,
+                 num_beams: int = 1, features: torch.Tensor | None = None, **kwargs: Any) -> list[str]:
+        """One caption per image: greedy (or beam) decoding that stops at ``end_sym``, template stripped.
+        ``features``: the images' ``frozen_features`` at ``feature_cut`` instead of ``images``."""
+        img_embeds = self._image_embeds({"image": images, "features": features})
         embeds, mask, _ = self.assemble(img_embeds, list(instructions), pad_left=True)
         tok = self.llama_tokenizer
         gen = GenerationConfig(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,

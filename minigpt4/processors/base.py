@@ -77,6 +77,12 @@ class BaseProcessor:
 
     SCHEMA: dict[str, Key] = {}
 
+    def cache_identity(self) -> dict[str, Any] | None:
+        """What decides this processor's output, when it is a pure function of the input (two
+        processors with equal identities give equal outputs, so cached image features can be shared);
+        None when the output is random or unknown (no feature caching behind it)."""
+        return None
+
     @classmethod
     def from_config(cls, cfg: Any = None) -> BaseProcessor:
         """Build from a mapping of ``SCHEMA`` keys (``name`` allowed), validated here (``ConfigError``)."""

@@ -3,6 +3,7 @@ normalisation. Input: a PIL image (any mode, converted to RGB); output: FloatTen
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,6 +66,11 @@ def random_resized_crop_box(
     return (width - w) // 2, (height - h) // 2, w, h
 
 
+def resize_identity(size: int) -> dict[str, Any]:
+    """The cache identity of the deterministic resize both BLIP-2 processors do."""
+    return {"op": "resize", "size": size, "resample": "bicubic", "mean": CLIP_MEAN, "std": CLIP_STD}
+
+
 _SIZE = Key("Output side length S in pixels (square S x S); match the model's image_size.", int, 224)
 
 
@@ -78,6 +84,9 @@ class Blip2ImageEvalProcessor(BaseProcessor):
         if image_size <= 0:
             raise ValueError(f"image_size must be positive, got {image_size}")
         self.image_size = image_size
+
+    def cache_identity(self) -> dict[str, Any]:
+        return resize_identity(self.image_size)
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         """``generator`` is accepted for a uniform signature and ignored (deterministic)."""
@@ -105,6 +114,9 @@ class Blip2ImageTrainProcessor(BaseProcessor):
         self.image_size = image_size
         self.min_scale = min_scale
         self.max_scale = max_scale
+
+    def cache_identity(self) -> dict[str, Any] | None:
+        return resize_identity(self.image_size) if self.min_scale >= 1.0 else None  # random crops: None
 
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         """Process one image; the crop (if any) is drawn from ``generator`` (torch's global RNG if None)."""

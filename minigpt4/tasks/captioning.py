@@ -6,9 +6,13 @@ split of every ``datasets`` entry; the loss is the model's token-mean cross-entr
 Evaluation samples are ``{"image", "image_id", "captions", "image_path"}`` of the one
 ``evaluation_datasets`` entry; each image gets one caption from the same instruction and is scored
 against its reference captions with the COCO caption metrics.
+
+The frozen vision stack's output goes through ``ImageFeatures`` (the ``run.feature_cache``): training
+reads it for every image seen before, evaluation encodes the split once for all its checkpoints.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +22,15 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from minigpt4.errors import ConfigError, EvalError
-from minigpt4.evaluation.generation import generate_captions
+from minigpt4.evaluation.generation import EncodedSplit, encode_split, generate_captions
 from minigpt4.evaluation.scoring import CaptionScorer
+from minigpt4.models.flops import qformer_flops, train_flops_per_sample, vit_flops
 from minigpt4.registry import DATASETS, TASKS
 from minigpt4.utils.prompt import PromptTemplate, load_instructions
+
+from .image_features import ImageFeatures
+
+log = logging.getLogger(__name__)
 
 
 def check_unique_ids(items: list[tuple[str, str]], source: str) -> None:
@@ -41,12 +50,15 @@ def check_unique_ids(items: list[tuple[str, str]], source: str) -> None:
 class ImageTextPretrainTask:
     """Image-caption training and evaluation over the config's dataset entries."""
 
-    def __init__(self, strict_data: bool = False) -> None:
+    def __init__(self, strict_data: bool = False, feature_cache: str | None = None,
+                 feature_cache_dtype: str = "fp16") -> None:
         self.strict_data = strict_data
+        self.features = ImageFeatures(feature_cache, feature_cache_dtype)
 
     @classmethod
     def from_config(cls, run_cfg: Any) -> ImageTextPretrainTask:
-        return cls(strict_data=bool(run_cfg.get("strict_data", False)))
+        return cls(strict_data=bool(run_cfg.get("strict_data", False)), feature_cache=run_cfg.get("feature_cache"),
+                   feature_cache_dtype=run_cfg.get("feature_cache_dtype", "fp16"))
 
     # ---- training -----------------------------------------------------------------------
     def build_datasets(self, datasets_cfg: Any) -> dict[str, Dataset]:
@@ -65,11 +77,36 @@ class ImageTextPretrainTask:
                 raise ConfigError(f"datasets.{name}: builder '{entry.builder}' built splits {sorted(splits)}, "
                                   "but training needs a 'train' split (set split: train)")
             out[name] = splits["train"]
+        self.features.check(out, "train")  # random crops cannot be cached: before any model is built
         return out
 
-    def train_step(self, model: nn.Module, samples: dict[str, Any]) -> torch.Tensor:
-        """The scalar training loss of one batch."""
-        return model(samples)["loss"]
+    def prepare_training(self, model: nn.Module, datasets: dict[str, Dataset]) -> None:
+        """Attach the feature cache of ``model``'s frozen stack to the training datasets."""
+        self.cut = model.feature_cut
+        if self.cut is None and self.features.enabled:
+            log.info("feature cache not used: the ViT trains (model.freeze_vit: false), nothing before it is frozen")
+        for dataset in datasets.values():
+            self.features.attach(model, dataset, self.cut)
+        log.info(self.features.describe(model))
+
+    def train_step(self, model: nn.Module, samples: dict[str, Any]) -> dict[str, Any]:
+        """The batch's ``loss`` and what it cost: real ``tokens``, padded ``positions``, model ``flops``
+        (``models.flops``), cached images used (``feature_hits``) and images run through the frozen
+        stack (``feature_encoded``)."""
+        inner = getattr(model, "module", model)  # DDP's model
+        cut = getattr(self, "cut", inner.feature_cut)
+        hits = encoded = 0
+        if cut is not None:
+            feats, hits, encoded = self.features.complete(inner, samples, cut)
+            samples = {**samples, "image": None, "features": feats, "feature_cut": cut}
+        out = model(samples)
+        lens = out["seq_lens"].tolist()
+        flops = None
+        if all(inner.frozen.values()):  # the stage-2 setup the FLOP formulas count
+            flops = sum(train_flops_per_sample(inner, n, cut) for n in lens)  # cut: the vision part is cached
+            flops += encoded * (vit_flops(inner) + (qformer_flops(inner) if cut == "qformer" else 0))
+        return {"loss": out["loss"], "tokens": sum(lens), "positions": out["positions"], "flops": flops,
+                "feature_hits": hits, "feature_encoded": encoded}
 
     # ---- evaluation ---------------------------------------------------------------------
     def build_eval_split(self, cfg: DictConfig, split: str | None = None) -> tuple[Dataset, str, str]:
@@ -95,6 +132,7 @@ class ImageTextPretrainTask:
         if split not in datasets:
             raise EvalError(f"evaluation_datasets.{name} has no split {split!r} (has {sorted(datasets)})")
         dataset = datasets[split]
+        self.features.check({name: dataset}, "eval")
         if hasattr(dataset, "records"):  # from the annotations alone, before any model is built
             check_unique_ids([(r.image_id, r.image) for r in dataset.records],
                              f"evaluation_datasets.{name} ({getattr(dataset, 'source', '') or entry.build_info.ann_path})")
@@ -110,12 +148,23 @@ class ImageTextPretrainTask:
             raise ConfigError(f"run.eval_instruction: {e}") from None
         return instruction
 
-    def generate(self, model: Any, dataset: Dataset, instruction: str, run_cfg: Any,
+    def encode(self, model: Any, dataset: Dataset, run_cfg: Any, use_cache: bool = True,
+               desc: str = "encoding") -> EncodedSplit:
+        """This rank's share of ``dataset`` through the frozen vision stack (from the feature cache
+        where present), once for any number of checkpoints (``generate``)."""
+        target = getattr(dataset, "dataset", dataset)  # a Subset (--limit) of the split
+        if use_cache:
+            self.features.attach(model, target, "qformer")
+        else:
+            target.features = None
+        return encode_split(model, dataset, batch_size_eval(run_cfg, model.device), run_cfg.num_workers,
+                            lambda batch: self.features.complete(model, batch, "qformer"), desc=desc)
+
+    def generate(self, model: Any, encoded: EncodedSplit, instruction: str, run_cfg: Any,
                  desc: str = "captioning") -> list[dict[str, Any]]:
-        """Captions of ``dataset`` over all ranks: on rank 0 ``[{"index", "image_id", "image", "caption",
-        "references"}]`` in dataset order, ``[]`` elsewhere."""
-        return generate_captions(model, dataset, instruction, run_cfg.batch_size_eval, run_cfg.max_new_tokens,
-                                 run_cfg.num_beams, run_cfg.num_workers, desc=desc)
+        """Captions of an encoded split over all ranks: on rank 0 ``[{"index", "image_id", "image",
+        "caption", "references"}]`` in dataset order, ``[]`` elsewhere."""
+        return generate_captions(model, encoded, instruction, run_cfg.max_new_tokens, run_cfg.num_beams, desc=desc)
 
     @staticmethod
     def predictions_and_references(results: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -126,3 +175,9 @@ class ImageTextPretrainTask:
     def score(self, results: list[dict[str, Any]], scorer: CaptionScorer) -> dict[str, float]:
         """COCO caption metrics of the results against their references."""
         return scorer.score(*self.predictions_and_references(results))
+
+
+def batch_size_eval(run_cfg: Any, device: torch.device) -> int:
+    """``run.batch_size_eval``, or when null 64 images per call on CUDA and 8 on CPU."""
+    size = run_cfg.get("batch_size_eval")
+    return int(size) if size is not None else (64 if device.type == "cuda" else 8)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
 from torch import nn
 
 from minigpt4.registry import TASKS
@@ -31,14 +30,14 @@ def parse_nan_step(value: str | None) -> tuple[int | None, int | None]:
 class NanInjectingTask(ImageTextPretrainTask):
     """``image_text_pretrain`` whose loss is NaN at the step named by ``MINIGPT4_TEST_NAN_STEP``."""
 
-    def __init__(self, strict_data: bool = False) -> None:
-        super().__init__(strict_data)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.nan_step, self.nan_rank = parse_nan_step(os.environ.get(NAN_STEP_ENV))
         self.calls = 0
 
-    def train_step(self, model: nn.Module, samples: dict[str, Any]) -> torch.Tensor:
-        loss = super().train_step(model, samples)
+    def train_step(self, model: nn.Module, samples: dict[str, Any]) -> dict[str, Any]:
+        out = super().train_step(model, samples)
         step, self.calls = self.calls, self.calls + 1
         if step == self.nan_step and self.nan_rank in (None, get_rank()):
-            return loss * float("nan")
-        return loss
+            return {**out, "loss": out["loss"] * float("nan")}
+        return out

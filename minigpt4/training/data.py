@@ -15,6 +15,10 @@ Several datasets are one pool (each sample once per pass), or, with ``sample_rat
 entry, mixed by weight: each position of a pass draws its dataset with probability ratio_i / sum
 (seeded by the pass), and each dataset walks through its own reshuffled order. Every sample carries
 its entry's name under ``dataset`` so the runner can count what it trained on.
+
+With ``run.group_by_length`` the pass's order is regrouped (``group_by_length``) so that the
+samples of one global step (every rank's batch) have similar lengths, which cuts the LLM's padding;
+it is still a pure function of (seed, pass, the datasets' ``lengths(pass)``), so resume stays exact.
 """
 from __future__ import annotations
 
@@ -26,16 +30,46 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 
 from minigpt4.errors import ConfigError
 
+GROUP_BATCHES = 50  # length grouping sorts windows of this many global batches
+
+
+def group_by_length(order: Sequence[int], lengths: Sequence[int], global_batch: int, generator: torch.Generator) -> list[int]:
+    """``order`` regrouped so each run of ``global_batch`` indices holds similar lengths: windows of
+    ``GROUP_BATCHES`` global batches are sorted by length (longest first, stable), cut into global
+    batches, and the full batches are shuffled (a short remainder stays last)."""
+    window = global_batch * GROUP_BATCHES
+    batches = []
+    for s in range(0, len(order), window):
+        chunk = sorted(order[s : s + window], key=lambda i: -lengths[i])
+        batches += [chunk[j : j + global_batch] for j in range(0, len(chunk), global_batch)]
+    full = [b for b in batches if len(b) == global_batch]
+    rest = [i for b in batches if len(b) < global_batch for i in b]
+    return [i for k in torch.randperm(len(full), generator=generator).tolist() for i in full[k]] + rest
+
 
 class ResumableDistributedSampler(DistributedSampler):
-    """``DistributedSampler`` (shuffle, no drop_last) that starts ``skip`` samples into this rank's share."""
+    """``DistributedSampler`` (shuffle, no drop_last) that starts ``skip`` samples into this rank's
+    share. With ``lengths`` (pass -> length per index) and ``batch_size``, each global step's batches
+    hold samples of similar length on every rank (``group_by_length``)."""
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int,
+                 lengths: Callable[[int], Sequence[int]] | None = None, batch_size: int = 1) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
         self.skip = 0
+        self.lengths, self.batch_size = lengths, batch_size
+
+    def global_order(self) -> list[int]:
+        """The pass's ``total_size`` indices over all ranks (rank r takes positions r, r + world, ...)."""
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.dataset), generator=g).tolist()
+        return (order * (-(-self.total_size // len(order))))[: self.total_size]  # DistributedSampler's padding
 
     def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.skip :])
+        order = self.global_order()
+        if self.lengths is not None:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 7 + 3)
+            order = group_by_length(order, self.lengths(self.epoch), self.batch_size * self.num_replicas, g)
+        return iter(order[self.rank :: self.num_replicas][self.skip :])
 
     def __len__(self) -> int:
         return self.num_samples - self.skip
@@ -45,13 +79,14 @@ class MixingSampler(ResumableDistributedSampler):
     """Like ``ResumableDistributedSampler`` over a ``ConcatDataset``, but each position of a pass comes
     from dataset i with probability ``ratios[i] / sum(ratios)``; a pass keeps the pool's length."""
 
-    def __init__(self, dataset: ConcatDataset, ratios: Sequence[float], num_replicas: int, rank: int, seed: int) -> None:
-        super().__init__(dataset, num_replicas, rank, seed)
+    def __init__(self, dataset: ConcatDataset, ratios: Sequence[float], num_replicas: int, rank: int, seed: int,
+                 lengths: Callable[[int], Sequence[int]] | None = None, batch_size: int = 1) -> None:
+        super().__init__(dataset, num_replicas, rank, seed, lengths, batch_size)
         self.sizes = [len(d) for d in dataset.datasets]
         self.offsets = [0, *dataset.cumulative_sizes[:-1]]
         self.weights = torch.tensor([float(r) for r in ratios], dtype=torch.float64)
 
-    def __iter__(self) -> Iterator[int]:
+    def global_order(self) -> list[int]:
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 7 + 1)
         choice = torch.multinomial(self.weights, self.total_size, replacement=True, generator=g)
         order = torch.empty(self.total_size, dtype=torch.long)
@@ -61,7 +96,17 @@ class MixingSampler(ResumableDistributedSampler):
             rounds = -(-len(where) // size) if len(where) else 0
             stream = torch.cat([torch.randperm(size, generator=gi) for _ in range(rounds)] or [torch.empty(0, dtype=torch.long)])
             order[where] = stream[: len(where)] + offset
-        return iter(order[self.rank :: self.num_replicas].tolist()[self.skip :])
+        return order.tolist()
+
+
+def dataset_lengths(dataset: Dataset) -> Callable[[int], list[int]] | None:
+    """pass -> approximate length of every sample (``lengths(pass)`` of each part), or None when a
+    part does not say."""
+    parts = getattr(dataset, "datasets", [dataset])
+    inner = [getattr(p, "dataset", p) for p in parts]  # NamedDataset wraps
+    if not all(hasattr(d, "lengths") for d in inner):
+        return None
+    return lambda data_pass: [n for d in inner for n in d.lengths(data_pass)]
 
 
 class NamedDataset(Dataset):
@@ -109,6 +154,7 @@ class InfiniteLoader:
         num_workers: int = 0,
         pin_memory: bool = False,
         sample_ratios: Sequence[float] | None = None,
+        group_by_length: bool = False,
     ) -> None:
         if batch_size <= 0:
             raise ConfigError(f"run.batch_size_train: expected a positive integer, got {batch_size}")
@@ -119,10 +165,13 @@ class InfiniteLoader:
         self.rank = rank
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        lengths = dataset_lengths(dataset) if group_by_length else None
+        self.grouped = lengths is not None
         if sample_ratios is not None and isinstance(dataset, ConcatDataset):
-            self.sampler: ResumableDistributedSampler = MixingSampler(dataset, sample_ratios, world_size, rank, seed)
+            self.sampler: ResumableDistributedSampler = MixingSampler(dataset, sample_ratios, world_size, rank, seed,
+                                                                      lengths, batch_size)
         else:
-            self.sampler = ResumableDistributedSampler(dataset, world_size, rank, seed)
+            self.sampler = ResumableDistributedSampler(dataset, world_size, rank, seed, lengths, batch_size)
         self.batches_per_pass = self.sampler.num_samples // batch_size
         if self.batches_per_pass == 0:
             raise ConfigError(

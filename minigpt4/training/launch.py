@@ -5,6 +5,7 @@ Works the same under ``python train.py`` (one process) and ``torchrun --nproc-pe
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 from collections.abc import Sequence
@@ -53,13 +54,24 @@ def resolve_resume(cfg: Any, resume: str | None) -> Path | None:
     return Path(found).parent
 
 
-def resume_command(args: argparse.Namespace, world_size: int, last: Path | None, run_dir: Path) -> str:
-    """The command that continues this run after an interruption."""
-    launcher = ["torchrun", f"--nproc-per-node={world_size}"] if world_size > 1 else ["python"]
+def resume_command(args: argparse.Namespace, info: du.DistInfo, last: Path | None, run_dir: Path) -> str:
+    """The command that continues this run after an interruption (under SLURM or on several
+    machines: the command each task or machine runs, with the job's own launcher flags)."""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+    if info.launcher == "slurm":
+        launcher = ["srun", "python"]
+    elif info.world_size > 1:
+        launcher = ["torchrun", f"--nproc-per-node={per_node}"]
+    else:
+        launcher = ["python"]
     cmd = [*launcher, "train.py", "--cfg-path", args.cfg_path] + (["--options", *args.options] if args.options else [])
     if last is None:
-        return shlex.join(cmd) + (" (no epoch had finished: this starts again)" if args.resume is None else "")
-    return shlex.join(cmd + ["--resume", "auto" if last.parent == run_dir else str(last)])
+        text = shlex.join(cmd) + (" (no epoch had finished: this starts again)" if args.resume is None else "")
+    else:
+        text = shlex.join(cmd + ["--resume", "auto" if last.parent == run_dir else str(last)])
+    if info.launcher != "slurm" and per_node < info.world_size:
+        text += f" (on each of the {info.world_size // per_node} machines, with the job's --nnodes/--rdzv flags)"
+    return text
 
 
 def _remove_unused(run_dir: Path) -> None:
@@ -116,7 +128,7 @@ def _train(args: argparse.Namespace, cfg: Any, info: du.DistInfo, log: Any) -> A
             last = runner.last_checkpoint
             log.error("Interrupted by %s%s; the unfinished step was abandoned and nothing is half-written. Last "
                       "complete checkpoint: %s. Continue with: %s", e.name, f" at {e.where}" if e.where else "",
-                      last or "none", resume_command(args, info.world_size, last, run_dir))
+                      last or "none", resume_command(args, info, last, run_dir))
         du.exit_interrupted(e.exit_code)
     except NonFiniteLossError as e:  # every rank stops at the same step
         log.error("%s", e)

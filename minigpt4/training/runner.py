@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from minigpt4.errors import NonFiniteLossError
+from minigpt4.models.flops import mfu, peak_flops_per_s
 from minigpt4.models.weights import load_parameters
 from minigpt4.registry import LR_SCHEDULERS, RUNNERS
 from minigpt4.run_dir import checkpoint_path
@@ -32,6 +33,9 @@ from minigpt4.training.schema import RUN_SCHEMA
 from minigpt4.utils import dist as du
 from minigpt4.utils import signals
 from minigpt4.utils.logging import EpochLog, TensorBoard, format_train_line, get_logger, max_memory_mb
+
+# what a task's train_step may report besides the loss, summed over ranks for the logs
+COST_KEYS = ("tokens", "positions", "flops", "feature_hits", "feature_encoded")
 
 
 @RUNNERS.register("runner_iter")
@@ -49,6 +53,8 @@ class RunnerIter:
         self.run_dir = Path(run_dir)
         self.log = get_logger()
         self.model_without_ddp = model.place(self.device) if hasattr(model, "place") else model.to(self.device)
+        if hasattr(task, "prepare_training"):  # e.g. the feature cache of the model's frozen part
+            task.prepare_training(self.model_without_ddp, datasets)
         self.model = self._wrap(self.model_without_ddp)
         self.optimizer = build_optimizer(self.model_without_ddp, self.run)
         self.scheduler = LR_SCHEDULERS.get(self.run.lr_sched).from_config(self.run, self.optimizer)
@@ -63,7 +69,12 @@ class RunnerIter:
         self.loader = InfiniteLoader(
             data, collate, self.run.batch_size_train, self.run.seed, dist_info.rank, dist_info.world_size,
             self.run.num_workers, pin_memory=self.device.type == "cuda", sample_ratios=ratios,
+            group_by_length=self.run.group_by_length,
         )
+        if self.run.group_by_length and not self.loader.grouped:
+            self.log.warning("run.group_by_length: a training dataset has no lengths(); batches are not grouped")
+        self.peak = peak_flops_per_s(self.device, self.run.peak_tflops)
+        self.caching = bool(getattr(getattr(task, "features", None), "enabled", False))
         self._log_datasets(datasets, ratios)
         self.epoch_log = EpochLog(self.run_dir / "log.txt")
         self.tb = TensorBoard(self.run_dir / "tensorboard") if self.run.tensorboard and dist_info.is_main else None
@@ -79,6 +90,8 @@ class RunnerIter:
         parts = [f"{n}: {size:,} samples ({100 * w / sum(weights):.1f}% of each pass)"
                  for (n, size), w in zip(sizes.items(), weights)]
         how = "mixed by sample_ratio" if ratios else "one pool, each sample once per pass"
+        if self.run.group_by_length:
+            how += "; batches grouped by length"
         self.log.info("Training data (%s; %s samples per pass): %s", how, f"{total:,}", "; ".join(parts))
 
     @classmethod
@@ -140,7 +153,8 @@ class RunnerIter:
         params = [p for p in self.model_without_ddp.parameters() if p.requires_grad]
         losses, samples, skipped = [], 0, 0
         per_dataset = torch.zeros(len(self.dataset_names), dtype=torch.float64)
-        win_loss, win_time, win_data = [], 0.0, 0.0
+        cost = torch.zeros(len(COST_KEYS), dtype=torch.float64)  # this epoch, summed over ranks
+        win_loss, win_time, win_data, win_cost, win_samples = [], 0.0, 0.0, torch.zeros_like(cost), 0
         start = time.perf_counter()
         bar = tqdm(total=iters, desc=f"epoch {epoch}", disable=not self.info.is_main, leave=False, dynamic_ncols=True)
         try:
@@ -156,12 +170,14 @@ class RunnerIter:
                     sync = contextlib.nullcontext() if last or not self.info.distributed else self.model.no_sync()
                     with sync:
                         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-                            loss = self.task.train_step(self.model, batch)
+                            out = self.task.train_step(self.model, batch)
+                        out = out if isinstance(out, dict) else {"loss": out}
+                        loss = out["loss"]
                         stop = signals.requested()
                         counts = [batch.get("dataset", []).count(n) for n in self.dataset_names]
                         stats = du.all_reduce_sum(torch.tensor(  # on the device: nccl reduces CUDA tensors only
                             [loss.detach().float().item(), batch_size_of(batch), n_skipped, stop or 0, stop is not None,
-                             *counts], dtype=torch.float64, device=self.device))
+                             *[out.get(k) or 0 for k in COST_KEYS], *counts], dtype=torch.float64, device=self.device))
                         if stats[4] > 0:  # a signal on any rank: every rank abandons this step, before backward
                             raise signals.Interrupted(stop or round(stats[3].item() / stats[4].item()),
                                                       where=f"epoch {epoch} step {step}")
@@ -171,8 +187,10 @@ class RunnerIter:
                         self.scaler.scale(loss / accum).backward()
                     step_loss += mean_loss / accum
                     samples += int(stats[1].item())
+                    win_samples += int(stats[1].item())
                     skipped += int(stats[2].item())
-                    per_dataset += stats[5:].cpu()
+                    win_cost += stats[5 : 5 + len(COST_KEYS)].cpu()
+                    per_dataset += stats[5 + len(COST_KEYS) :].cpu()
                 if self.run.grad_clip is not None:
                     self.scaler.unscale_(self.optimizer)
                     torch.nn.utils.clip_grad_norm_(params, self.run.grad_clip)
@@ -188,27 +206,48 @@ class RunnerIter:
                     n = len(win_loss)
                     avg = sum(win_loss) / n
                     eta = (iters - step - 1) * win_time / n
+                    rates = self._rates(win_cost, win_time, win_samples)
                     self.log.info(format_train_line(epoch, step, iters, eta, lr, avg, win_time / n, win_data / n,
-                                                    max_memory_mb(self.device)))
+                                                    max_memory_mb(self.device), rates))
                     if self.tb:
-                        self.tb.scalars({"train/loss": avg, "train/lr": lr}, epoch * iters + step)
-                    win_loss, win_time, win_data = [], 0.0, 0.0
+                        self.tb.scalars({"train/loss": avg, "train/lr": lr,
+                                         **{f"train/{k}": v for k, v in rates.items() if v is not None}},
+                                        epoch * iters + step)
+                    cost += win_cost
+                    win_loss, win_time, win_data, win_cost, win_samples = [], 0.0, 0.0, torch.zeros_like(cost), 0
         finally:
             bar.close()  # also when interrupted: no stale bar on the terminal
         seconds = time.perf_counter() - start
         if skipped:
             self.log.warning("Epoch %d: skipped %d missing/corrupt samples (set run.strict_data to fail instead)",
                              epoch, skipped)
+        rates = self._rates(cost, seconds, samples)
         return {
             "epoch": epoch,
             "loss": sum(losses) / len(losses),
             "lr": lr,
             "seconds": round(seconds, 3),
             "samples_per_s": round(samples / seconds, 3) if seconds > 0 else None,
+            "tokens_per_s": rates["tokens_per_s"],
+            "padding": rates["padding"],
+            "mfu": rates["mfu"],
+            "feature_cache": {"hits": int(cost[3]), "encoded": int(cost[4])},
             "samples": samples,
             "samples_per_dataset": {n: int(c) for n, c in zip(self.dataset_names, per_dataset.tolist())},
             "skipped": skipped,
             "global_step": (epoch + 1) * iters,
+        }
+
+    def _rates(self, cost: torch.Tensor, seconds: float, samples: int) -> dict[str, float | None]:
+        """Throughput of ``samples`` and ``cost`` (``COST_KEYS``, both summed over ranks) in ``seconds``."""
+        tokens, positions, flops, hits, encoded = cost.tolist()
+        peak = self.peak * self.info.world_size if self.peak else None
+        return {
+            "samples_per_s": round(samples / seconds, 3) if seconds > 0 and samples else None,
+            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+            "padding": round(1 - tokens / positions, 4) if positions else None,
+            "mfu": round(m, 4) if (m := mfu(flops, seconds, peak)) is not None and flops else None,
+            "cache_hits": round(hits / (hits + encoded), 4) if self.caching and hits + encoded else None,
         }
 
     def _next_batch(self) -> tuple[dict[str, Any], int]:

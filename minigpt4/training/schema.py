@@ -24,7 +24,8 @@ RUN_SCHEMA: dict[str, Key] = {
         "resumed past this epoch ignores it). null = run to max_epoch.", int, None, nullable=True),
     "iters_per_epoch": Key("Optimizer steps per epoch (an endless, per-epoch reshuffled data iterator).", int, 500, check=_at_least(1)),
     "batch_size_train": Key("Samples per process per forward pass.", int, 12, check=_at_least(1)),
-    "batch_size_eval": Key("Images per process per generate call during evaluation.", int, 8, check=_at_least(1)),
+    "batch_size_eval": Key("Images per process per generate call during evaluation; null = 64 on CUDA, 8 on CPU.",
+                           int, None, nullable=True, check=_at_least(1)),
     "accum_grad_iters": Key("Forward/backward passes accumulated per optimizer step.", int, 1, check=_at_least(1)),
     "num_workers": Key("DataLoader worker processes per rank.", int, 4, check=_at_least(0)),
     "lr_sched": Key("Registered learning-rate schedule.", str, "linear_warmup_cosine_lr"),
@@ -46,6 +47,20 @@ RUN_SCHEMA: dict[str, Key] = {
     "tensorboard": Key("Also write TensorBoard scalars to the run folder (needs the tensorboard package).", bool, False),
     "log_freq": Key("Console log line every N optimizer steps (and at the last step of an epoch).", int, 50, check=_at_least(1)),
     "dist_backend": Key("torch.distributed backend; auto = nccl on CUDA, gloo on CPU.", str, "auto", choices=("auto", "nccl", "gloo")),
+    "feature_cache": Key(
+        "Folder of the frozen vision stack's cached output (the Q-Former's [32, 768] per image, about 48 KiB in "
+        "16-bit), shared by training runs, evaluations and ranks (on a shared file system for several machines). "
+        "Filled on first use, keyed by the image bytes, the image processor, the frozen weights, the query count and "
+        "dtype, so nothing stale is served; python -m minigpt4.cli cache fills it ahead of time. Relative to the "
+        "working directory; null = run the ViT on every image every time (needed for random crops).",
+        str, "cache/features", nullable=True),
+    "feature_cache_dtype": Key("Dtype the cached features are stored (and then used) in.", str, "fp16",
+                               choices=("fp16", "bf16", "fp32")),
+    "group_by_length": Key(
+        "Training batches of similar caption lengths (less padding in the LLM): windows of 50 global batches sorted "
+        "by length, batch order shuffled; seeded and resumable like the plain order.", bool, True),
+    "peak_tflops": Key("Peak TFLOP/s of one device for the MFU in the logs; null = the dense bf16 peak of a known "
+                       "GPU (by name), no MFU on CPU.", float, None, nullable=True),
     "max_new_tokens": Key("Evaluation: new tokens generated per caption.", int, 30),
     "num_beams": Key("Evaluation: beam size (1 = greedy).", int, 1),
     "eval_instruction": Key(
