@@ -1,4 +1,4 @@
-"""README's config-key table is generated from the schemas and must stay in sync with them."""
+"""docs/config.md's config-key table is generated from the schemas and must stay in sync with them."""
 import pytest
 from conftest import REPO
 
@@ -8,19 +8,19 @@ from minigpt4.training.schema import RUN_SCHEMA
 
 
 def test_readme_config_table_is_current():
-    assert schema_doc.update(REPO / "README.md", check=True), \
-        "README.md's config-key table is stale: run python -m minigpt4.config.docs"
+    assert schema_doc.update(REPO / "docs" / "config.md", check=True), \
+        "docs/config.md's config-key table is stale: run python -m minigpt4.config.docs"
 
 
 def test_every_schema_key_appears_in_readme():
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "config.md").read_text()
     for key in RUN_SCHEMA:
         assert f"| `run.{key}` |" in text
 
 
 def test_a_new_key_makes_the_check_fail(monkeypatch, tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text((REPO / "README.md").read_text())
+    readme.write_text((REPO / "docs" / "config.md").read_text())
     monkeypatch.setitem(RUN_SCHEMA, "brand_new_key", Key("A key added without regenerating the docs.", int, 1))
     assert not schema_doc.update(readme, check=True)
     assert schema_doc.main(["--readme", str(readme), "--check"]) == 1

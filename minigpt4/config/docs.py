@@ -1,7 +1,7 @@
 """The config-key reference, generated from the code's own schemas.
 
-``python -m minigpt4.config.docs`` rewrites the block between the markers in README.md;
-``--check`` exits 1 when README.md is out of date (a test runs the same comparison), so a key
+``python -m minigpt4.config.docs`` rewrites the block between the markers in docs/config.md;
+``--check`` exits 1 when docs/config.md is out of date (a test runs the same comparison), so a key
 added to a schema without documentation, or a changed default, cannot go unnoticed.
 """
 from __future__ import annotations
@@ -67,8 +67,8 @@ def update(readme: Path, check: bool = False) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--readme", default=str(Path(__file__).resolve().parents[2] / "README.md"))
-    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
+    ap.add_argument("--readme", default=str(Path(__file__).resolve().parents[2] / "docs" / "config.md"))
+    ap.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
     args = ap.parse_args(argv)
     current = update(Path(args.readme), check=args.check)
     if args.check and not current:

@@ -2,7 +2,7 @@
 
 A schema is a ``dict[str, Key]``. Model classes, dataset builders, processors and the runner each
 own one (``SCHEMA`` class attribute); ``minigpt4.config`` validates YAML against them and
-the README's key table is generated from them (``python -m minigpt4.config.docs``).
+the key table in docs/config.md is generated from them (``python -m minigpt4.config.docs``).
 """
 from __future__ import annotations
 
