@@ -79,6 +79,11 @@ def test_cached_features_are_never_stale(model, images, tmp_path):
     warm, hits, encoded = _encode(model, features, data)
     assert (hits, encoded) == (4, 0) and torch.equal(warm, cold)  # the same values, not recomputed
     assert all(data[i]["image"] is None for i in range(4))  # a cached image is not even decoded
+    # the same picture twice in one cold batch is encoded once
+    other = ImageFeatures(str(tmp_path / "other"))
+    twice = _dataset(folder, [names[1], names[1], names[2]])
+    other.attach(model, twice, "qformer")
+    assert _encode(model, other, twice)[1:] == (1, 2)  # (hits, encoded)
     # 1. changed image bytes (a new picture under the same name)
     Image.new("RGB", (56, 56), (255, 0, 0)).save(folder / names[0])
     item = data[0]

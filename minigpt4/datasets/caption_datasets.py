@@ -130,6 +130,8 @@ class CaptionTrainDataset(Dataset):
         self.strict = strict
         self.source = source
         self.features: Any = None  # a FeatureCache (set by the task when run.feature_cache is on)
+        self.count_tokens: Callable[[str], int] | None = None  # text -> tokens, for lengths()
+        self._length_memo: dict[int, dict[str, int]] = {}
         self.epoch = 0
         if caption_sampling == "all":
             self.index = [(r, c) for r, rec in enumerate(self.records) for c in range(len(rec.captions))]
@@ -144,21 +146,31 @@ class CaptionTrainDataset(Dataset):
         return len(self.index)
 
     def lengths(self, epoch: int) -> list[int]:
-        """Words of each item's instruction and answer in ``epoch`` (the same draws as ``__getitem__``):
-        a cheap proxy of its token count, for length-grouped batches."""
+        """The length of each item's instruction and (processed) answer in ``epoch``, the same draws as
+        ``__getitem__``: tokens when ``count_tokens`` is set (the task sets the LLM tokenizer's count),
+        else words. For length-grouped batches; each distinct text is counted once."""
+        count = self.count_tokens or (lambda text: len(text.split()))
+        memo: dict[str, int] = self._length_memo.setdefault(id(count), {})
+
+        def n(text: str, answer: bool) -> int:
+            key = ("a:" if answer else "i:") + text
+            if key not in memo:
+                memo[key] = count(self.text_processor(text) if answer else text)
+            return memo[key]
+
         out = []
         for index, (r, c) in enumerate(self.index):
             captions = self.records[r].captions
             if self.caption_sampling == "all" and len(self.instructions) == 1:
-                out.append(len(self.instructions[0].split()) + len(captions[c].split()))
+                out.append(n(self.instructions[0], False) + n(captions[c], True))
                 continue
             rng = sample_rng(self.seed, epoch, index)
-            n = len(rng.choice(self.instructions).split())
+            instruction = rng.choice(self.instructions)
             if self.caption_sampling == "random":
                 answer = rng.choice(captions)
             else:
                 answer = join_captions(captions) if self.caption_sampling == "concat" else captions[c]
-            out.append(n + len(answer.split()))
+            out.append(n(instruction, False) + n(answer, True))
         return out
 
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any] | None:

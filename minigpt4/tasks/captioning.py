@@ -81,12 +81,15 @@ class ImageTextPretrainTask:
         return out
 
     def prepare_training(self, model: nn.Module, datasets: dict[str, Dataset]) -> None:
-        """Attach the feature cache of ``model``'s frozen stack to the training datasets."""
+        """Attach the feature cache of ``model``'s frozen stack to the training datasets, and the
+        LLM tokenizer's count for their lengths."""
         self.cut = model.feature_cut
         if self.cut is None and self.features.enabled:
             log.info("feature cache not used: the ViT trains (model.freeze_vit: false), nothing before it is frozen")
         for dataset in datasets.values():
             self.features.attach(model, dataset, self.cut)
+            if hasattr(dataset, "count_tokens"):  # length-grouped batches by LLM tokens, not words
+                dataset.count_tokens = TokenCounter(model.llama_tokenizer)
         log.info(self.features.describe(model))
 
     def train_step(self, model: nn.Module, samples: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +178,16 @@ class ImageTextPretrainTask:
     def score(self, results: list[dict[str, Any]], scorer: CaptionScorer) -> dict[str, float]:
         """COCO caption metrics of the results against their references."""
         return scorer.score(*self.predictions_and_references(results))
+
+
+class TokenCounter:
+    """``text -> its number of LLM tokens`` (a picklable callable for the datasets' ``lengths``)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
 
 def batch_size_eval(run_cfg: Any, device: torch.device) -> int:

@@ -89,17 +89,21 @@ class ImageFeatures:
         if isinstance(feats, torch.Tensor):
             return feats.to(model.device), len(feats), 0
         feats, hits = list(feats), len(feats)
-        missing = []
+        missing: dict[tuple[str, str], list[int]] = {}  # (cache, image sha256) -> positions: copies once
         for i, f in enumerate(feats):
             if f is None:
-                found, _ = self.caches[batch["feature_cache"][i]].read(batch["image_sha256"][i])  # written since
+                where = (batch["feature_cache"][i], batch["image_sha256"][i])
+                found = None if where in missing else self.caches[where[0]].read(where[1])[0]  # written since
                 if found is None:  # the worker looked (an image seen twice in a pass)
-                    missing.append(i)
+                    missing.setdefault(where, []).append(i)
                 feats[i] = found
         if missing:
-            computed = model.frozen_features(torch.stack([batch["image"][i] for i in missing]), cut)
-            for j, i in enumerate(missing):
-                feats[i] = self.caches[batch["feature_cache"][i]].store(batch["image_sha256"][i], computed[j])
+            first = [positions[0] for positions in missing.values()]
+            computed = model.frozen_features(torch.stack([batch["image"][i] for i in first]), cut)
+            for j, ((folder, sha), positions) in enumerate(missing.items()):
+                stored = self.caches[folder].store(sha, computed[j])
+                for i in positions:
+                    feats[i] = stored
         hits -= len(missing)
         return torch.stack(feats).to(model.device), hits, len(missing)
 
