@@ -1,0 +1,33 @@
+"""``python -m minigpt4.benchmarks {cpu,full} ...``: see ``minigpt4.benchmarks``."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+
+from minigpt4.cli import run_command
+
+from . import cpu, full
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m minigpt4.benchmarks",
+                                 description="Training and evaluation throughput through the real commands.")
+    sub = ap.add_subparsers(dest="benchmark", required=True)
+    cpu.add_arguments(sub.add_parser("cpu", help="stand-in size on the CPU: feature cache, length grouping, "
+                                                 "evaluation of k checkpoints"))
+    full.add_arguments(sub.add_parser("full", help="official sizes with random weights (a GPU): samples/s, peak "
+                                                   "memory, MFU, evaluation images/s"))
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    command = shlex.join(["python", "-m", "minigpt4.benchmarks", *argv])
+    (cpu if args.benchmark == "cpu" else full).main(args, command)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_command(main))
