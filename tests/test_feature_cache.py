@@ -2,11 +2,13 @@
 damaged files recomputed, random crops refused, warm and cold caches train identically, and the
 cache fill command."""
 import logging
+import re
 import shutil
+import sys
 
 import pytest
 import torch
-from conftest import tiny_model_section, write_yaml
+from conftest import run_ok, tiny_model_section, write_yaml
 from PIL import Image
 
 import minigpt4
@@ -49,7 +51,8 @@ def _encode(model, features: ImageFeatures, dataset):
     return features.complete(model, batch, "qformer")
 
 
-def test_store_read_first_writer_wins_and_damage_is_recomputed(tmp_path, caplog):
+def test_store_read_first_writer_wins_and_damage_is_recomputed(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("minigpt4"), "propagate", True)  # setup_logger may have run
     cache = FeatureCache(tmp_path, {"cut": "qformer", "weights_sha256": "x"})
     a, b = torch.randn(32, 8), torch.randn(32, 8)
     stored = cache.store("ab" * 32, a)
@@ -58,7 +61,7 @@ def test_store_read_first_writer_wins_and_damage_is_recomputed(tmp_path, caplog)
     assert torch.equal(cache.read("ab" * 32)[0], stored)
     path = cache.file("ab" * 32)
     path.write_bytes(path.read_bytes()[:-10])  # truncated
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="minigpt4"):
         assert cache.read("ab" * 32) == (None, "corrupt")
     assert "is damaged" in caplog.text and not path.exists() and list(path.parent.glob("*.corrupt"))
     assert torch.equal(cache.store("ab" * 32, b), b.half())  # recomputed
@@ -149,15 +152,20 @@ def test_random_crops_are_refused_with_the_cache_on(tiny_stack, synthetic_flickr
     assert Blip2ImageTrainProcessor(56).cache_identity() == Blip2ImageEvalProcessor(56).cache_identity()
 
 
-def test_fill_command_fills_then_skips(tiny_stack, synthetic_flickr, tmp_path):
+def test_fill_command_fills_over_two_ranks_then_skips(tiny_stack, synthetic_flickr, tmp_path):
+    """``python -m minigpt4.cli cache`` under torchrun: the ranks share the images; a rerun finds them all."""
     cfg = write_yaml(tmp_path / "fill.yaml", {
+        "custom_imports": ["minigpt4.testing"],  # model_type tiny, in the torchrun processes too
         "model": tiny_model_section(tiny_stack),
         "datasets": {"flickr30k_caption": {
             "build_info": {"ann_path": str(synthetic_flickr / "flickr30k_train.json"),
                            "image_path": str(synthetic_flickr / "flickr30k-images")},
             "vis_processor": {"train": {"name": "blip2_image_train", "image_size": 56}}}},
         "run": {"device": "cpu", "num_workers": 0, "feature_cache": str(tmp_path / "fc")}})
-    first = fill_main(["--cfg-path", str(cfg), "--batch-size", "5"])
-    encoded, cached, unreadable = first["flickr30k_caption"]
-    assert encoded + cached == 32 and unreadable == 0 and encoded >= 30  # 32 train images (some may be twins)
+    proc = run_ok([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+                   "minigpt4.cli", "cache", "--cfg-path", cfg, "--batch-size", "5"])
+    found = re.search(r"flickr30k_caption: (\d+) images encoded now, (\d+) were cached already, 0 unreadable",
+                      proc.stdout + proc.stderr)
+    assert found and int(found[1]) + int(found[2]) == 32 and int(found[1]) >= 30  # 32 images (some may be twins)
+    assert len(list((tmp_path / "fc").glob("qformer-*/*/*.safetensors"))) == int(found[1])
     assert fill_main(["--cfg-path", str(cfg)])["flickr30k_caption"] == [0, 32, 0]  # resumable: nothing to redo

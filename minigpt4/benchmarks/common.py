@@ -212,3 +212,12 @@ def write_section(path: Path, name: str, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(new)
     os.replace(tmp, path)
+
+
+def publish(out: Path | None, name: str, text: str, what: str) -> None:
+    """Write ``text`` as the ``name`` section of ``out`` (saying so, with ``what`` after it), or print it."""
+    if out:
+        write_section(out, name, text)
+        print(f"wrote the {name} section of {out}{what}")
+    else:
+        print(text)

@@ -166,7 +166,7 @@ def evaluate(args: argparse.Namespace, work: Path, specs: list[str]) -> dict[str
 
 
 def main(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    from .common import distinct_images, load_average, machine, write_caption_json, write_section
+    from .common import distinct_images, load_average, machine, publish, write_caption_json
     from .cpu_report import render
 
     check_args(args)
@@ -194,12 +194,7 @@ def main(args: argparse.Namespace, command: str) -> dict[str, Any]:
         json_path = args.json or (work.parent / f"{work.name}.json" if temporary else work / "results.json")
         json_path.write_text(json.dumps(results, indent=1, default=str))
         print(f"raw results: {json_path}")
-        text = render(results)
-        if args.out:
-            write_section(args.out, "cpu", text)
-            print(f"wrote the CPU section of {args.out}")
-        else:
-            print(text)
+        publish(args.out, "cpu", render(results), "")
         return results
     finally:
         if temporary and not args.keep:

@@ -161,7 +161,7 @@ def train_result(work: Path, job: str, log_file: Path, wall: float) -> dict[str,
 
 
 def main(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    from .common import load_average, machine, write_section
+    from .common import load_average, machine, publish
     from .full_report import render
 
     check_args(args)
@@ -199,10 +199,5 @@ def main(args: argparse.Namespace, command: str) -> dict[str, Any]:
     results["machine"] = {**machine(), "load_start": load_start}
     results["wall_s"] = round(time.perf_counter() - t0, 1)
     (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    text = render(results)
-    if args.out:
-        write_section(args.out, "full", text)
-        print(f"wrote the full-size section of {args.out}; runs and logs in {work}")
-    else:
-        print(text)
+    publish(args.out, "full", render(results), f"; runs and logs in {work}")
     return results

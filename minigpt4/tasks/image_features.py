@@ -19,7 +19,6 @@ from minigpt4.errors import ConfigError
 from minigpt4.features import FeatureCache, stack_key
 
 log = logging.getLogger(__name__)
-KIB_PER_VALUE = {"fp16": 2, "bf16": 2, "fp32": 4}
 
 
 def processor_problem(name: str, dataset: Dataset, slot: str) -> str | None:
@@ -75,7 +74,7 @@ class ImageFeatures:
         for cache in self.caches.values():
             n, size = cache.size()
             shape = _feature_shape(model, cache.key["cut"])
-            per = shape[0] * shape[1] * KIB_PER_VALUE[self.dtype] / 1024
+            per = shape[0] * shape[1] * cache.dtype.itemsize / 1024
             parts.append(f"{cache.folder} ({cache.key['cut']} output {list(shape)} in {self.dtype}, about "
                          f"{per:.0f} KiB per image; {n:,} images cached, {size / 2**20:,.1f} MiB)")
         return "feature cache: " + ("; ".join(parts) or f"{self.root} (not used: nothing to cache)")

@@ -24,6 +24,7 @@ from minigpt4.datasets.caption_datasets import CaptionEvalDataset
 from minigpt4.errors import ConfigError
 from minigpt4.evaluation.generation import shard_batches
 from minigpt4.registry import MODELS, TASKS
+from minigpt4.tasks.captioning import batch_size_eval
 from minigpt4.utils import dist, signals
 from minigpt4.utils.logging import setup_logger
 
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[int]]:
             model = MODELS.build(cfg.model.arch, cfg.model, device=info.device)
             if model.feature_cut is None:
                 raise ConfigError("model.freeze_vit is false: the ViT trains, so there are no frozen features to cache")
-            batch = args.batch_size or cfg.run.get("batch_size_eval") or (64 if info.device.type == "cuda" else 8)
+            batch = args.batch_size or batch_size_eval(cfg.run, info.device)
             for name, dataset in entries.items():
                 task.features.attach(model, dataset, model.feature_cut)
                 counts = fill(model, task, name, unique_images(name, dataset), batch, cfg.run.num_workers)
