@@ -53,10 +53,15 @@ def test_captions_without_the_cache_match(standin_eval, tmp_path, monkeypatch):
                       f"run.feature_cache={tmp_path / 'fc'}"]) == 0
     assert eval_main([*args, "--save-path", str(save / "plain"), "--options", "run.max_new_tokens=8",
                       "run.feature_cache=null"]) == 0
-    assert sum(calls) == 12  # 6 images encoded by each job
+    assert sum(calls) == 12  # 6 images encoded by each job (the third below reads the cache)
     caps_c, m_c = eval_outputs(save / "cached", "pretrained")
     caps_p, m_p = eval_outputs(save / "plain", "pretrained")
     assert [c["caption"] for c in caps_c] == [c["caption"] for c in caps_p]
     assert m_p["feature_cache"]["folder"] is None and m_p["feature_cache"]["encoded"] == 6
     assert m_c["fingerprint"]["settings_digest"] != m_p["fingerprint"]["settings_digest"]
     assert json.dumps(m_c["fingerprint"]["settings"]["generation"]["features"]) == '"fp16"'
+    # an eval config that leaves the Q-Former trainable (training's cut is then the ViT's output):
+    # evaluation still encodes after the Q-Former and captions the same
+    assert eval_main([*args, "--save-path", str(save / "qformer_trains"), "--options", "run.max_new_tokens=8",
+                      f"run.feature_cache={tmp_path / 'fc'}", "model.freeze_qformer=false"]) == 0
+    assert [c["caption"] for c in eval_outputs(save / "qformer_trains", "pretrained")[0]] == [c["caption"] for c in caps_c]

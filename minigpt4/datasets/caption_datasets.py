@@ -51,8 +51,8 @@ def torch_generator(rng: random.Random) -> torch.Generator:
 def image_fields(path: Path, process: Callable[[Image.Image], torch.Tensor], strict: bool, where: str,
                  features: Any = None) -> dict[str, Any] | None:
     """``{"image": tensor}`` of one image; with a feature cache (``features``) ``{"image": tensor or
-    None, "features": tensor or None, "image_sha256", "feature_status", "feature_cache" (its folder)}``: a cached image is not even
-    decoded. None when the image is missing or corrupt (``strict`` raises)."""
+    None, "features": tensor or None, "image_sha256", "feature_status", "feature_cache" (its folder)}``:
+    a cached image is not even decoded. None when the image is missing or corrupt (``strict`` raises)."""
     found = None
     if features is not None:
         try:
@@ -130,8 +130,7 @@ class CaptionTrainDataset(Dataset):
         self.strict = strict
         self.source = source
         self.features: Any = None  # a FeatureCache (set by the task when run.feature_cache is on)
-        self.count_tokens: Callable[[str], int] | None = None  # text -> tokens, for lengths()
-        self._length_memo: dict[int, dict[str, int]] = {}
+        self.count_tokens = None  # text -> tokens, for lengths() (words until the task sets it)
         self.epoch = 0
         if caption_sampling == "all":
             self.index = [(r, c) for r, rec in enumerate(self.records) for c in range(len(rec.captions))]
@@ -145,12 +144,20 @@ class CaptionTrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    @property
+    def count_tokens(self) -> Callable[[str], int] | None:
+        return self._count_tokens
+
+    @count_tokens.setter
+    def count_tokens(self, count: Callable[[str], int] | None) -> None:
+        self._count_tokens, self._length_memo = count, {}  # lengths counted before were another count's
+
     def lengths(self, epoch: int) -> list[int]:
         """The length of each item's instruction and (processed) answer in ``epoch``, the same draws as
         ``__getitem__``: tokens when ``count_tokens`` is set (the task sets the LLM tokenizer's count),
         else words. For length-grouped batches; each distinct text is counted once."""
         count = self.count_tokens or (lambda text: len(text.split()))
-        memo: dict[str, int] = self._length_memo.setdefault(id(count), {})
+        memo: dict[str, int] = self._length_memo
 
         def n(text: str, answer: bool) -> int:
             key = ("a:" if answer else "i:") + text

@@ -54,6 +54,7 @@ class EncodedSplit:
 
     batches: list[EncodedBatch]
     size: int
+    cut: str  # the features' cut point (``MiniGPT4.frozen_features``)
     encoded: int = 0
     hits: int = 0
     seconds: float = 0.0
@@ -66,17 +67,18 @@ def encode_split(
     batch_size: int,
     num_workers: int,
     features: Callable[[dict[str, Any]], tuple[torch.Tensor, int, int]],
+    cut: str,
     desc: str = "encoding",
 ) -> EncodedSplit:
     """This rank's batches (``shard_batches``) of ``dataset`` as ``features(batch)`` = (frozen-stack
-    output, hits, encoded). ``dataset`` items are ``{"image", "image_id", "captions", "image_path"}``
+    output at ``cut``, hits, encoded). ``dataset`` items are ``{"image", "image_id", "captions", "image_path"}``
     (or cached ``features``); unreadable images are an error, since scoring a silently smaller split
     misleads."""
     t0 = time.perf_counter()
     rank, world = dist.get_rank(), dist.get_world_size()
     batches = shard_batches(len(dataset), batch_size, rank, world)
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collater, num_workers=num_workers)
-    out = EncodedSplit([], len(dataset))
+    out = EncodedSplit([], len(dataset), cut)
     bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=rank != 0, dynamic_ncols=True)
     try:
         for indices, batch in zip(batches, loader):
@@ -120,7 +122,7 @@ def generate_captions(
     try:
         for b in encoded.batches:
             captions = model.generate(None, [instruction] * len(b.indices), max_new_tokens=max_new_tokens,
-                                      num_beams=num_beams, features=b.features.to(model.device))
+                                      num_beams=num_beams, features=b.features.to(model.device), cut=encoded.cut)
             for i, idx in enumerate(b.indices):
                 local.append({"index": idx, "image_id": b.image_id[i], "image": b.image[i], "caption": captions[i],
                               "references": b.references[i]})

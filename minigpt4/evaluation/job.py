@@ -139,8 +139,6 @@ def resolve_checkpoints(specs: list[str], cfg: DictConfig) -> list[Checkpoint]:
     return out
 
 
-
-
 VISION_PREFIXES = ("visual_encoder.", "qformer.", "query_tokens")
 
 

@@ -316,10 +316,11 @@ class MiniGPT4(nn.Module):
 
     @torch.no_grad()
     def generate(self, images: torch.Tensor | None, instructions: list[str], max_new_tokens: int = 30,
-                 num_beams: int = 1, features: torch.Tensor | None = None, **kwargs: Any) -> list[str]:
+                 num_beams: int = 1, features: torch.Tensor | None = None, cut: str | None = None,
+                 **kwargs: Any) -> list[str]:
         """One caption per image: greedy (or beam) decoding that stops at ``end_sym``, template stripped.
-        ``features``: the images' ``frozen_features`` at ``feature_cut`` instead of ``images``."""
-        img_embeds = self._image_embeds({"image": images, "features": features})
+        ``features``: the images' ``frozen_features`` at ``cut`` (default ``feature_cut``) instead of ``images``."""
+        img_embeds = self._image_embeds({"image": images, "features": features, "feature_cut": cut})
         embeds, mask, _ = self.assemble(img_embeds, list(instructions), pad_left=True)
         tok = self.llama_tokenizer
         gen = GenerationConfig(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,

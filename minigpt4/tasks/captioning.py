@@ -31,6 +31,7 @@ from minigpt4.utils.prompt import PromptTemplate, load_instructions
 from .image_features import ImageFeatures
 
 log = logging.getLogger(__name__)
+EVAL_CUT = "qformer"  # evaluation computes no gradients: the whole vision stack is frozen there
 
 
 def check_unique_ids(items: list[tuple[str, str]], source: str) -> None:
@@ -83,11 +84,10 @@ class ImageTextPretrainTask:
     def prepare_training(self, model: nn.Module, datasets: dict[str, Dataset]) -> None:
         """Attach the feature cache of ``model``'s frozen stack to the training datasets, and the
         LLM tokenizer's count for their lengths."""
-        self.cut = model.feature_cut
-        if self.cut is None and self.features.enabled:
+        if model.feature_cut is None and self.features.enabled:
             log.info("feature cache not used: the ViT trains (model.freeze_vit: false), nothing before it is frozen")
         for dataset in datasets.values():
-            self.features.attach(model, dataset, self.cut)
+            self.features.attach(model, dataset, model.feature_cut)
             if hasattr(dataset, "count_tokens"):  # length-grouped batches by LLM tokens, not words
                 dataset.count_tokens = TokenCounter(model.llama_tokenizer)
         log.info(self.features.describe(model))
@@ -97,7 +97,7 @@ class ImageTextPretrainTask:
         (``models.flops``), cached images used (``feature_hits``) and images run through the frozen
         stack (``feature_encoded``)."""
         inner = getattr(model, "module", model)  # DDP's model
-        cut = getattr(self, "cut", inner.feature_cut)
+        cut = inner.feature_cut
         hits = encoded = 0
         if cut is not None:
             feats, hits, encoded = self.features.complete(inner, samples, cut)
@@ -157,11 +157,11 @@ class ImageTextPretrainTask:
         where present), once for any number of checkpoints (``generate``)."""
         target = getattr(dataset, "dataset", dataset)  # a Subset (--limit) of the split
         if use_cache:
-            self.features.attach(model, target, "qformer")
+            self.features.attach(model, target, EVAL_CUT)
         else:
             target.features = None
         return encode_split(model, dataset, batch_size_eval(run_cfg, model.device), run_cfg.num_workers,
-                            lambda batch: self.features.complete(model, batch, "qformer"), desc=desc)
+                            lambda batch: self.features.complete(model, batch, EVAL_CUT), EVAL_CUT, desc=desc)
 
     def generate(self, model: Any, encoded: EncodedSplit, instruction: str, run_cfg: Any,
                  desc: str = "captioning") -> list[dict[str, Any]]:

@@ -227,7 +227,7 @@ class RunnerIter:
             "loss": sum(losses) / len(losses),
             "lr": lr,
             "seconds": round(seconds, 3),
-            "samples_per_s": round(samples / seconds, 3) if seconds > 0 else None,
+            "samples_per_s": rates["samples_per_s"],
             "tokens_per_s": rates["tokens_per_s"],
             "padding": rates["padding"],
             "mfu": rates["mfu"],
