@@ -18,19 +18,21 @@ class Registry:
         self.kind = kind
         self.locations = tuple(locations)
         self._items: dict[str, type] = {}
+        self._aliases: dict[str, str] = {}
         self._loaded = False
 
-    def register(self, name: str | None = None) -> Callable[[type], type]:
-        """Class decorator: ``@MODELS.register("minigpt4")``; the name defaults to the class name."""
+    def register(self, name: str | None = None, aliases: Sequence[str] = ()) -> Callable[[type], type]:
+        """Class decorator: ``@MODELS.register("minigpt4")``; the name defaults to the class name.
+        ``aliases``: other names that find it (``registry_name`` stays the canonical one)."""
 
         def wrap(cls: type) -> type:
             key = name or cls.__name__
-            if key in self._items and self._items[key] is not cls:
-                raise KeyError(
-                    f"{self.kind} '{key}' is already registered by {self._items[key].__module__}."
-                    f"{self._items[key].__qualname__}"
-                )
+            for k in (key, *aliases):
+                taken = self._items.get(k) or self._items.get(self._aliases.get(k, ""))
+                if taken is not None and taken is not cls:
+                    raise KeyError(f"{self.kind} '{k}' is already registered by {taken.__module__}.{taken.__qualname__}")
             self._items[key] = cls
+            self._aliases.update({a: key for a in aliases})
             cls.registry_name = key
             return cls
 
@@ -46,14 +48,15 @@ class Registry:
         """The class registered as ``name``; an unknown name lists the known ones and the closest."""
         self._load()
         try:
-            return self._items[name]
+            return self._items[self._aliases.get(name, name)]
         except KeyError:
             pass
         known = sorted(self._items)
         close = difflib.get_close_matches(str(name), known, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
+        aliases = f" (also: {', '.join(f'{a} = {c}' for a, c in sorted(self._aliases.items()))})" if self._aliases else ""
         raise KeyError(
-            f"Unknown {self.kind} '{name}'.{hint} Registered {self.kind}s: {', '.join(known) or '(none)'}"
+            f"Unknown {self.kind} '{name}'.{hint} Registered {self.kind}s: {', '.join(known) or '(none)'}{aliases}"
         )
 
     def build(self, name: str, cfg: Any, **kwargs: Any) -> Any:
@@ -66,7 +69,7 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         self._load()
-        return name in self._items
+        return name in self._items or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -82,7 +85,7 @@ def import_modules(modules: Sequence[str]) -> None:
 
 
 MODELS = Registry("model", ["minigpt4.models.minigpt4"])
-DATASETS = Registry("dataset builder", ["minigpt4.datasets.caption_json", "minigpt4.datasets.flickr30k"])
+DATASETS = Registry("dataset builder", ["minigpt4.datasets.caption_json", "minigpt4.datasets.cc_sbu_align", "minigpt4.datasets.flickr30k"])
 PROCESSORS = Registry("processor", ["minigpt4.processors.image", "minigpt4.processors.text"])
 TASKS = Registry("task", ["minigpt4.tasks.captioning"])
 RUNNERS = Registry("runner", ["minigpt4.training.runner"])

@@ -6,6 +6,7 @@ required keys and existing paths. Nothing is built here.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,11 +20,13 @@ from minigpt4.registry import DATASETS, MODELS, RUNNERS, import_modules
 
 from .schema import Key, defaults, type_problem, unknown_key_message
 
+log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 CUSTOM_IMPORTS = "custom_imports"
 SECTIONS = (CUSTOM_IMPORTS, "model", "datasets", "evaluation_datasets", "run")
 OPTIONS = "--options"
 DEFAULT_RUNNER = "runner_iter"
+DEFAULT_EVALUATION = "flickr30k_eval"  # scored when an evaluation config has no evaluation_datasets
 TOP_LEVEL_SCHEMA: dict[str, Key] = {
     CUSTOM_IMPORTS: Key("Modules imported before the rest of the config is read, so that the components they "
                         "register (models, model types, datasets, tasks, ...) can be named, e.g. "
@@ -70,16 +73,20 @@ def parse_options(options: Iterable[str] | None) -> dict:
 
 
 class _Checker:
-    """Validates sources against schemas, records which source set each key, collects problems."""
+    """Validates sources against schemas, records which source set each key, collects problems and
+    notes (official names and ignored official keys, logged by ``load_config``)."""
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.notes: list[str] = []
         self.origins: dict[str, str] = {}
 
-    def source(self, value: Any, schema: Mapping[str, Key], origin: str, prefix: str) -> None:
+    def source(self, value: Any, schema: Mapping[str, Key], origin: str, prefix: str) -> Any:
+        """``value`` checked against ``schema``; returns it without the ignored (official) keys."""
         if not isinstance(value, dict):
             self.problems.append(f"{prefix.rstrip('.')} in {origin}: expected a mapping, got {value!r}")
-            return
+            return value
+        kept = {}
         for name, v in value.items():
             dotted = f"{prefix}{name}"
             if name not in schema:
@@ -87,12 +94,18 @@ class _Checker:
                 continue
             key = schema[name]
             if key.children is not None and isinstance(v, dict):
-                self.source(v, key.children, origin, dotted + ".")
+                kept[name] = self.source(v, key.children, origin, dotted + ".")
                 continue
             problem = type_problem(key, v)
             if problem:
                 self.problems.append(f"{dotted} in {origin}: {problem}")
+            if key.ignored is not None:
+                if not problem:
+                    self.notes.append(f"{dotted} in {origin}: ignored: {key.ignored}")
+                continue
             self.origins[dotted] = origin
+            kept[name] = v
+        return kept
 
     def complete(self, value: dict, schema: Mapping[str, Key], prefix: str) -> None:
         """Required keys present; paths exist (and are made absolute)."""
@@ -120,7 +133,7 @@ class _Checker:
         for value, origin in parts:
             if value is None:
                 continue
-            self.source(value, schema, origin, prefix)
+            value = self.source(value, schema, origin, prefix)
             if isinstance(value, dict):
                 base = _deep_merge(base, value)
         return base
@@ -157,27 +170,33 @@ def _model_section(user: dict, opts: dict, cfg_path: str, ck: _Checker) -> dict 
     if arch is None:
         ck.problems.append(f"model.arch: required key is missing in {cfg_path} (registered: {MODELS.names()})")
         return None
+    arch_origin = OPTIONS if _get(opts, "model", "arch") else cfg_path
     try:
         cls = MODELS.get(arch)
     except KeyError as e:
-        origin = OPTIONS if _get(opts, "model", "arch") else cfg_path
-        ck.problems.append(f"model.arch in {origin}: {e.args[0]}")
+        ck.problems.append(f"model.arch in {arch_origin}: {e.args[0]}")
         return None
-    model_type = _get(opts, "model", "model_type") or _get(user, "model", "model_type") or cls.DEFAULT_MODEL_TYPE
+    if arch != cls.registry_name:
+        ck.notes.append(f"model.arch in {arch_origin}: {arch!r} is the official name of {cls.registry_name!r}")
+    given = _get(opts, "model", "model_type") or _get(user, "model", "model_type") or cls.DEFAULT_MODEL_TYPE
+    origin = OPTIONS if _get(opts, "model", "model_type") else cfg_path
+    model_type = cls.MODEL_TYPE_ALIASES.get(given, given)
+    if model_type != given:
+        ck.notes.append(f"model.model_type in {origin}: {given!r} is the official name of {model_type!r}")
     parts = []
     if model_type not in cls.MODEL_TYPES:
-        origin = OPTIONS if _get(opts, "model", "model_type") else cfg_path
+        aliases = ", ".join(f"{a} (= {c})" for a, c in sorted(cls.MODEL_TYPE_ALIASES.items()))
         ck.problems.append(
-            f"model.model_type in {origin}: unknown model_type {model_type!r} for arch {arch!r}; "
-            f"allowed: {sorted(cls.MODEL_TYPES)} (tiny and standin need custom_imports: "
-            "[minigpt4.testing] or [minigpt4.quickstart])"
+            f"model.model_type in {origin}: unknown model_type {given!r} for arch {arch!r}; "
+            f"allowed: {sorted(cls.MODEL_TYPES)}, official names: {aliases} (tiny and standin need "
+            "custom_imports: [minigpt4.testing] or [minigpt4.quickstart])"
         )
     else:
         dpath = PACKAGE_DIR / cls.MODEL_TYPES[model_type]
         parts.append((read_yaml(dpath).get("model", {}), str(dpath)))
     parts += [(_get(user, "model"), cfg_path), (_get(opts, "model"), OPTIONS)]
     model = ck.merged(parts, cls.SCHEMA, "model.")
-    model["model_type"] = model_type
+    model["arch"], model["model_type"] = cls.registry_name, model_type
     ck.complete(model, cls.SCHEMA, "model.")
     return model
 
@@ -260,10 +279,36 @@ def _image_size_problems(model: dict | None, sections: dict[str, dict], ck: _Che
     return problems
 
 
-def load_config(cfg_path: str | Path, options: Iterable[str] | None = None) -> DictConfig:
+def _batch_size_problems(datasets: dict[str, dict], run: dict, ck: _Checker) -> list[str]:
+    """Newer official configs give the batch size per dataset (``datasets.<name>.batch_size``), older
+    ones and ours in ``run.batch_size_train``: map the first onto the second; they must agree."""
+    given = {name: entry.pop("batch_size") for name, entry in datasets.items() if entry.get("batch_size") is not None}
+    for entry in datasets.values():
+        entry.pop("batch_size", None)
+    if not given:
+        return []
+    where = ", ".join(f"datasets.{n}.batch_size = {b} ({ck.origins.get(f'datasets.{n}.batch_size')})"
+                      for n, b in given.items())
+    if len(set(given.values())) > 1:
+        return [f"{where}: one batch size is used for every dataset here; give them the same value "
+                "(or set run.batch_size_train instead)"]
+    size = next(iter(given.values()))
+    if "run.batch_size_train" in ck.origins and run.get("batch_size_train") != size:
+        return [f"{where} but run.batch_size_train = {run.get('batch_size_train')} "
+                f"({ck.origins['run.batch_size_train']}): give one of them, or the same value"]
+    run["batch_size_train"] = size
+    ck.notes.append(f"{where}: used as run.batch_size_train (the official per-dataset batch size)")
+    return []
+
+
+def load_config(cfg_path: str | Path, options: Iterable[str] | None = None, evaluation: bool = False) -> DictConfig:
     """The merged, validated run config of ``cfg_path`` with ``options`` (``key=value``) applied.
 
     ``custom_imports`` modules are imported first, so the components they register can be named.
+    Official names (arch, model_type) become the canonical ones, official keys that have no effect
+    here are dropped, and both are logged. ``evaluation``: the config of an evaluation, whose
+    ``datasets`` section is not used (dropped, logged) and whose ``evaluation_datasets`` default to
+    ``flickr30k_eval`` with its defaults (as in the official eval configs, which have none).
     Raises ``ConfigError`` listing every problem (key, source file, what is allowed).
     """
     cfg_path = str(cfg_path)
@@ -279,13 +324,24 @@ def load_config(cfg_path: str | Path, options: Iterable[str] | None = None) -> D
                 )
     if "model" not in user and "model" not in opts:
         ck.problems.append(f"{cfg_path}: the 'model' section is missing")
+    if evaluation:
+        for src, origin in ((user, cfg_path), (opts, OPTIONS)):
+            if src.pop("datasets", None) is not None:
+                ck.notes.append(f"datasets in {origin}: not used by the evaluation (it scores evaluation_datasets)")
+        if user.get("evaluation_datasets") is None and opts.get("evaluation_datasets") is None:
+            user["evaluation_datasets"] = {DEFAULT_EVALUATION: {}}
+            ck.notes.append(f"{cfg_path} has no evaluation_datasets: scoring {DEFAULT_EVALUATION} with its defaults "
+                            f"(set evaluation_datasets.{DEFAULT_EVALUATION}.build_info to its files)")
     model = _model_section(user, opts, cfg_path, ck)
     datasets = _datasets_section("datasets", user, opts, cfg_path, ck)
     eval_datasets = _datasets_section("evaluation_datasets", user, opts, cfg_path, ck)
     run_schema = _run_schema(user, opts, cfg_path, ck)
     run = ck.merged([(user.get("run"), cfg_path), (opts.get("run"), OPTIONS)], run_schema, "run.")
     ck.complete(run, run_schema, "run.")
+    ck.problems += _batch_size_problems(datasets, run, ck)
     ck.problems += _image_size_problems(model, {"datasets": datasets, "evaluation_datasets": eval_datasets}, ck)
+    for note in ck.notes:  # before any error: they explain what was read (e.g. a default evaluation dataset)
+        log.warning(note) if ": ignored: " in note else log.info(note)
     if ck.problems:
         raise ConfigError(ck.problems)
     cfg: dict[str, Any] = {CUSTOM_IMPORTS: imports} if imports else {}

@@ -24,6 +24,8 @@ class Key:
     path: "file" / "dir" / "any": when set (not null) it must exist on disk.
     children: a nested mapping with fixed keys.
     check: extra validation, returns a list of problems (for free-form mappings).
+    ignored: the reason a key of the official configs has no effect here; such a key is accepted
+    (type and ``check`` still apply), reported with the reason and left out of the result.
     """
 
     doc: str
@@ -34,10 +36,11 @@ class Key:
     path: str | None = None
     children: Mapping[str, Key] | None = None
     check: Callable[[Any], list[str]] | None = field(default=None, compare=False)
+    ignored: str | None = None
 
     @property
     def required(self) -> bool:
-        return self.default is REQUIRED
+        return self.default is REQUIRED and self.ignored is None
 
     def type_name(self) -> str:
         if self.children is not None:
@@ -49,7 +52,18 @@ class Key:
         return name + (" or null" if self.nullable else "")
 
 
-_TYPE_NAMES = {str: "str", int: "int", float: "float", bool: "bool", list: "list", dict: "mapping"}
+def ignored_key(reason: str, type: type | tuple[type, ...] = object,
+                check: Callable[[Any], list[str]] | None = None) -> Key:
+    """A key of the official configs that has no effect here (``reason``), accepted so those files load."""
+    return Key(f"Official config key, ignored: {reason}", type, None, nullable=True, check=check, ignored=reason)
+
+
+def only(*allowed: Any) -> Callable[[Any], list[str]]:
+    """A ``Key.check`` that accepts only these values."""
+    return lambda v: [] if v in allowed else [f"only {' or '.join(repr(a) for a in allowed)} is supported here, got {v!r}"]
+
+
+_TYPE_NAMES = {object: "any", str: "str", int: "int", float: "float", bool: "bool", list: "list", dict: "mapping"}
 
 
 def type_problem(key: Key, value: Any) -> str | None:
@@ -90,7 +104,7 @@ def defaults(schema: Mapping[str, Key]) -> dict[str, Any]:
     for name, key in schema.items():
         if key.children is not None:
             out[name] = defaults(key.children)
-        elif not key.required:
+        elif not key.required and key.ignored is None:
             out[name] = key.default
     return out
 
@@ -103,6 +117,9 @@ def table_rows(schema: Mapping[str, Key], prefix: str = "") -> list[tuple[str, s
         if key.children is not None:
             rows.append((dotted, "mapping", "", key.doc))
             rows.extend(table_rows(key.children, dotted + "."))
+            continue
+        if key.ignored is not None:
+            rows.append((dotted, key.type_name(), "ignored", key.doc))
             continue
         default = "**required**" if key.required else f"`{json.dumps(key.default)}`".replace("|", "\\|")
         rows.append((dotted, key.type_name(), default, key.doc))

@@ -63,7 +63,7 @@ log = logging.getLogger("minigpt4")
 
 # Model keys that decide what a checkpoint's projection means (or what the baseline is) and must
 # match between training and evaluation; the rest (dtypes, max_txt_len, freezing) do not.
-COMPARED_MODEL_KEYS = ("arch", "model_type", "llama_model", "vit_ckpt", "q_former_model", "ckpt", "image_size",
+COMPARED_MODEL_KEYS = ("arch", "model_type", "has_qformer", "llama_model", "vit_ckpt", "q_former_model", "ckpt", "image_size",
                        "num_query_token", "end_sym", "prompt_template", "vit_config", "qformer_config")
 
 
@@ -360,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     setup_logger(dist.read_launch_env().rank)  # torchrun's or SLURM's rank, before the group exists
     check_java()  # before anything is built or generated
     check_writable()
-    cfg = load_config(args.cfg_path, args.options)
+    cfg = load_config(args.cfg_path, args.options, evaluation=True)
     written: list[Path] = []
     with signals.stop_signals():
         try:

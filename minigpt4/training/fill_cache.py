@@ -72,6 +72,7 @@ def fill(model: Any, task: Any, name: str, images: CaptionEvalDataset, batch_siz
 def main(argv: Sequence[str] | None = None) -> dict[str, list[int]]:
     """The fill; returns {entry: [encoded, already cached, unreadable]} summed over ranks."""
     args = parse_args(argv)
+    setup_logger(dist.read_launch_env().rank)
     cfg = load_config(args.cfg_path, args.options)
     if not cfg.run.get("feature_cache"):
         raise ConfigError("run.feature_cache is null: there is no cache to fill (set it to a folder)")

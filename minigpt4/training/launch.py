@@ -87,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
     folder is created. SIGINT/SIGTERM stop every rank at a step boundary with exit status 130/143.
     """
     args = parse_args(argv)
+    setup_logger(du.read_launch_env().rank)  # the config's notes (official names, ignored keys) are logged
     cfg = load_config(args.cfg_path, args.options)
     with signals.stop_signals():
         info = du.init_distributed(cfg.run.device, cfg.run.dist_backend)

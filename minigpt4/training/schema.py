@@ -1,7 +1,9 @@
 """Schema of the ``run`` section: training loop, schedule, outputs, evaluation settings."""
 from __future__ import annotations
 
-from minigpt4.config.schema import Key
+from minigpt4.config.schema import Key, ignored_key, only
+
+_FROM_LAUNCHER = "the official code overwrites it from the launcher's environment, and here torchrun or SLURM set it"
 
 
 def _at_least(low: float):
@@ -63,6 +65,17 @@ RUN_SCHEMA: dict[str, Key] = {
                        "GPU (by name), no MFU on CPU.", float, None, nullable=True),
     "max_new_tokens": Key("Evaluation: new tokens generated per caption.", int, 30),
     "num_beams": Key("Evaluation: beam size (1 = greedy).", int, 1),
+    # keys of the official configs that have no effect here
+    "evaluate": ignored_key("train.py never evaluates during training (evaluate.sh scores every checkpoint "
+                            "afterwards); only false is accepted", bool, only(False)),
+    "train_splits": ignored_key("training uses each datasets entry's train split; only [train] is accepted", list,
+                                only(["train"])),
+    "world_size": ignored_key(_FROM_LAUNCHER, int),
+    "distributed": ignored_key(_FROM_LAUNCHER, bool),
+    "dist_url": ignored_key("processes meet through the launcher's environment; only env:// is accepted", str,
+                            only("env://")),
+    "wandb_log": ignored_key("Weights & Biases logging is not built in: metrics go to RUN/log.txt and, with "
+                             "run.tensorboard: true, to TensorBoard", bool),
     "eval_instruction": Key(
         "Evaluation: the one instruction (containing <ImageHere>) given for every image, so captions do not "
         "depend on sharding; null = the first line of model.prompt_path.", str, None, nullable=True),
