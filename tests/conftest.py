@@ -36,6 +36,25 @@ def tiny_stack(tmp_path_factory) -> dict[str, str]:
     return build_tiny_stack(tmp_path_factory.mktemp("tiny_stack"))
 
 
+@pytest.fixture(scope="session")
+def tiny_llama2_stack(tmp_path_factory) -> dict[str, str]:
+    """A random tiny stack of the Llama-2 variant (no BLIP-2 file): llama_model, vit_ckpt, ckpt."""
+    return build_tiny_stack(tmp_path_factory.mktemp("tiny_llama2_stack"), has_qformer=False)
+
+
+def overfit(model, batch: dict, steps: int = 60, lr: float = 3e-3) -> float:
+    """Train ``model``'s trainable parameters on one batch (Adam); returns the last loss, model in eval mode."""
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        loss = model(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return loss.item()
+
+
 def write_yaml(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -194,3 +194,15 @@ def test_peak_override_and_mfu():
     assert flops.peak_flops_per_s(torch.device("cpu"), 100.0) == 100e12
     assert flops.mfu(1e12, 2.0, 1e12) == 0.5
     assert flops.mfu(1e12, 2.0, None) is None and flops.mfu(1e12, 0.0, 1e12) is None
+
+
+def test_train_sample_of_the_llama2_variant(tiny_llama2_stack, tmp_path):
+    """No Q-Former: the image tokens are 4 patches each (16 patches -> 4 tokens of 4 x 64)."""
+    path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(tiny_llama2_stack, model_type="tiny_llama2")})
+    m = minigpt4.build_model(minigpt4.load_config(path).model)
+    samples = {"image": _images(1), "instruction_input": [INSTR], "answer": ["a red circle"]}
+    with counter() as fc:
+        out = m(samples)
+        out["loss"].backward()
+    assert flops.qformer_flops(m) == 0 and flops.image_tokens(m) == 4
+    assert flops.train_flops_per_sample(m, int(out["seq_lens"][0])) == fc.get_total_flops()

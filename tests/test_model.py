@@ -1,10 +1,11 @@
 """The MiniGPT-4 model on the tiny stack: freezing, labels, loss, training signal, generation."""
+import logging
+
 import pytest
 import torch
-from conftest import tiny_model_section, write_yaml
+from conftest import overfit, tiny_model_section, write_yaml
 
 import minigpt4
-from minigpt4.errors import ConfigError
 
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."
 INSTR2 = "<Img><ImageHere></Img> Could you describe the contents of this image for me?"
@@ -100,15 +101,7 @@ def test_generate_stops_at_end_sym_and_respects_max_new_tokens(tiny_stack, tmp_p
     m = minigpt4.build_model(minigpt4.load_config(path).model)
     images = _images(2, seed=3)
     batch = {"image": images, "instruction_input": [INSTR, INSTR2], "answer": ["a red circle### Human: more text"] * 2}
-    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=3e-3)
-    m.train()
-    for _ in range(60):
-        loss = m(batch)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    m.eval()
-    assert loss.item() < 0.05
+    assert overfit(m, batch) < 0.05
     out = m.generate(images, [INSTR, INSTR2], max_new_tokens=30)
     assert out == ["a red circle", "a red circle"]
     short = m.generate(images, [INSTR, INSTR2], max_new_tokens=2)
@@ -120,12 +113,13 @@ def test_generate_stops_at_end_sym_and_respects_max_new_tokens(tiny_stack, tmp_p
     assert beams == ["a red circle", "a red circle"]
 
 
-def test_low_resource_without_gpu_fails_clearly(tiny_stack, tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("needs a machine without CUDA")
+def test_low_resource_on_cpu_warns_and_loads_the_llm_in_full_precision(tiny_stack, tmp_path, caplog):
+    """The official eval configs say low_resource: true (8-bit on a GPU); on the CPU that cannot apply."""
     path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(tiny_stack, low_resource=True)})
-    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
-        minigpt4.build_model(minigpt4.load_config(path).model)
+    with caplog.at_level(logging.WARNING, logger="minigpt4"):
+        m = minigpt4.build_model(minigpt4.load_config(path).model, device="cpu")
+    assert "low_resource: true loads the LLM in 8-bit on a GPU, but this process runs on cpu" in caplog.text
+    assert m.llama_model.dtype == torch.float32
 
 
 def test_fresh_projection_is_the_same_in_every_build(tiny_stack, tmp_path):

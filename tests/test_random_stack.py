@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_model_section, write_yaml
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import Blip2QFormerModel, LlamaConfig, LlamaForCausalLM
 
 import minigpt4
 from minigpt4.errors import DataError
 from minigpt4.models.llm import load_tokenizer
+from minigpt4.models.minigpt4 import MiniGPT4
 from minigpt4.models.qformer import qformer_config
-from minigpt4.models.vision import vision_config
+from minigpt4.models.variants import OFFICIAL_CHECKPOINTS
+from minigpt4.models.vision import build_vision_encoder, vision_config
 from minigpt4.models.weights import load_weights
 from minigpt4.testing.stacks import (
     SIZES,
@@ -45,6 +47,26 @@ def test_vicuna0_size_is_the_official_stack():
     assert s["num_query_token"] == 32 and s["dtype"] == torch.float16
     # the trainable projection of the 7B model (spec: 3,149,824 parameters)
     assert qf.hidden_size * s["llm"]["hidden_size"] + s["llm"]["hidden_size"] == 3_149_824
+
+
+@pytest.mark.parametrize("size, file, llm_params, trainable", [
+    ("vicuna-7b", "prerained_minigpt4_7b.pth", 6_738_415_616, 3_149_824),
+    ("vicuna-13b", "pretrained_minigpt4.pth", 13_015_864_320, 3_937_280),
+    ("llama2-7b", "pretrained_minigpt4_llama2_7b.pth", 6_738_415_616, 23_072_768)])
+def test_every_official_size_builds_the_shapes_of_its_released_checkpoint(size, file, llm_params, trainable,
+                                                                          tiny_stack):
+    """MiniGPT4 itself at each official size, on the meta device: llama_proj's width comes from the LLM."""
+    s, released = SIZES[size], next(c for c in OFFICIAL_CHECKPOINTS if c.file == file)
+    with torch.device("meta"):  # shapes only: no memory, no time
+        vit = build_vision_encoder(vision_config(s["image_size"], s["vit"]))
+        llm = LlamaForCausalLM(LlamaConfig(**s["llm"]))
+        qformer = Blip2QFormerModel(qformer_config(vit.config.hidden_size, s["qformer"])) if s["has_qformer"] else None
+        queries = torch.nn.Parameter(torch.zeros(1, s["num_query_token"], 768)) if s["has_qformer"] else None
+        model = MiniGPT4(vit, qformer, queries, llm, load_tokenizer(tiny_stack["llama_model"]), [INSTR])
+    assert sum(p.numel() for p in llm.parameters()) == llm_params
+    assert tuple(model.llama_proj.weight.shape) == released.proj_shape
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
+    assert released.model_type == ("vicuna0" if s["has_qformer"] else "llama2")
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,9 @@ def vit_flops(model: Any) -> int:
 
 def qformer_flops(model: Any) -> int:
     """Forward FLOPs of ``model.qformer`` for one image: ``query_tokens.shape[1]`` queries, cross-attention
-    (every ``cross_attention_frequency`` layers, from layer 0) over the ViT tokens."""
+    (every ``cross_attention_frequency`` layers, from layer 0) over the ViT tokens; 0 without a Q-Former."""
+    if model.qformer is None:
+        return 0
     cfg = model.qformer.config
     q, h, n, e = model.query_tokens.shape[1], cfg.hidden_size, _vit_tokens(model.visual_encoder.config), \
         cfg.encoder_hidden_size
@@ -60,6 +62,13 @@ def qformer_flops(model: Any) -> int:
     cross = 2 * q * 2 * h * h + 2 * n * 2 * e * h + _attention(cfg.num_attention_heads, hd, q, n)  # q, o; k, v
     n_cross = len(range(0, cfg.num_hidden_layers, cfg.cross_attention_frequency))
     return cfg.num_hidden_layers * (self_attn + mlp) + n_cross * cross
+
+
+def image_tokens(model: Any) -> int:
+    """LLM tokens per image: the queries, or without a Q-Former a quarter of the ViT patches."""
+    if model.qformer is None:
+        return (_vit_tokens(model.visual_encoder.config) - 1) // 4
+    return int(model.query_tokens.shape[1])
 
 
 def _llm_parts(config: Any, seq_len: int) -> tuple[int, int]:
@@ -97,7 +106,7 @@ def train_flops_per_sample(model: Any, seq_len: int, cut: str | None = None) -> 
         raise ValueError("train_flops_per_sample counts the frozen ViT / Q-Former / LLM setup only")
     vision = {None: vit_flops(model) + qformer_flops(model), "vit": qformer_flops(model), "qformer": 0}[cut]
     proj = model.llama_proj
-    proj_flops = 2 * (2 * model.query_tokens.shape[1] * proj.in_features * proj.out_features)
+    proj_flops = 2 * (2 * image_tokens(model) * proj.in_features * proj.out_features)
     cfg = model.llama_model.config
     return vision + proj_flops + llm_flops(cfg, seq_len) + llm_backward_flops(cfg, seq_len)
 

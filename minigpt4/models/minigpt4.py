@@ -1,4 +1,5 @@
-"""MiniGPT-4: frozen EVA-ViT-G -> frozen Q-Former -> trainable ``llama_proj`` -> frozen Vicuna/LLaMA."""
+"""MiniGPT-4: frozen EVA-ViT-G -> frozen Q-Former -> trainable ``llama_proj`` -> frozen Vicuna/LLaMA; or,
+in the Llama-2 variant (``has_qformer: false``), groups of 4 ViT patches -> ``llama_proj`` -> Llama-2."""
 from __future__ import annotations
 
 import contextlib
@@ -15,9 +16,10 @@ from minigpt4.registry import MODELS
 from minigpt4.utils.prompt import DEFAULT_TEMPLATE, PromptTemplate, load_instructions
 
 from .llm import is_quantized, load_llm, load_tokenizer
-from .qformer import load_blip2_checkpoint, qformer_config
 from .schema import DEFAULT_MODEL_TYPE, MODEL_SCHEMA
-from .vision import build_vision_encoder, half_linear_weights, keep_key_bias_zero, load_eva_checkpoint, vision_config
+from .stack import build_vision_stack
+from .variants import ARCH_ALIASES, MODEL_TYPE_ALIASES, likely_checkpoint
+from .vision import half_linear_weights, keep_key_bias_zero
 from .weights import load_parameters, load_weights, unwrap
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
 # Persistent buffers that official MiniGPT-4 checkpoints may carry besides llama_proj.
 _IGNORED_CKPT_SUFFIXES = ("position_ids", "rotary_emb.inv_freq")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+PATCHES_PER_TOKEN = 4  # the Llama-2 variant: 4 consecutive ViT patches (of a row, raster order) per LLM token
 
 
 def _llm_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -38,13 +41,15 @@ def _llm_dtype(name: str, device: torch.device) -> torch.dtype:
     return _DTYPES[name]
 
 
-@MODELS.register("minigpt4")
+@MODELS.register("minigpt4", aliases=tuple(ARCH_ALIASES))
 class MiniGPT4(nn.Module):
     """The MiniGPT-4 (v1) captioning model; build it with ``minigpt4.build_model(cfg.model)``."""
 
     SCHEMA = MODEL_SCHEMA
     # model_type -> its defaults file; the real variants only (others: register_model_type)
-    MODEL_TYPES: dict[str, Path] = {DEFAULT_MODEL_TYPE: CONFIG_DIR / "minigpt4_vicuna0.yaml"}
+    MODEL_TYPES: dict[str, Path] = {DEFAULT_MODEL_TYPE: CONFIG_DIR / "minigpt4_vicuna0.yaml",
+                                    "llama2": CONFIG_DIR / "minigpt4_llama2.yaml"}
+    MODEL_TYPE_ALIASES = MODEL_TYPE_ALIASES  # the official names
     DEFAULT_MODEL_TYPE = DEFAULT_MODEL_TYPE
 
     @classmethod
@@ -58,18 +63,26 @@ class MiniGPT4(nn.Module):
             raise KeyError(f"model_type {name!r} is already registered ({cls.MODEL_TYPES[name]})")
         cls.MODEL_TYPES[name] = path
 
-    def __init__(self, visual_encoder: nn.Module, qformer: Blip2QFormerModel, query_tokens: nn.Parameter,
+    def __init__(self, visual_encoder: nn.Module, qformer: Blip2QFormerModel | None, query_tokens: nn.Parameter | None,
                  llama_model: nn.Module, llama_tokenizer: Any, instructions: list[str],
                  prompt_template: str = DEFAULT_TEMPLATE, max_txt_len: int = 160,
                  end_sym: str = "###", vit_precision: str = "fp16", freeze_vit: bool = True,
                  freeze_qformer: bool = True, freeze_llm: bool = True) -> None:
+        """``qformer`` and ``query_tokens`` None: the Llama-2 variant (4 patches per LLM token)."""
         super().__init__()
         self.visual_encoder = visual_encoder
         self.qformer = qformer
         self.query_tokens = query_tokens
         self.llama_model = llama_model
         self.llama_tokenizer = llama_tokenizer
-        self.llama_proj = nn.Linear(qformer.config.hidden_size, llama_model.config.hidden_size)
+        if qformer is None:
+            grid = visual_encoder.config.image_size // visual_encoder.config.patch_size
+            if grid * grid % PATCHES_PER_TOKEN:
+                raise ValueError(f"without a Q-Former the {grid}x{grid} ViT patches must group by {PATCHES_PER_TOKEN}")
+            width = PATCHES_PER_TOKEN * visual_encoder.config.hidden_size
+        else:
+            width = qformer.config.hidden_size
+        self.llama_proj = nn.Linear(width, llama_model.config.hidden_size)
         self.reset_projection()
         self.instructions = instructions
         self.template = PromptTemplate(prompt_template)
@@ -77,10 +90,13 @@ class MiniGPT4(nn.Module):
         self.end_sym = end_sym
         self.vit_precision = vit_precision
         self.frozen = {"visual_encoder": freeze_vit, "qformer": freeze_qformer, "llama_model": freeze_llm}
+        if qformer is None:
+            del self.frozen["qformer"]
         for name, frozen in self.frozen.items():
             for p in getattr(self, name).parameters():
                 p.requires_grad_(not frozen)
-        self.query_tokens.requires_grad_(not freeze_qformer)
+        if self.query_tokens is not None:
+            self.query_tokens.requires_grad_(not freeze_qformer)
         if not freeze_vit:
             keep_key_bias_zero(self.visual_encoder)
         self.end_ids = self._end_sym_ids()
@@ -93,28 +109,14 @@ class MiniGPT4(nn.Module):
     def from_config(cls, cfg: Any, device: str | torch.device | None = None) -> MiniGPT4:
         """Build from a validated ``model`` config section, loading every weight file it names."""
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        vit = build_vision_encoder(vision_config(cfg.image_size, cfg.get("vit_config") or {}))
-        if cfg.get("vit_ckpt"):
-            load_eva_checkpoint(vit, unwrap(load_weights(cfg.vit_ckpt), cfg.vit_ckpt), cfg.vit_ckpt)
-            log.info("loaded ViT weights from %s", cfg.vit_ckpt)
-        else:
-            log.warning("vit_ckpt is null: the ViT keeps random weights (tests only)")
-        qformer = Blip2QFormerModel(qformer_config(vit.config.hidden_size, cfg.get("qformer_config") or {}))
-        query_tokens = nn.Parameter(torch.zeros(1, cfg.num_query_token, qformer.config.hidden_size))
-        if cfg.get("q_former_model"):
-            extra = load_blip2_checkpoint(qformer, unwrap(load_weights(cfg.q_former_model), cfg.q_former_model),
-                                          cfg.q_former_model)
-            if extra["query_tokens"].shape != query_tokens.shape:
-                raise WeightsError(f"{cfg.q_former_model}: query_tokens {tuple(extra['query_tokens'].shape)} vs "
-                                 f"model {tuple(query_tokens.shape)} (num_query_token={cfg.num_query_token})")
-            query_tokens.data.copy_(extra["query_tokens"])
-            vit.post_layernorm.load_state_dict({"weight": extra["ln_vision.weight"], "bias": extra["ln_vision.bias"]})
-            log.info("loaded Q-Former, query tokens and ln_vision from %s", cfg.q_former_model)
-        else:
-            query_tokens.data.normal_(0.0, qformer.config.initializer_range)
-            log.warning("q_former_model is null: the Q-Former keeps random weights (tests only)")
+        vit, qformer, query_tokens = build_vision_stack(cfg)
         tokenizer = load_tokenizer(cfg.llama_model)
-        llm = load_llm(cfg.llama_model, _llm_dtype(cfg.llm_dtype, dev), dev, cfg.low_resource, cfg.device_8bit)
+        low_resource = cfg.low_resource
+        if low_resource and dev.type != "cuda":
+            log.warning("model.low_resource: true loads the LLM in 8-bit on a GPU, but this process runs on %s: "
+                        "loading it in %s instead", dev.type, _llm_dtype(cfg.llm_dtype, dev))
+            low_resource = False
+        llm = load_llm(cfg.llama_model, _llm_dtype(cfg.llm_dtype, dev), dev, low_resource, cfg.device_8bit)
         model = cls(vit, qformer, query_tokens, llm, tokenizer, load_instructions(cfg.prompt_path),
                     prompt_template=cfg.prompt_template, max_txt_len=cfg.max_txt_len, end_sym=cfg.end_sym,
                     vit_precision=cfg.vit_precision, freeze_vit=cfg.freeze_vit,
@@ -143,11 +145,24 @@ class MiniGPT4(nn.Module):
     def load_checkpoint(self, path: str | Path, check_only: bool = False) -> None:
         """Load ``llama_proj`` (and any other parameter present) from a checkpoint, strictly.
         ``check_only``: raise ``WeightsError`` where loading would fail, load nothing."""
-        hint = (f"LLM hidden size {self.llama_model.config.hidden_size}: is this a checkpoint for another LLM "
-                "size (7B: 4096, 13B: 5120)?")
-        names = load_parameters(self, self.read_checkpoint(path), path, hint=hint, copy=not check_only)
+        state = self.read_checkpoint(path)
+        names = load_parameters(self, state, path, hint=self._variant_hint(tuple(state["llama_proj.weight"].shape)),
+                                copy=not check_only)
         if not check_only:
             log.info("loaded %s from %s", ", ".join(names), path)
+
+    def _variant_hint(self, found: tuple[int, ...]) -> str:
+        """Which released variant a ``llama_proj.weight`` shape belongs to, vs this model's."""
+        own = tuple(self.llama_proj.weight.shape)
+        if found == own:
+            return ""
+        theirs, mine = likely_checkpoint(found), likely_checkpoint(own)
+        source = "Q-Former" if self.qformer is not None else f"{PATCHES_PER_TOKEN} ViT patches"
+        return (f"the checkpoint's llama_proj is {found[1]} -> {found[0]}"
+                + (f", as in {theirs.description}" if theirs else "")
+                + f"; this model's is {own[1]} -> {own[0]} ({source} -> LLM hidden size)"
+                + (f", as in {mine.description}" if mine else "")
+                + ": use the model_type and LLM that match the checkpoint (model.has_qformer and llama_model)")
 
     def place(self, device: str | torch.device) -> MiniGPT4:
         """Move the model to ``device``, except an 8-bit LLM (``low_resource``), which stays on the GPU
@@ -157,8 +172,9 @@ class MiniGPT4(nn.Module):
             if name == "llama_model" and is_quantized(child):
                 continue
             child.to(device)
-        for param in self._parameters.values():  # query_tokens
-            param.data = param.data.to(device)
+        for param in self._parameters.values():  # query_tokens (none in the Llama-2 variant)
+            if param is not None:
+                param.data = param.data.to(device)
         return self
 
     def reset_projection(self, seed: int = 0) -> None:
@@ -181,7 +197,7 @@ class MiniGPT4(nn.Module):
             raise ValueError(f"unknown part {part!r}; expected one of {sorted(self.frozen)}")
         self.frozen[part] = True
         getattr(self, part).requires_grad_(False).eval()
-        if part == "qformer":
+        if part == "qformer" and self.query_tokens is not None:
             self.query_tokens.requires_grad_(False)
 
     def train(self, mode: bool = True) -> MiniGPT4:
@@ -207,13 +223,18 @@ class MiniGPT4(nn.Module):
         return contextlib.nullcontext()
 
     @property
+    def vision_cut(self) -> str:
+        """The cut point after the whole vision stack: ``qformer``, or ``vit`` without a Q-Former."""
+        return "qformer" if self.qformer is not None else "vit"
+
+    @property
     def feature_cut(self) -> str | None:
         """Where the frozen part of the vision stack ends, so its output can be cached: ``qformer``
-        (ViT and Q-Former frozen: the Q-Former's [B,Q,768]), ``vit`` (only the ViT frozen: its
-        [B,257,1408]) or None (the ViT trains: nothing to cache)."""
+        (ViT and Q-Former frozen: the Q-Former's [B,Q,768]), ``vit`` (only the ViT frozen, or no
+        Q-Former: its [B,257,1408]) or None (the ViT trains: nothing to cache)."""
         if not self.frozen["visual_encoder"]:
             return None
-        return "qformer" if self.frozen["qformer"] else "vit"
+        return "qformer" if self.frozen.get("qformer") else "vit"
 
     def _vit(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device)
@@ -221,8 +242,14 @@ class MiniGPT4(nn.Module):
             with self._vit_autocast():
                 return self.visual_encoder(pixel_values=images).last_hidden_state.float()
 
-    def _qformer(self, feats: torch.Tensor) -> torch.Tensor:
+    def _image_tokens(self, feats: torch.Tensor) -> torch.Tensor:
+        """ViT features [B,1+N,W] -> the image tokens for ``llama_proj``: the Q-Former's [B,Q,768], or
+        without one the patches (CLS dropped) 4 at a time in raster order, [B,N/4,4W]."""
         feats = feats.to(device=self.device, dtype=torch.float32)
+        if self.qformer is None:
+            patches = feats[:, 1:, :]
+            b, n, w = patches.shape
+            return patches.reshape(b, n // PATCHES_PER_TOKEN, PATCHES_PER_TOKEN * w)
         atts = torch.ones(feats.shape[:-1], dtype=torch.long, device=feats.device)
         # the Q-Former needs a graph when it trains or when the ViT before it does
         qformer_grad = not (self.frozen["qformer"] and self.frozen["visual_encoder"])
@@ -238,19 +265,19 @@ class MiniGPT4(nn.Module):
 
     def encode_img(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images [B,3,S,S] -> (LLM input embeddings [B,Q,H], attention mask [B,Q])."""
-        return self._project(self._qformer(self._vit(images)))
+        return self._project(self._image_tokens(self._vit(images)))
 
     @torch.no_grad()
     def frozen_features(self, images: torch.Tensor, cut: str) -> torch.Tensor:
         """The frozen vision stack's output at ``cut`` (see ``feature_cut``), fp32, no graph."""
-        if cut not in ("qformer", "vit"):
-            raise ValueError(f"cut must be 'qformer' or 'vit', got {cut!r}")
+        if cut not in ("qformer", "vit") or (cut == "qformer" and self.qformer is None):
+            raise ValueError(f"cut must be 'vit'{' or qformer' if self.qformer is not None else ''}, got {cut!r}")
         feats = self._vit(images)
-        return feats if cut == "vit" else self._qformer(feats)
+        return feats if cut == "vit" else self._image_tokens(feats)
 
     def embed_features(self, features: torch.Tensor, cut: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``encode_img``'s result from ``frozen_features(images, cut)`` (e.g. read from the cache)."""
-        return self._project(self._qformer(features) if cut == "vit" else features)
+        return self._project(self._image_tokens(features) if cut == "vit" else features)
 
     def _image_embeds(self, samples: dict[str, Any]) -> torch.Tensor:
         if samples.get("features") is not None:
@@ -323,9 +350,11 @@ class MiniGPT4(nn.Module):
         img_embeds = self._image_embeds({"image": images, "features": features, "feature_cut": cut})
         embeds, mask, _ = self.assemble(img_embeds, list(instructions), pad_left=True)
         tok = self.llama_tokenizer
+        # an end_sym that is the EOS token (Llama-2's "</s>") stops generation as EOS; others as a string
+        stop = {} if self.end_ids == [tok.eos_token_id] else {"stop_strings": [self.end_sym]}
         gen = GenerationConfig(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
                                pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                               eos_token_id=tok.eos_token_id, stop_strings=[self.end_sym], **kwargs)
+                               eos_token_id=tok.eos_token_id, **stop, **kwargs)
         out = self.llama_model.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=gen,
                                         tokenizer=tok)
         texts = tok.batch_decode(out, skip_special_tokens=True)

@@ -5,10 +5,11 @@ from typing import Any
 
 from transformers import Blip2QFormerConfig, Blip2VisionConfig
 
-from minigpt4.config.schema import Key
+from minigpt4.config.schema import Key, ignored_key, only
 from minigpt4.utils.prompt import DEFAULT_TEMPLATE
 
 DEFAULT_MODEL_TYPE = "vicuna0"
+_V2_ONLY = "read by MiniGPT-v2 only; the official MiniGPT-4 v1 code (arch minigpt4) never passes it on"
 
 _VIT_KEYS = set(Blip2VisionConfig().to_dict())
 _QFORMER_KEYS = set(Blip2QFormerConfig().to_dict())
@@ -27,16 +28,29 @@ def _config_keys(allowed: set[str], reserved: dict[str, str], owner: str):
     return check
 
 
+def _local(value: str) -> list[str]:
+    if value.startswith(("http://", "https://")):
+        return [f"{value!r} is a URL: nothing is downloaded here; download the file and give its local path"]
+    return []
+
+
 MODEL_SCHEMA: dict[str, Key] = {
     "arch": Key("Registered model name.", str),
-    "model_type": Key("Defaults file for the arch: vicuna0 (official sizes); custom_imports add more: tiny (tests, "
-                      "minigpt4.testing), standin (the quickstart's pre-trained stand-ins, minigpt4.quickstart).",
-                      str, DEFAULT_MODEL_TYPE),
-    "llama_model": Key("Local Hugging Face directory of the LLaMA/Vicuna LLM and its tokenizer.", str, path="dir"),
+    "model_type": Key("Defaults file for the arch: vicuna0 (Vicuna v0 7B or 13B; official names pretrain_vicuna0 and "
+                      "pretrain_vicuna) or llama2 (Llama-2-7b-chat, no Q-Former; official name pretrain_llama2); "
+                      "custom_imports add more: tiny and tiny_llama2 (tests, minigpt4.testing), standin (the "
+                      "quickstart's pre-trained stand-ins, minigpt4.quickstart).", str, DEFAULT_MODEL_TYPE),
+    "llama_model": Key("Local Hugging Face directory of the LLaMA/Vicuna LLM and its tokenizer.", str, path="dir",
+                       check=_local),
     "vit_ckpt": Key("EVA-ViT-G weights in the eva_vit_g.pth layout; null = random (tests only).",
-                    str, None, nullable=True, path="file"),
+                    str, None, nullable=True, path="file", check=_local),
     "q_former_model": Key("BLIP-2 weights (Q-Former, query_tokens, ln_vision) in the blip2_pretrained_flant5xxl.pth "
-                          "layout; null = random (tests only).", str, None, nullable=True, path="file"),
+                          "layout; null = random (tests only). Not used (a warning says so) when has_qformer is false.",
+                          str, None, nullable=True, path="file", check=_local),
+    "has_qformer": Key("The Q-Former between the ViT and llama_proj (Vicuna variants). false = the Llama-2 variant: "
+                       "the CLS token dropped, each 4 consecutive patches of ln_vision(ViT(x)) concatenated ([B, 64, "
+                       "5632]) into llama_proj; ln_vision keeps its default initialisation (no BLIP-2 file is read).",
+                       bool, True),
     "ckpt": Key("MiniGPT-4 checkpoint with llama_proj (official or one of ours); null = a fresh projection "
                 "(the same seeded init in every run).",
                 str, None, nullable=True, path="file"),
@@ -63,4 +77,13 @@ MODEL_SCHEMA: dict[str, Key] = {
                           "Default: BERT-base, cross-attention every 2 layers.", dict, {},
                           check=_config_keys(_QFORMER_KEYS, {"encoder_hidden_size": "the ViT width (vit_config)"},
                                              "Blip2QFormerConfig")),
+    # keys of the official configs that have no effect
+    "vit_model": ignored_key("the vision encoder is always EVA-ViT-G (its weights: vit_ckpt)", str, only("eva_clip_g")),
+    "drop_path_rate": ignored_key("stochastic depth in the ViT, which only matters when the ViT trains; only 0 (the "
+                                  "official value) is supported", (int, float), only(0)),
+    "prompt": ignored_key("the official MiniGPT-4 v1 code never reads it (instructions come from prompt_path)"),
+    "lora_r": ignored_key(_V2_ONLY),
+    "lora_alpha": ignored_key(_V2_ONLY),
+    "lora_dropout": ignored_key(_V2_ONLY),
+    "lora_target_modules": ignored_key(_V2_ONLY),
 }

@@ -31,7 +31,6 @@ from minigpt4.utils.prompt import PromptTemplate, load_instructions
 from .image_features import ImageFeatures
 
 log = logging.getLogger(__name__)
-EVAL_CUT = "qformer"  # evaluation computes no gradients: the whole vision stack is frozen there
 
 
 def check_unique_ids(items: list[tuple[str, str]], source: str) -> None:
@@ -156,12 +155,13 @@ class ImageTextPretrainTask:
         """This rank's share of ``dataset`` through the frozen vision stack (from the feature cache
         where present), once for any number of checkpoints (``generate``)."""
         target = getattr(dataset, "dataset", dataset)  # a Subset (--limit) of the split
+        cut = model.vision_cut  # evaluation computes no gradients: the whole vision stack is frozen there
         if use_cache:
-            self.features.attach(model, target, EVAL_CUT)
+            self.features.attach(model, target, cut)
         else:
             target.features = None
         return encode_split(model, dataset, batch_size_eval(run_cfg, model.device), run_cfg.num_workers,
-                            lambda batch: self.features.complete(model, batch, EVAL_CUT), EVAL_CUT, desc=desc)
+                            lambda batch: self.features.complete(model, batch, cut), cut, desc=desc)
 
     def generate(self, model: Any, encoded: EncodedSplit, instruction: str, run_cfg: Any,
                  desc: str = "captioning") -> list[dict[str, Any]]:

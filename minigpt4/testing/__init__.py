@@ -2,7 +2,8 @@
 layouts (``stacks``; also at the official sizes) and a NaN-injecting task (``tasks``).
 
 Importing this package (``custom_imports: [minigpt4.testing]`` in a config) registers
-``model_type: tiny`` (``minigpt4_tiny.yaml``) and the task ``nan_injecting``.
+``model_type: tiny`` (``minigpt4_tiny.yaml``), ``tiny_llama2`` (the Llama-2 variant,
+``minigpt4_tiny_llama2.yaml``) and the task ``nan_injecting``.
 """
 from pathlib import Path
 
@@ -10,3 +11,4 @@ from minigpt4.models.minigpt4 import MiniGPT4
 from minigpt4.testing import tasks  # noqa: F401  (registers the task)
 
 MiniGPT4.register_model_type("tiny", Path(__file__).with_name("minigpt4_tiny.yaml"))
+MiniGPT4.register_model_type("tiny_llama2", Path(__file__).with_name("minigpt4_tiny_llama2.yaml"))

@@ -1,5 +1,6 @@
 """Random MiniGPT-4 stacks in the official file formats: tiny ones for tests and the quickstart, and
-full-size ones (``--size vicuna0``) to measure GPU memory and time before downloading the real weights.
+full-size ones (``--size vicuna-7b``, ``vicuna-13b``, ``llama2-7b``) to measure GPU memory and time
+before downloading the real weights.
 
 ``build_tiny_stack(out_dir)`` (and ``build_random_stack(out_dir, size)``) writes, with random weights:
   - ``llama/``: a LLaMA Hugging Face directory (``save_pretrained``) with a sentencepiece tokenizer
@@ -9,9 +10,11 @@ full-size ones (``--size vicuna0``) to measure GPU memory and time before downlo
   - ``blip2_pretrained.pth``: ``{"model": {"Qformer.bert.*", "query_tokens", "ln_vision.*", ...}}`` including
     the text-side and ``t5_proj`` keys that MiniGPT-4 drops,
   - ``minigpt4_ckpt.pth``: ``{"model": {"llama_proj.*", <a buffer>}}`` like the official checkpoint.
-These load through exactly the code paths of the real files (``model_type: tiny``, registered by ``minigpt4.testing``, or ``vicuna0``).
+The Llama-2 variant (``has_qformer=False``: sizes ``tiny-llama2``, ``llama2-7b``) has no BLIP-2 file and a
+``llama_proj`` from 4 ViT patches. These load through exactly the code paths of the real files
+(``model_type: tiny`` / ``tiny_llama2``, registered by ``minigpt4.testing``, or ``vicuna0`` / ``llama2``).
 
-CLI: ``python -m minigpt4.testing.stacks --out DIR [--size vicuna0 --captions flickr30k_train.json --device cuda]``.
+CLI: ``python -m minigpt4.testing.stacks --out DIR [--size vicuna-7b --captions flickr30k_train.json --device cuda]``.
 """
 from __future__ import annotations
 
@@ -30,10 +33,11 @@ from minigpt4.cli import run_command
 from minigpt4.datasets import read_caption_json
 from minigpt4.errors import DataError
 from minigpt4.models.llm import load_tokenizer
+from minigpt4.models.minigpt4 import PATCHES_PER_TOKEN
 from minigpt4.models.qformer import hf_to_blip2, qformer_config
 from minigpt4.models.vision import build_vision_encoder, hf_to_eva, vision_config
 from minigpt4.utils.io import atomic_torch_save
-from minigpt4.utils.prompt import DEFAULT_TEMPLATE, IMAGE_PLACEHOLDER
+from minigpt4.utils.prompt import DEFAULT_TEMPLATE, IMAGE_PLACEHOLDER, LLAMA2_TEMPLATE
 
 # Sizes of ``model_type: tiny`` (minigpt4/testing/minigpt4_tiny.yaml mirrors these; a test checks it).
 TINY_IMAGE_SIZE = 56
@@ -45,17 +49,27 @@ TINY_QFORMER = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers"
 TINY_LLM = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
             "num_key_value_heads": 4, "max_position_embeddings": 512}
 
-# Official sizes (``model_type: vicuna0``): EVA-ViT-G and the BERT-base Q-Former are the defaults of
-# vision_config() and qformer_config(); Vicuna-7B v0 has LLaMA-7B's config. Written in fp16, as the
-# released eva_vit_g.pth and Vicuna files are.
+# Official sizes (``model_type: vicuna0`` / ``llama2``): EVA-ViT-G and the BERT-base Q-Former are the
+# defaults of vision_config() and qformer_config(); Vicuna-7B v0 has LLaMA-7B's config, Vicuna-13B
+# LLaMA-13B's, Llama-2-7b-chat its own (4096 positions, rms eps 1e-5). Written in fp16, as the
+# released eva_vit_g.pth and LLM files are.
 VICUNA7B_LLM = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
                 "num_key_value_heads": 32, "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "vocab_size": 32000}
+VICUNA13B_LLM = {**VICUNA7B_LLM, "hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 40,
+                 "num_attention_heads": 40, "num_key_value_heads": 40}
+LLAMA2_7B_LLM = {**VICUNA7B_LLM, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5}
+_TINY = {"image_size": TINY_IMAGE_SIZE, "num_query_token": TINY_NUM_QUERY_TOKEN, "vit": TINY_VIT,
+         "qformer": TINY_QFORMER, "llm": TINY_LLM, "tokenizer_vocab": 400, "dtype": torch.float32, "has_qformer": True}
+_FULL = {"image_size": 224, "num_query_token": 32, "vit": {}, "qformer": {}, "tokenizer_vocab": 32000,
+         "dtype": torch.float16, "has_qformer": True}
 SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"image_size": TINY_IMAGE_SIZE, "num_query_token": TINY_NUM_QUERY_TOKEN, "vit": TINY_VIT,
-             "qformer": TINY_QFORMER, "llm": TINY_LLM, "tokenizer_vocab": 400, "dtype": torch.float32},
-    "vicuna0": {"image_size": 224, "num_query_token": 32, "vit": {}, "qformer": {}, "llm": VICUNA7B_LLM,
-                "tokenizer_vocab": 32000, "dtype": torch.float16},
+    "tiny": _TINY,
+    "tiny-llama2": {**_TINY, "has_qformer": False},
+    "vicuna-7b": {**_FULL, "llm": VICUNA7B_LLM},
+    "vicuna-13b": {**_FULL, "llm": VICUNA13B_LLM},
+    "llama2-7b": {**_FULL, "llm": LLAMA2_7B_LLM, "has_qformer": False},
 }
+SIZES["vicuna0"] = SIZES["vicuna-7b"]  # its earlier name
 
 _BASE_CORPUS = [
     "a red circle on a blue background", "two green squares on the left of the picture",
@@ -66,12 +80,15 @@ _BASE_CORPUS = [
 ]
 
 
-def train_tokenizer(out_dir: Path, corpus: Iterable[str], vocab_size: int = 400) -> Path:
-    """Train a LLaMA-style sentencepiece BPE model on ``corpus``; returns the ``tokenizer.model`` path."""
+def train_tokenizer(out_dir: Path, corpus: Iterable[str], vocab_size: int = 400,
+                    template: str = DEFAULT_TEMPLATE) -> Path:
+    """Train a LLaMA-style sentencepiece BPE model on ``corpus`` and prompts in ``template``; returns the
+    ``tokenizer.model`` path."""
     import sentencepiece as spm
 
     lines = list(corpus)
-    prompts = [DEFAULT_TEMPLATE.format(f"<Img>{IMAGE_PLACEHOLDER}</Img> Describe this image in detail.") + "###"]
+    prompt = template.format(f"<Img>{IMAGE_PLACEHOLDER}</Img> Describe this image in detail.")
+    prompts = [prompt + ("###" if template == DEFAULT_TEMPLATE else "")]
     out_dir.mkdir(parents=True, exist_ok=True)
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines + prompts * 20), model_prefix=str(out_dir / "tokenizer"),
@@ -84,13 +101,13 @@ def train_tokenizer(out_dir: Path, corpus: Iterable[str], vocab_size: int = 400)
 
 def write_tiny_llama(out_dir: Path, corpus: Iterable[str] | None = None, sizes: dict[str, Any] | None = None,
                      seed: int = 0, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                     tokenizer_vocab: int = 400) -> Path:
+                     tokenizer_vocab: int = 400, template: str = DEFAULT_TEMPLATE) -> Path:
     """A random ``LlamaForCausalLM`` (tiny unless ``sizes`` say otherwise) + a tokenizer trained on
     ``corpus``, saved as a Hugging Face directory. ``sizes["vocab_size"]``, when given, may exceed the
     tokenizer's (the extra rows are never produced by encoding; decoding skips them)."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        sp_path = train_tokenizer(tmp / "sp", list(corpus or []) + _BASE_CORPUS, tokenizer_vocab)
+        sp_path = train_tokenizer(tmp / "sp", list(corpus or []) + _BASE_CORPUS, tokenizer_vocab, template)
         shutil.copy(sp_path, tmp / "tokenizer.model")
         (tmp / "tokenizer_config.json").write_text(json.dumps(
             {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": True}))
@@ -132,32 +149,38 @@ def official_blip2_state(qformer: Blip2QFormerModel, query_tokens: torch.Tensor,
 
 def build_tiny_stack(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None,
                      image_size: int = TINY_IMAGE_SIZE, num_query_token: int = TINY_NUM_QUERY_TOKEN,
-                     vit: dict | None = None, qformer: dict | None = None, llm: dict | None = None) -> dict[str, str]:
+                     vit: dict | None = None, qformer: dict | None = None, llm: dict | None = None,
+                     has_qformer: bool = True) -> dict[str, str]:
     """Write a random tiny stack (sizes: ``TINY_*`` updated by ``vit``/``qformer``/``llm``); returns the
-    paths for the ``model`` config (``llama_model``, ``vit_ckpt``, ``q_former_model``, ``ckpt``)."""
+    paths for the ``model`` config (``llama_model``, ``vit_ckpt``, ``q_former_model`` (not without a
+    Q-Former), ``ckpt``)."""
     return write_random_stack(out_dir, seed, corpus, image_size, num_query_token, {**TINY_VIT, **(vit or {})},
-                              {**TINY_QFORMER, **(qformer or {})}, {**TINY_LLM, **(llm or {})})
+                              {**TINY_QFORMER, **(qformer or {})}, {**TINY_LLM, **(llm or {})},
+                              has_qformer=has_qformer)
 
 
 def build_random_stack(out_dir: str | Path, size: str = "tiny", seed: int = 0, corpus: Iterable[str] | None = None,
                        device: str | torch.device = "cpu") -> dict[str, str]:
-    """Write a random stack at one of ``SIZES`` (``vicuna0``: the official sizes, about 16 GB of files)."""
+    """Write a random stack at one of ``SIZES`` (the official ones: about 16 GB of files for 7B, 28 GB
+    for 13B)."""
     if size not in SIZES:
         raise ValueError(f"size {size!r}: expected one of {sorted(SIZES)}")
     s = SIZES[size]
     return write_random_stack(out_dir, seed, corpus, s["image_size"], s["num_query_token"], s["vit"], s["qformer"],
-                              s["llm"], s["dtype"], device, s["tokenizer_vocab"])
+                              s["llm"], s["dtype"], device, s["tokenizer_vocab"], s["has_qformer"])
 
 
 def write_random_stack(out_dir: str | Path, seed: int, corpus: Iterable[str] | None, image_size: int,
                        num_query_token: int, vit: dict, qformer: dict, llm: dict,
                        dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                       tokenizer_vocab: int = 400) -> dict[str, str]:
+                       tokenizer_vocab: int = 400, has_qformer: bool = True) -> dict[str, str]:
     """Write a random stack with exactly these sizes (``{}`` = the official ViT / Q-Former); the LLM is
-    created on ``device`` and it and the ViT file are saved in ``dtype``."""
+    created on ``device`` and it and the ViT file are saved in ``dtype``. ``has_qformer=False``: the
+    Llama-2 variant (no BLIP-2 file; ``llama_proj`` takes 4 concatenated ViT patches)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    llama_dir = write_tiny_llama(out / "llama", corpus, llm, seed, dtype, device, tokenizer_vocab)
+    llama_dir = write_tiny_llama(out / "llama", corpus, llm, seed, dtype, device, tokenizer_vocab,
+                                 DEFAULT_TEMPLATE if has_qformer else LLAMA2_TEMPLATE)
     torch.manual_seed(seed)
     vit_cfg = vision_config(image_size, vit)
     written_depth = vit_cfg.num_hidden_layers + 1  # as the official file: one block more than used
@@ -168,16 +191,21 @@ def write_random_stack(out_dir: str | Path, seed: int, corpus: Iterable[str] | N
     eva, ln_vision = official_vit_state(vit_model)
     atomic_torch_save({k: v.to(dtype) if v.is_floating_point() else v for k, v in eva.items()}, out / "eva_vit_g.pth")
     del vit_model, eva
-    q_model = Blip2QFormerModel(qformer_config(vit_cfg.hidden_size, qformer))
-    query_tokens = torch.randn(1, num_query_token, q_model.config.hidden_size) * 0.02
-    atomic_torch_save(official_blip2_state(q_model, query_tokens, ln_vision), out / "blip2_pretrained.pth")
+    paths = {"llama_model": str(llama_dir), "vit_ckpt": str(out / "eva_vit_g.pth")}
+    if has_qformer:
+        q_model = Blip2QFormerModel(qformer_config(vit_cfg.hidden_size, qformer))
+        query_tokens = torch.randn(1, num_query_token, q_model.config.hidden_size) * 0.02
+        atomic_torch_save(official_blip2_state(q_model, query_tokens, ln_vision), out / "blip2_pretrained.pth")
+        paths["q_former_model"] = str(out / "blip2_pretrained.pth")
+        width = q_model.config.hidden_size
+    else:
+        width = PATCHES_PER_TOKEN * vit_cfg.hidden_size
     llm_hidden = json.loads((llama_dir / "config.json").read_text())["hidden_size"]
-    proj = torch.nn.Linear(q_model.config.hidden_size, llm_hidden)
+    proj = torch.nn.Linear(width, llm_hidden)
     atomic_torch_save({"model": {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach(),
                            "llama_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(4)}},
                 out / "minigpt4_ckpt.pth")
-    return {"llama_model": str(llama_dir), "vit_ckpt": str(out / "eva_vit_g.pth"),
-            "q_former_model": str(out / "blip2_pretrained.pth"), "ckpt": str(out / "minigpt4_ckpt.pth")}
+    return {**paths, "ckpt": str(out / "minigpt4_ckpt.pth")}
 
 
 def _captions(ann_path: str) -> list[str]:
@@ -193,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write a random MiniGPT-4 stack in the official file formats.")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny",
-                        help="tiny (tests) or vicuna0 (the official sizes: ~16 GB of files, to measure a GPU)")
+                        help="tiny / tiny-llama2 (tests), or the official sizes to measure a GPU: vicuna-7b (= vicuna0, "
+                             "~16 GB of files), vicuna-13b (~28 GB), llama2-7b (~15 GB, no Q-Former)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corpus", help="text file (one sentence per line) to train the tokenizer on")
     parser.add_argument("--captions", help="prepared annotation file whose captions train the tokenizer, so "

@@ -7,7 +7,8 @@ from pathlib import Path
 from minigpt4.errors import DataError
 
 IMAGE_PLACEHOLDER = "<ImageHere>"
-DEFAULT_TEMPLATE = "###Human: {} ###Assistant: "
+DEFAULT_TEMPLATE = "###Human: {} ###Assistant: "  # Vicuna v0 (MiniGPT-4's own)
+LLAMA2_TEMPLATE = "[INST] {} [/INST] "  # Llama-2-chat (MiniGPT-4's Llama-2 variant)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,52 @@
+"""The official MiniGPT-4 (v1) variants: their names in the official configs and their released
+checkpoints. One table, read by the model's config defaults, its checkpoint errors, the random
+full-size stacks and the README's checkpoint table (a test keeps them in step)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minigpt4.utils.prompt import DEFAULT_TEMPLATE, LLAMA2_TEMPLATE
+
+# model_type -> its canonical name: the official names (Apr-Aug 2023: pretrain_vicuna; later
+# pretrain_vicuna0 / pretrain_llama2) are aliases of ours. 7B and 13B Vicuna share one model type:
+# the size comes from the LLM folder.
+MODEL_TYPE_ALIASES: dict[str, str] = {
+    "pretrain_vicuna": "vicuna0",
+    "pretrain_vicuna0": "vicuna0",
+    "pretrain_llama2": "llama2",
+}
+# arch -> canonical: the official code registered "mini_gpt4" until Oct 2023, "minigpt4" after
+ARCH_ALIASES: dict[str, str] = {"mini_gpt4": "minigpt4"}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One released MiniGPT-4 checkpoint and what it needs."""
+
+    file: str
+    model_type: str
+    llm: str
+    template: str
+    end_sym: str
+    proj_shape: tuple[int, int]  # llama_proj.weight: [LLM hidden size, image feature width]
+
+    @property
+    def description(self) -> str:
+        return f"MiniGPT-4 {self.llm} (model_type {self.model_type}, {self.file})"
+
+
+OFFICIAL_CHECKPOINTS: tuple[Checkpoint, ...] = (
+    Checkpoint("prerained_minigpt4_7b.pth", "vicuna0", "Vicuna-7B v0", DEFAULT_TEMPLATE, "###", (4096, 768)),
+    Checkpoint("pretrained_minigpt4.pth", "vicuna0", "Vicuna-13B v0", DEFAULT_TEMPLATE, "###", (5120, 768)),
+    Checkpoint("pretrained_minigpt4_llama2_7b.pth", "llama2", "Llama-2-7b-chat-hf", LLAMA2_TEMPLATE, "</s>",
+               (4096, 5632)),
+)
+
+
+def likely_checkpoint(proj_shape: tuple[int, ...]) -> Checkpoint | None:
+    """The released checkpoint whose ``llama_proj.weight`` has this shape, if any."""
+    return next((c for c in OFFICIAL_CHECKPOINTS if c.proj_shape == tuple(proj_shape)), None)
+
+
+def canonical_model_type(name: str) -> str:
+    return MODEL_TYPE_ALIASES.get(name, name)
