@@ -54,6 +54,10 @@ TRAIN_KEYS = {
         "entry with probability sample_ratio / the sum over entries. Set it on every entry or on none; null "
         "everywhere = one pool, each sample once per data pass (shares follow the dataset sizes).",
         float, None, nullable=True, check=lambda v: [] if v > 0 else [f"expected a value > 0, got {v}"]),
+    "batch_size": Key(
+        "The official configs' per-dataset batch size (newer files): used as run.batch_size_train; every entry that "
+        "sets it must give the same value, and run.batch_size_train, when also set, that value too. null = "
+        "run.batch_size_train.", int, None, nullable=True, check=lambda v: [] if v >= 1 else [f"expected >= 1, got {v}"]),
 }
 
 

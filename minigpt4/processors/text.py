@@ -1,4 +1,4 @@
-"""Caption text processor (BLIP convention, spec section 8)."""
+"""Caption text processors: ``blip_caption`` (BLIP convention, spec section 8) and ``caption_as_written``."""
 from __future__ import annotations
 
 import re
@@ -34,3 +34,12 @@ class BlipCaptionProcessor(BaseProcessor):
 
     def __call__(self, text: str) -> str:
         return self.prompt + clean_caption(text, self.max_words)
+
+
+@PROCESSORS.register("caption_as_written")
+class CaptionAsWrittenProcessor(BaseProcessor):
+    """The caption unchanged (case, punctuation and length kept), as the official MiniGPT-4 stage-2
+    dataset uses its captions; ``cc_sbu_align`` always uses it."""
+
+    def __call__(self, text: str) -> str:
+        return text
