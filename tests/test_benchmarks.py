@@ -55,5 +55,10 @@ def test_full_benchmark_commands_check(quick_standins, tmp_path, capsys):
     for name in ("cache-fill", "train-b12-cache-off", "train-b24-cache-warm", "eval"):
         assert f"{name}: " in printed
     assert "run.batch_size_train=24" in printed and "run.max_new_tokens=30" in printed
+    main(["full", "--size", "llama2-7b", "--device", "cuda", "--dry-run", "--stack", str(standins), "--data", str(data),
+          "--work", str(tmp_path / "w2"), "--images", "24", "--batch-sizes", "12", "--eval-images", "4"])
+    printed = capsys.readouterr().out
+    assert "minigpt4_llama2_flickr_finetune.yaml" in printed and "minigpt4_llama2_flickr_eval.yaml" in printed
+    assert "q_former_model" not in printed
     with pytest.raises(BenchmarkError, match="multiple of every --batch-sizes"):
         main(["full", "--dry-run", "--images", "100", "--batch-sizes", "12", "64"])

@@ -1,7 +1,8 @@
 """The full-size benchmark: random weights at the official sizes (``minigpt4.testing.stacks --size
-vicuna0``), the real fine-tune and evaluation configs, on a GPU.
+vicuna-7b``, ``vicuna-13b`` or ``llama2-7b``), the real fine-tune and evaluation configs of the variant,
+on a GPU.
 
-1. the random stack (built once into ``--stack``, about 16 GB; the tokenizer learns the captions);
+1. the random stack (built once into ``--stack``, about 16 GB for 7B; the tokenizer learns the captions);
 2. ``python -m minigpt4.cli cache`` fills a feature cache for the training images (its wall time is
    the frozen stack's encoding cost);
 3. per batch size (12, 64): ``train.py`` with the cache off (the ViT and Q-Former run every step) and
@@ -36,13 +37,24 @@ from .common import (
     write_caption_json,
 )
 
-TRAIN_CONFIG = REPO / "train_configs" / "minigpt4_flickr_finetune.yaml"
-EVAL_CONFIG = REPO / "eval_configs" / "minigpt4_flickr_eval.yaml"
+# size -> (train config, eval config, has a Q-Former)
+VARIANTS = {
+    "vicuna-7b": ("minigpt4_flickr_finetune.yaml", "minigpt4_flickr_eval.yaml", True),
+    "vicuna-13b": ("minigpt4_flickr_finetune.yaml", "minigpt4_flickr_eval.yaml", True),
+    "llama2-7b": ("minigpt4_llama2_flickr_finetune.yaml", "minigpt4_llama2_flickr_eval.yaml", False),
+    "vicuna0": ("minigpt4_flickr_finetune.yaml", "minigpt4_flickr_eval.yaml", True),  # = vicuna-7b
+}
 CACHES = ("off", "warm")
 
 
+def configs(size: str) -> tuple[Path, Path]:
+    train, evaluation, _ = VARIANTS[size]
+    return REPO / "train_configs" / train, REPO / "eval_configs" / evaluation
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--size", default="vicuna0", choices=["vicuna0"], help="official sizes of MiniGPT-4 (Vicuna-7B v0)")
+    ap.add_argument("--size", default="vicuna-7b", choices=list(VARIANTS),
+                    help="official sizes of a MiniGPT-4 variant (vicuna0 = vicuna-7b, its earlier name)")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="run.device of every command")
     ap.add_argument("--stack", type=Path, default=None,
                     help="random stack folder (llama/, eva_vit_g.pth, blip2_pretrained.pth), built when missing "
@@ -79,16 +91,16 @@ def check_args(args: argparse.Namespace) -> None:
             raise BenchmarkError("--device cuda: no CUDA device is visible (torch.cuda.is_available() is false)")
 
 
-def model_options(stack: Path) -> list[str]:
-    return [f"model.llama_model={stack / 'llama'}", f"model.vit_ckpt={stack / 'eva_vit_g.pth'}",
-            f"model.q_former_model={stack / 'blip2_pretrained.pth'}", "model.ckpt=null"]
+def model_options(stack: Path, size: str) -> list[str]:
+    blip2 = [f"model.q_former_model={stack / 'blip2_pretrained.pth'}"] if VARIANTS[size][2] else []
+    return [f"model.llama_model={stack / 'llama'}", f"model.vit_ckpt={stack / 'eva_vit_g.pth'}", *blip2, "model.ckpt=null"]
 
 
 def train_options(args: argparse.Namespace, stack: Path, work: Path, ann: Path, batch: int | None, cache: str,
                   job: str) -> list[str]:
     entry = "datasets.flickr30k_caption"
     steps = args.images // (batch or max(args.batch_sizes))
-    opts = [*model_options(stack), f"{entry}.builder=caption_json", f"{entry}.build_info.ann_path={ann}",
+    opts = [*model_options(stack, args.size), f"{entry}.builder=caption_json", f"{entry}.build_info.ann_path={ann}",
             f"{entry}.build_info.image_path={args.data / 'flickr30k-images'}", f"{entry}.caption_sampling=random",
             f"run.feature_cache={work / 'features' if cache == 'warm' else 'null'}", f"run.device={args.device}",
             f"run.output_dir={work / 'runs'}", f"run.job_name={job}", f"run.iters_per_epoch={steps}",
@@ -102,7 +114,7 @@ def train_options(args: argparse.Namespace, stack: Path, work: Path, ann: Path, 
 
 def eval_options(args: argparse.Namespace, stack: Path, work: Path, ann: Path) -> list[str]:
     entry = "evaluation_datasets.flickr30k_eval"
-    return [*model_options(stack), f"{entry}.builder=caption_json", f"{entry}.split=test",
+    return [*model_options(stack, args.size), f"{entry}.builder=caption_json", f"{entry}.split=test",
             f"{entry}.build_info.ann_path={ann}", f"{entry}.build_info.image_path={args.data / 'flickr30k-images'}",
             f"run.feature_cache={work / 'eval-features'}", f"run.device={args.device}",
             f"run.max_new_tokens={args.max_new_tokens}", *args.eval_options]
@@ -110,14 +122,15 @@ def eval_options(args: argparse.Namespace, stack: Path, work: Path, ann: Path) -
 
 def commands(args: argparse.Namespace, stack: Path, work: Path, ann: Path, eval_ann: Path) -> dict[str, list[str]]:
     """Every command of the benchmark, by name, in the order they run (the stack build aside)."""
-    out = {"cache-fill": python_cmd("-m", "minigpt4.cli", "cache", "--cfg-path", str(TRAIN_CONFIG), "--options",
+    train_config, eval_config = configs(args.size)
+    out = {"cache-fill": python_cmd("-m", "minigpt4.cli", "cache", "--cfg-path", str(train_config), "--options",
                                     *train_options(args, stack, work, ann, None, "warm", "fill"))}
     for batch in args.batch_sizes:
         for cache in args.cache:
             job = f"b{batch}-cache-{cache}"
-            out[f"train-{job}"] = python_cmd("train.py", "--cfg-path", str(TRAIN_CONFIG), "--options",
+            out[f"train-{job}"] = python_cmd("train.py", "--cfg-path", str(train_config), "--options",
                                              *train_options(args, stack, work, ann, batch, cache, job))
-    out["eval"] = python_cmd("-m", "minigpt4.cli", "eval", "--cfg-path", str(EVAL_CONFIG), "--ckpt", "pretrained",
+    out["eval"] = python_cmd("-m", "minigpt4.cli", "eval", "--cfg-path", str(eval_config), "--ckpt", "pretrained",
                              "--save-path", str(work / "eval"), "--limit", str(args.eval_images), "--options",
                              *eval_options(args, stack, work, eval_ann))
     if "warm" not in args.cache:
@@ -144,10 +157,11 @@ def dry_run(cmds: dict[str, list[str]], stack: Path) -> None:
 
 
 def build_stack(args: argparse.Namespace, stack: Path, ann: Path, work: Path) -> float | None:
-    if (stack / "llama" / "config.json").is_file() and (stack / "blip2_pretrained.pth").is_file():
+    last = "blip2_pretrained.pth" if VARIANTS[args.size][2] else "minigpt4_ckpt.pth"
+    if (stack / "llama" / "config.json").is_file() and (stack / last).is_file():
         print(f"== random {args.size} stack: reusing {stack}")
         return None
-    print(f"== random {args.size} stack: building {stack} (about 16 GB)", flush=True)
+    print(f"== random {args.size} stack: building {stack} (about {28 if '13b' in args.size else 16} GB)", flush=True)
     return run(python_cmd("-m", "minigpt4.testing.stacks", "--size", args.size, "--device", args.device, "--out",
                           str(stack), "--captions", str(ann)), work / "logs" / "stack.txt")
 
