@@ -3,6 +3,7 @@ Flickr30k sample, the evaluation stand-ins, config, subprocess and signal helper
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -28,6 +29,13 @@ from minigpt4.testing.tasks import NAN_STEP_ENV  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 TINY_CFG = REPO / "train_configs" / "minigpt4_flickr_tiny.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _minigpt4_logs_reach_caplog(monkeypatch):
+    """``setup_logger`` (run in-process by an earlier test) stops the minigpt4 logger's propagation;
+    each test starts with it on, so ``caplog`` sees the project's log records."""
+    monkeypatch.setattr(logging.getLogger("minigpt4"), "propagate", True)
 
 
 @pytest.fixture(scope="session")

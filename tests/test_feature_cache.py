@@ -53,8 +53,7 @@ def _encode(model, features: ImageFeatures, dataset):
     return features.complete(model, batch, "qformer")
 
 
-def test_store_read_first_writer_wins_and_damage_is_recomputed(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(logging.getLogger("minigpt4"), "propagate", True)  # setup_logger may have run
+def test_store_read_first_writer_wins_and_damage_is_recomputed(tmp_path, caplog):
     cache = FeatureCache(tmp_path, {"cut": "qformer", "weights_sha256": "x"})
     a, b = torch.randn(32, 8), torch.randn(32, 8)
     stored = cache.store("ab" * 32, a)
