@@ -78,7 +78,8 @@ class _Checker:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
-        self.notes: list[str] = []
+        self.notes: list[str] = []  # logged as info: official names read, defaults taken
+        self.ignored: list[str] = []  # logged as warnings: official keys that have no effect here
         self.origins: dict[str, str] = {}
 
     def source(self, value: Any, schema: Mapping[str, Key], origin: str, prefix: str) -> Any:
@@ -101,7 +102,7 @@ class _Checker:
                 self.problems.append(f"{dotted} in {origin}: {problem}")
             if key.ignored is not None:
                 if not problem:
-                    self.notes.append(f"{dotted} in {origin}: ignored: {key.ignored}")
+                    self.ignored.append(f"{dotted} in {origin}: ignored: {key.ignored}")
                 continue
             self.origins[dotted] = origin
             kept[name] = v
@@ -282,9 +283,7 @@ def _image_size_problems(model: dict | None, sections: dict[str, dict], ck: _Che
 def _batch_size_problems(datasets: dict[str, dict], run: dict, ck: _Checker) -> list[str]:
     """Newer official configs give the batch size per dataset (``datasets.<name>.batch_size``), older
     ones and ours in ``run.batch_size_train``: map the first onto the second; they must agree."""
-    given = {name: entry.pop("batch_size") for name, entry in datasets.items() if entry.get("batch_size") is not None}
-    for entry in datasets.values():
-        entry.pop("batch_size", None)
+    given = {name: b for name, entry in datasets.items() if (b := entry.pop("batch_size", None)) is not None}
     if not given:
         return []
     where = ", ".join(f"datasets.{n}.batch_size = {b} ({ck.origins.get(f'datasets.{n}.batch_size')})"
@@ -341,7 +340,9 @@ def load_config(cfg_path: str | Path, options: Iterable[str] | None = None, eval
     ck.problems += _batch_size_problems(datasets, run, ck)
     ck.problems += _image_size_problems(model, {"datasets": datasets, "evaluation_datasets": eval_datasets}, ck)
     for note in ck.notes:  # before any error: they explain what was read (e.g. a default evaluation dataset)
-        log.warning(note) if ": ignored: " in note else log.info(note)
+        log.info(note)
+    for note in ck.ignored:
+        log.warning(note)
     if ck.problems:
         raise ConfigError(ck.problems)
     cfg: dict[str, Any] = {CUSTOM_IMPORTS: imports} if imports else {}

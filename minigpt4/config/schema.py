@@ -58,6 +58,11 @@ def ignored_key(reason: str, type: type | tuple[type, ...] = object,
     return Key(f"Official config key, ignored: {reason}", type, None, nullable=True, check=check, ignored=reason)
 
 
+def at_least(low: float) -> Callable[[Any], list[str]]:
+    """A ``Key.check`` that requires ``value >= low``."""
+    return lambda v: [] if v >= low else [f"expected a value >= {low}, got {v}"]
+
+
 def only(*allowed: Any) -> Callable[[Any], list[str]]:
     """A ``Key.check`` that accepts only these values."""
     return lambda v: [] if v in allowed else [f"only {' or '.join(repr(a) for a in allowed)} is supported here, got {v!r}"]

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from minigpt4.config import resolve_path, validate_section
-from minigpt4.config.schema import Key
+from minigpt4.config.schema import Key, at_least
 from minigpt4.processors import processors_key
 from minigpt4.processors.base import create_processor, plain
 from minigpt4.utils.prompt import load_instructions
@@ -57,7 +57,7 @@ TRAIN_KEYS = {
     "batch_size": Key(
         "The official configs' per-dataset batch size (newer files): used as run.batch_size_train; every entry that "
         "sets it must give the same value, and run.batch_size_train, when also set, that value too. null = "
-        "run.batch_size_train.", int, None, nullable=True, check=lambda v: [] if v >= 1 else [f"expected >= 1, got {v}"]),
+        "run.batch_size_train.", int, None, nullable=True, check=at_least(1)),
 }
 
 
@@ -90,15 +90,18 @@ class CaptionBuilder:
     def path(self, key: str) -> Path:
         return resolve_path(self.config["build_info"][key])
 
-    def train_dataset(self, records: list[CaptionRecord], source: str) -> CaptionTrainDataset:
+    def train_dataset(self, records: list[CaptionRecord], source: str, image_root: Path | None = None,
+                      text_processor: dict | None = None) -> CaptionTrainDataset:
+        """The training dataset of ``records``; images under ``image_root`` (default: ``build_info.image_path``),
+        answers through ``text_processor`` (default: the entry's ``text_processor.train``)."""
         c = self.config
         return CaptionTrainDataset(
             records,
-            self.path("image_path"),
+            image_root or self.path("image_path"),
             create_processor(c["vis_processor"]["train"]),
-            create_processor(c["text_processor"]["train"]),
+            create_processor(text_processor or c["text_processor"]["train"]),
             load_instructions(resolve_path(c["prompt_path"])),
-            caption_sampling=c["caption_sampling"],
+            caption_sampling=c.get("caption_sampling", "all"),
             seed=c["seed"],
             strict=self.strict,
             source=source,

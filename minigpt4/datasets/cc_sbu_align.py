@@ -7,15 +7,11 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
-from minigpt4.config import resolve_path
 from minigpt4.config.schema import Key, ignored_key, only
 from minigpt4.errors import DataError
-from minigpt4.processors.base import create_processor
 from minigpt4.registry import DATASETS
-from minigpt4.utils.prompt import load_instructions
 
 from .builder import TRAIN_KEYS, VIS_KEY, CaptionBuilder, builder_key
-from .caption_datasets import CaptionTrainDataset
 from .records import CC_SBU_ANN, CC_SBU_IMAGE_DIR, read_cc_sbu_align
 
 AS_WRITTEN = {"name": "caption_as_written"}
@@ -51,15 +47,5 @@ class CCSBUAlignBuilder(CaptionBuilder):
                 raise DataError(f"{path}: not found; build_info.storage must be the cc_sbu_align folder, laid "
                                 f"out as {storage}/{CC_SBU_ANN} ({{\"annotations\": [{{\"image_id\", \"caption\"}}, "
                                 f"...]}}) and {storage}/{CC_SBU_IMAGE_DIR}/<image_id>.jpg")
-        c = self.config
-        return {"train": CaptionTrainDataset(
-            read_cc_sbu_align(ann),
-            images,
-            create_processor(c["vis_processor"]["train"]),
-            create_processor(AS_WRITTEN),
-            load_instructions(resolve_path(c["prompt_path"])),
-            caption_sampling="all",  # one caption per image: one sample per image
-            seed=c["seed"],
-            strict=self.strict,
-            source=str(ann),
-        )}
+        # one caption per image (no caption_sampling key): one sample per image
+        return {"train": self.train_dataset(read_cc_sbu_align(ann), str(ann), images, AS_WRITTEN)}

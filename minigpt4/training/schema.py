@@ -1,14 +1,9 @@
 """Schema of the ``run`` section: training loop, schedule, outputs, evaluation settings."""
 from __future__ import annotations
 
-from minigpt4.config.schema import Key, ignored_key, only
+from minigpt4.config.schema import Key, at_least, ignored_key, only
 
 _FROM_LAUNCHER = "the official code overwrites it from the launcher's environment, and here torchrun or SLURM set it"
-
-
-def _at_least(low: float):
-    """A ``Key.check`` that requires ``value >= low``."""
-    return lambda v: [] if v >= low else [f"expected a value >= {low}, got {v}"]
 
 
 RUN_SCHEMA: dict[str, Key] = {
@@ -19,22 +14,22 @@ RUN_SCHEMA: dict[str, Key] = {
     "device": Key("Device: auto (cuda when available), cuda or cpu.", str, "auto", choices=("auto", "cuda", "cpu")),
     "seed": Key("Base random seed: the model is built under seed, then rank r reseeds with seed + r; "
                 "the data order comes from DistributedSampler(seed=seed) reshuffled every data pass.", int, 42),
-    "max_epoch": Key("Number of epochs (also the length of the lr schedule).", int, 5, check=_at_least(1)),
+    "max_epoch": Key("Number of epochs (also the length of the lr schedule).", int, 5, check=at_least(1)),
     "stop_after_epoch": Key(
         "Stop after this epoch (0-based) is saved, even if max_epoch is larger; the lr schedule still "
         "spans max_epoch. For time-limited jobs: --resume auto later trains on to max_epoch (a run "
         "resumed past this epoch ignores it). null = run to max_epoch.", int, None, nullable=True),
-    "iters_per_epoch": Key("Optimizer steps per epoch (an endless, per-epoch reshuffled data iterator).", int, 500, check=_at_least(1)),
-    "batch_size_train": Key("Samples per process per forward pass.", int, 12, check=_at_least(1)),
+    "iters_per_epoch": Key("Optimizer steps per epoch (an endless, per-epoch reshuffled data iterator).", int, 500, check=at_least(1)),
+    "batch_size_train": Key("Samples per process per forward pass.", int, 12, check=at_least(1)),
     "batch_size_eval": Key("Images per process per generate call during evaluation; null = 64 on CUDA, 8 on CPU.",
-                           int, None, nullable=True, check=_at_least(1)),
-    "accum_grad_iters": Key("Forward/backward passes accumulated per optimizer step.", int, 1, check=_at_least(1)),
-    "num_workers": Key("DataLoader worker processes per rank.", int, 4, check=_at_least(0)),
+                           int, None, nullable=True, check=at_least(1)),
+    "accum_grad_iters": Key("Forward/backward passes accumulated per optimizer step.", int, 1, check=at_least(1)),
+    "num_workers": Key("DataLoader worker processes per rank.", int, 4, check=at_least(0)),
     "lr_sched": Key("Registered learning-rate schedule.", str, "linear_warmup_cosine_lr"),
     "init_lr": Key("Peak learning rate (after warmup).", float, 3e-5),
     "min_lr": Key("Final learning rate of the cosine schedule.", float, 1e-5),
     "warmup_lr": Key("Learning rate at step 0 of the warmup.", float, 1e-6),
-    "warmup_steps": Key("Linear warmup length in optimizer steps.", int, 200, check=_at_least(0)),
+    "warmup_steps": Key("Linear warmup length in optimizer steps.", int, 200, check=at_least(0)),
     "weight_decay": Key("AdamW weight decay (not applied to biases and 1-D parameters).", float, 0.05),
     "beta1": Key("AdamW beta1.", float, 0.9),
     "beta2": Key("AdamW beta2.", float, 0.999),
@@ -47,7 +42,7 @@ RUN_SCHEMA: dict[str, Key] = {
         "train.py --resume auto sets it to the newest checkpoint of the job and continues in its folder.",
         str, None, nullable=True, path="file"),
     "tensorboard": Key("Also write TensorBoard scalars to the run folder (needs the tensorboard package).", bool, False),
-    "log_freq": Key("Console log line every N optimizer steps (and at the last step of an epoch).", int, 50, check=_at_least(1)),
+    "log_freq": Key("Console log line every N optimizer steps (and at the last step of an epoch).", int, 50, check=at_least(1)),
     "dist_backend": Key("torch.distributed backend; auto = nccl on CUDA, gloo on CPU.", str, "auto", choices=("auto", "nccl", "gloo")),
     "feature_cache": Key(
         "Folder of the frozen vision stack's cached output (the Q-Former's [32, 768] per image, about 48 KiB in "
