@@ -7,11 +7,13 @@ from .loading import (
                       OPTIONS,
                       PACKAGE_DIR,
                       load_config,
+                      load_model_config,
                       parse_options,
                       read_yaml,
                       resolve_path,
                       validate_section,
 )
 
-__all__ = ["CUSTOM_IMPORTS", "OPTIONS", "PACKAGE_DIR", "ConfigError", "load_config", "parse_options", "read_yaml",
+__all__ = ["CUSTOM_IMPORTS", "OPTIONS", "PACKAGE_DIR", "ConfigError", "load_config", "load_model_config",
+           "parse_options", "read_yaml",
            "resolve_path", "validate_section"]

@@ -95,6 +95,7 @@ class _Checker:
                 continue
             key = schema[name]
             if key.children is not None and isinstance(v, dict):
+                self.origins[dotted] = origin
                 kept[name] = self.source(v, key.children, origin, dotted + ".")
                 continue
             problem = type_problem(key, v)
@@ -137,7 +138,7 @@ class _Checker:
             value = self.source(value, schema, origin, prefix)
             if isinstance(value, dict):
                 base = _deep_merge(base, value)
-        return base
+        return _with_child_defaults(base, schema)
 
 
 def validate_section(value: Any, schema: Mapping[str, Key], origin: str, prefix: str = "") -> dict:
@@ -149,6 +150,14 @@ def validate_section(value: Any, schema: Mapping[str, Key], origin: str, prefix:
     if ck.problems:
         raise ConfigError(ck.problems)
     return merged
+
+
+def _with_child_defaults(value: dict, schema: Mapping[str, Key]) -> dict:
+    """Nested mappings that are off by default (``lora: null``) but given: completed with their defaults."""
+    for name, key in schema.items():
+        if key.children is not None and isinstance(value.get(name), dict):
+            value[name] = _with_child_defaults(_deep_merge(defaults(key.children), value[name]), key.children)
+    return value
 
 
 def _deep_merge(a: dict, b: dict) -> dict:
@@ -199,6 +208,8 @@ def _model_section(user: dict, opts: dict, cfg_path: str, ck: _Checker) -> dict 
     model = ck.merged(parts, cls.SCHEMA, "model.")
     model["arch"], model["model_type"] = cls.registry_name, model_type
     ck.complete(model, cls.SCHEMA, "model.")
+    if not ck.problems and hasattr(cls, "config_problems"):  # across keys, e.g. model.lora vs the LLM's modules
+        ck.problems += cls.config_problems(model, ck.origins)
     return model
 
 
@@ -300,6 +311,27 @@ def _batch_size_problems(datasets: dict[str, dict], run: dict, ck: _Checker) -> 
     return []
 
 
+def _report(ck: _Checker) -> None:
+    """Log the notes, then raise ``ConfigError`` for any problem."""
+    for note in ck.notes:  # before any error: they explain what was read (e.g. a default evaluation dataset)
+        log.info(note)
+    for note in ck.ignored:
+        log.warning(note)
+    if ck.problems:
+        raise ConfigError(ck.problems)
+
+
+def load_model_config(cfg_path: str | Path, options: Iterable[str] | None = None) -> DictConfig:
+    """The validated ``model`` section of ``cfg_path`` with ``options`` (its ``custom_imports`` imported;
+    the other sections are not read: e.g. a run's ``config.yaml`` whose data has moved)."""
+    user, opts = read_yaml(cfg_path), parse_options(options)
+    _custom_imports(user, opts, str(cfg_path))
+    ck = _Checker()
+    model = _model_section(user, opts, str(cfg_path), ck)
+    _report(ck)
+    return OmegaConf.create(model)
+
+
 def load_config(cfg_path: str | Path, options: Iterable[str] | None = None, evaluation: bool = False) -> DictConfig:
     """The merged, validated run config of ``cfg_path`` with ``options`` (``key=value``) applied.
 
@@ -339,12 +371,7 @@ def load_config(cfg_path: str | Path, options: Iterable[str] | None = None, eval
     ck.complete(run, run_schema, "run.")
     ck.problems += _batch_size_problems(datasets, run, ck)
     ck.problems += _image_size_problems(model, {"datasets": datasets, "evaluation_datasets": eval_datasets}, ck)
-    for note in ck.notes:  # before any error: they explain what was read (e.g. a default evaluation dataset)
-        log.info(note)
-    for note in ck.ignored:
-        log.warning(note)
-    if ck.problems:
-        raise ConfigError(ck.problems)
+    _report(ck)
     cfg: dict[str, Any] = {CUSTOM_IMPORTS: imports} if imports else {}
     cfg.update({"model": model, "datasets": datasets, "run": run})
     if eval_datasets:

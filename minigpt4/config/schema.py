@@ -22,7 +22,8 @@ class Key:
     type: accepted Python type(s); ``float`` also accepts ``int``.
     choices: allowed values. nullable: ``null`` is allowed.
     path: "file" / "dir" / "any": when set (not null) it must exist on disk.
-    children: a nested mapping with fixed keys.
+    children: a nested mapping with fixed keys; with ``nullable`` and a ``None`` default the mapping
+    is off unless given, and a given mapping is completed with the children's defaults.
     check: extra validation, returns a list of problems (for free-form mappings).
     ignored: the reason a key of the official configs has no effect here; such a key is accepted
     (type and ``check`` still apply), reported with the reason and left out of the result.
@@ -44,7 +45,7 @@ class Key:
 
     def type_name(self) -> str:
         if self.children is not None:
-            return "mapping"
+            return "mapping" + (" or null" if self.nullable else "")
         types = self.type if isinstance(self.type, tuple) else (self.type,)
         name = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
         if self.path:
@@ -108,7 +109,7 @@ def defaults(schema: Mapping[str, Key]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, key in schema.items():
         if key.children is not None:
-            out[name] = defaults(key.children)
+            out[name] = None if key.nullable and key.default is None else defaults(key.children)
         elif not key.required and key.ignored is None:
             out[name] = key.default
     return out
@@ -120,7 +121,7 @@ def table_rows(schema: Mapping[str, Key], prefix: str = "") -> list[tuple[str, s
     for name, key in schema.items():
         dotted = f"{prefix}{name}"
         if key.children is not None:
-            rows.append((dotted, "mapping", "", key.doc))
+            rows.append((dotted, key.type_name(), "`null`" if key.nullable and key.default is None else "", key.doc))
             rows.extend(table_rows(key.children, dotted + "."))
             continue
         if key.ignored is not None:
