@@ -46,6 +46,16 @@ def load_llm(path: str | Path, dtype: torch.dtype, device: torch.device | None =
     return model
 
 
+def enable_checkpointing(model: nn.Module) -> None:
+    """Gradient (activation) checkpointing of a transformers model's layers, non-reentrant (it works with
+    frozen parameters). transformers >= 5 renamed gradient_checkpointing_enable activation_checkpointing_enable."""
+    new = getattr(model, "activation_checkpointing_enable", None)
+    if new is not None:
+        new(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def is_quantized(llm: nn.Module) -> bool:
     """True for an 8-bit (bitsandbytes) model, which must not be moved with ``.to()``."""
     return bool(getattr(llm, "is_quantized", False) or getattr(llm, "is_loaded_in_8bit", False))

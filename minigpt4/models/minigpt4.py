@@ -10,12 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import Blip2QFormerModel, GenerationConfig
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from minigpt4.errors import WeightsError
 from minigpt4.registry import MODELS
 from minigpt4.utils.prompt import DEFAULT_TEMPLATE, PromptTemplate, load_instructions
 
-from .llm import is_quantized, load_llm, load_tokenizer
+from . import lora as lora_adapters
+from .llm import enable_checkpointing, is_quantized, load_llm, load_tokenizer
 from .schema import DEFAULT_MODEL_TYPE, MODEL_SCHEMA
 from .stack import build_vision_stack
 from .variants import ARCH_ALIASES, MODEL_TYPE_ALIASES, likely_checkpoint
@@ -51,6 +53,7 @@ class MiniGPT4(nn.Module):
                                     "llama2": CONFIG_DIR / "minigpt4_llama2.yaml"}
     MODEL_TYPE_ALIASES = MODEL_TYPE_ALIASES  # the official names
     DEFAULT_MODEL_TYPE = DEFAULT_MODEL_TYPE
+    config_problems = staticmethod(lora_adapters.config_problems)  # checks across model keys, at config load
 
     @classmethod
     def register_model_type(cls, name: str, defaults_file: str | Path) -> None:
@@ -67,8 +70,9 @@ class MiniGPT4(nn.Module):
                  llama_model: nn.Module, llama_tokenizer: Any, instructions: list[str],
                  prompt_template: str = DEFAULT_TEMPLATE, max_txt_len: int = 160,
                  end_sym: str = "###", vit_precision: str = "fp16", freeze_vit: bool = True,
-                 freeze_qformer: bool = True, freeze_llm: bool = True) -> None:
-        """``qformer`` and ``query_tokens`` None: the Llama-2 variant (4 patches per LLM token)."""
+                 freeze_qformer: bool = True, freeze_llm: bool = True, lora: dict[str, Any] | None = None) -> None:
+        """``qformer`` and ``query_tokens`` None: the Llama-2 variant (4 patches per LLM token). ``lora``:
+        ``model.lora``'s settings, adapters added to the frozen LLM (None: projection only)."""
         super().__init__()
         self.visual_encoder = visual_encoder
         self.qformer = qformer
@@ -99,6 +103,13 @@ class MiniGPT4(nn.Module):
             self.query_tokens.requires_grad_(not freeze_qformer)
         if not freeze_vit:
             keep_key_bias_zero(self.visual_encoder)
+        self.lora = dict(lora) if lora else None
+        if self.lora is not None:
+            if not freeze_llm:
+                raise ValueError("lora needs freeze_llm=True: LoRA adapts a frozen LLM")
+            self.llama_model = lora_adapters.add_adapters(llama_model, self.lora)
+            self.frozen["llama_model"] = False  # its adapters train: it follows train() and eval()
+        self.llm_checkpointing = False
         self.end_ids = self._end_sym_ids()
         if max_txt_len <= len(self.end_ids):
             raise ValueError(f"max_txt_len {max_txt_len} leaves no room for the answer before end_sym {end_sym!r}")
@@ -120,17 +131,34 @@ class MiniGPT4(nn.Module):
         model = cls(vit, qformer, query_tokens, llm, tokenizer, load_instructions(cfg.prompt_path),
                     prompt_template=cfg.prompt_template, max_txt_len=cfg.max_txt_len, end_sym=cfg.end_sym,
                     vit_precision=cfg.vit_precision, freeze_vit=cfg.freeze_vit,
-                    freeze_qformer=cfg.freeze_qformer, freeze_llm=cfg.freeze_llm)
-        if cfg.use_grad_checkpoint:  # transformers >= 5 renamed it activation checkpointing
-            (getattr(vit, "activation_checkpointing_enable", None) or vit.gradient_checkpointing_enable)()
+                    freeze_qformer=cfg.freeze_qformer, freeze_llm=cfg.freeze_llm, lora=cfg.get("lora"))
+        if cfg.use_grad_checkpoint:
+            enable_checkpointing(vit)
+        if cfg.get("llm_grad_checkpoint"):
+            model.checkpoint_llm()
         if cfg.get("ckpt"):
             model.load_checkpoint(cfg.ckpt)
         model.place(dev)
         if dev.type == "cuda" and cfg.vit_precision != "fp32" and cfg.freeze_vit:
             half_linear_weights(vit, _DTYPES[cfg.vit_precision])
-        n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        log.info("trainable parameters: %s", f"{n:,}")
+        log.info("trainable parameters: %s", model.describe_trainable())
         return model
+
+    def describe_trainable(self) -> str:
+        """``"3,149,824 (llama_proj 3,149,824 + LoRA adapters ...)"``: the trainable parameter counts."""
+        counts = lora_adapters.adapter_parameters({n: p for n, p in self.named_parameters() if p.requires_grad})
+        parts = [f"llama_proj {counts['llama_proj']:,}"]
+        if counts["adapters"]:
+            parts.append(f"LoRA adapters {counts['adapters']:,} (r {self.lora['r']} on "
+                         f"{', '.join(self.lora['target_modules'])})")
+        if counts["other"]:
+            parts.append(f"other {counts['other']:,}")
+        return f"{sum(counts.values()):,} ({' + '.join(parts)})"
+
+    def checkpoint_llm(self) -> None:
+        """Gradient checkpointing in the LLM's decoder layers (``model.llm_grad_checkpoint``)."""
+        enable_checkpointing(self.llama_model.get_base_model() if self.lora else self.llama_model)
+        self.llm_checkpointing = True
 
     @staticmethod
     def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -146,6 +174,11 @@ class MiniGPT4(nn.Module):
         """Load ``llama_proj`` (and any other parameter present) from a checkpoint, strictly.
         ``check_only``: raise ``WeightsError`` where loading would fail, load nothing."""
         state = self.read_checkpoint(path)
+        if self.lora is None and any(lora_adapters.ADAPTER_MARK in k for k in state):
+            raise WeightsError(f"{path}: the checkpoint holds {lora_adapters.describe_adapters(state)} but this model "
+                               "has none: set model.lora as in its training run (evaluating a run folder takes it "
+                               "from RUN_DIR/config.yaml; with --save-path pass --train-config RUN_DIR/config.yaml), "
+                               "or export it with minigpt4-export and load the merged LLM with lora: null")
         names = load_parameters(self, state, path, hint=self._variant_hint(tuple(state["llama_proj.weight"].shape)),
                                 copy=not check_only)
         if not check_only:
@@ -206,6 +239,12 @@ class MiniGPT4(nn.Module):
         for name, frozen in self.frozen.items():
             if frozen:
                 getattr(self, name).eval()
+        if self.llm_checkpointing and self.frozen["llama_model"]:
+            # transformers checkpoints a decoder layer only in training mode: the frozen LLM's layers say so
+            # themselves, while their submodules (attention dropout) stay in eval mode
+            for layer in self.llama_model.modules():
+                if isinstance(layer, GradientCheckpointingLayer):
+                    layer.training = mode
         return self
 
     @property

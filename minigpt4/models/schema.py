@@ -8,8 +8,11 @@ from transformers import Blip2QFormerConfig, Blip2VisionConfig
 from minigpt4.config.schema import Key, ignored_key, only
 from minigpt4.utils.prompt import DEFAULT_TEMPLATE
 
+from .lora import LORA_SCHEMA
+
 DEFAULT_MODEL_TYPE = "vicuna0"
-_V2_ONLY = "read by MiniGPT-v2 only; the official MiniGPT-4 v1 code (arch minigpt4) never passes it on"
+_V2_ONLY = ("read by MiniGPT-v2 only; the official MiniGPT-4 v1 code (arch minigpt4) never passes it on "
+            "(LoRA here: model.lora)")
 
 _VIT_KEYS = set(Blip2VisionConfig().to_dict())
 _QFORMER_KEYS = set(Blip2QFormerConfig().to_dict())
@@ -70,6 +73,13 @@ MODEL_SCHEMA: dict[str, Key] = {
     "freeze_vit": Key("Freeze the ViT and ln_vision (MiniGPT-4: true).", bool, True),
     "freeze_qformer": Key("Freeze the Q-Former and query tokens (MiniGPT-4: true).", bool, True),
     "freeze_llm": Key("Freeze the LLM (MiniGPT-4: true).", bool, True),
+    "lora": Key("LoRA adapters on the frozen LLM (peft), trained with llama_proj: null = projection only (MiniGPT-4 "
+                "stage 2), or a mapping of the keys below (given keys over their defaults, MiniGPT-v2's). Needs "
+                "freeze_llm: true. Checkpoints then hold llama_proj and the adapters; minigpt4-export merges them "
+                "into a plain Hugging Face LLM.", dict, None, nullable=True, children=LORA_SCHEMA),
+    "llm_grad_checkpoint": Key("Gradient (activation) checkpointing in the LLM's decoder layers while training: each "
+                               "layer's activations are recomputed in the backward pass instead of kept, for memory. "
+                               "Works with and without lora; no effect on results.", bool, False),
     "vit_config": Key("Overrides for transformers.Blip2VisionConfig (hidden_size, num_hidden_layers, ...). "
                       "Default: official EVA-ViT-G, 39 blocks.", dict, {},
                       check=_config_keys(_VIT_KEYS, {"image_size": "model.image_size"}, "Blip2VisionConfig")),
