@@ -168,7 +168,7 @@ def test_limit(tiny_root, tmp_path, monkeypatch):
 def test_eval_configs_are_valid(standin_eval, tmp_path):
     """The shipped eval configs pass validation once their paths exist (as a user or quickstart.sh sets them)."""
     from minigpt4 import load_config
-    from minigpt4.evaluation.job import training_mismatches
+    from minigpt4.evaluation.train_match import training_mismatches
 
     model = standin_eval["cfg_dict"]["model"]
     data = standin_eval["data"]

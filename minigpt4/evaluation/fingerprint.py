@@ -41,7 +41,10 @@ def eval_settings(model_cfg: dict[str, Any], entry_name: str, entry_cfg: dict[st
                   annotations: str | os.PathLike | None, limit: int | None, generation: dict[str, Any],
                   instruction: str, prompt: str, device_type: str) -> dict[str, Any]:
     """Everything but the checkpoint that decides a caption or a score (plain, JSON-able values)."""
-    model = {k: v for k, v in model_cfg.items() if k != "ckpt"}  # the baseline's ckpt is its checkpoint
+    # the baseline's ckpt is its checkpoint; checkpointing changes no caption; lora: null is left out, so
+    # results from before model.lora existed keep their fingerprints
+    model = {k: v for k, v in model_cfg.items() if k not in ("ckpt", "llm_grad_checkpoint")
+             and not (k == "lora" and v is None)}
     files = {k: file_stamp(model[k]) for k in STAMPED_FILE_KEYS if model.get(k)}
     files["llama_model"] = folder_stamp(model["llama_model"])
     ann = Path(annotations) if annotations else None

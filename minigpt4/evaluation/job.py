@@ -31,12 +31,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from minigpt4.config import load_config, read_yaml
+from minigpt4.config import load_config
 from minigpt4.errors import EvalError, UserError
 from minigpt4.evaluation.fingerprint import changes, checkpoint_identity, digest, eval_settings, fingerprint
 from minigpt4.evaluation.generation import select
 from minigpt4.evaluation.scoring import CaptionScorer, check_java, check_writable
 from minigpt4.evaluation.summary import write_summary
+from minigpt4.evaluation.train_match import adopt_training_lora, check_model_match
 from minigpt4.models.weights import load_parameters
 from minigpt4.registry import MODELS, TASKS
 from minigpt4.run_dir import (
@@ -60,12 +61,6 @@ from minigpt4.utils.logging import setup_logger
 from minigpt4.utils.prompt import PromptTemplate
 
 log = logging.getLogger("minigpt4")
-
-# Model keys that decide what a checkpoint's projection means (or what the baseline is) and must
-# match between training and evaluation; the rest (dtypes, max_txt_len, freezing) do not.
-COMPARED_MODEL_KEYS = ("arch", "model_type", "has_qformer", "llama_model", "vit_ckpt", "q_former_model", "ckpt", "image_size",
-                       "num_query_token", "end_sym", "prompt_template", "vit_config", "qformer_config")
-
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -142,27 +137,6 @@ def resolve_checkpoints(specs: list[str], cfg: DictConfig) -> list[Checkpoint]:
 VISION_PREFIXES = ("visual_encoder.", "qformer.", "query_tokens")
 
 
-def training_mismatches(cfg: DictConfig, train_config: str | Path) -> list[str]:
-    """Model settings where the eval config differs from a training run's ``config.yaml``
-    (``ckpt`` included: the eval baseline must be the projection the run started from)."""
-    model_t = read_yaml(train_config).get("model") or {}
-    model_e = OmegaConf.to_container(cfg.model, resolve=True)
-    return [f"model.{k}: training {model_t[k]!r}, evaluation {model_e.get(k)!r}"
-            for k in COMPARED_MODEL_KEYS if k in model_t and model_t[k] != model_e.get(k)]
-
-
-def check_model_match(cfg: DictConfig, train_config: Path | None, allow: bool) -> dict[str, Any] | None:
-    """Raise unless the eval model matches the run's (or ``allow``); the record for metrics.json."""
-    problems = training_mismatches(cfg, train_config) if train_config else []
-    if problems and not allow:
-        raise EvalError(f"the eval config's model differs from the training run's {train_config} on keys that decide "
-                        "what a checkpoint means:\n  - " + "\n  - ".join(problems) + "\nfix the eval config (or its "
-                        "--options), or pass --allow-model-mismatch to evaluate anyway (recorded in metrics.json)")
-    for problem in problems:
-        log.warning("eval config differs from %s (--allow-model-mismatch): %s", train_config, problem)
-    return {"allowed": True, "train_config": str(train_config), "differences": problems} if problems else None
-
-
 def limit_note(limit: int | None, scored: int, total: int) -> str | None:
     if limit is None:
         return None
@@ -218,6 +192,7 @@ def make_plan(args: argparse.Namespace, cfg: DictConfig, info: dist.DistInfo) ->
     train_config = args.train_config
     if train_config is None and args.run_dir is not None and (Path(args.run_dir) / CONFIG).is_file():
         train_config = Path(args.run_dir) / CONFIG
+    adopt_training_lora(cfg, train_config)
     mismatch = check_model_match(cfg, train_config, args.allow_model_mismatch)
     if args.run_dir is not None:
         save_path = eval_dir(args.run_dir, limit)
@@ -278,9 +253,8 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
         shared = not any(c.vision for c in plan.todo)  # one encoding pass serves every checkpoint
         encoded = None
         for c in plan.todo:
-            if c.spec == PRETRAINED:
-                load_parameters(model, built, "the built model")
-            else:
+            load_parameters(model, built, "the built model")  # a checkpoint without adapters gets fresh ones
+            if c.spec != PRETRAINED:
                 model.load_checkpoint(c.file)
             if encoded is None or not shared:
                 encoded = task.encode(model, plan.dataset, cfg.run, use_cache=shared, desc=f"encoding [{plan.split}]")
