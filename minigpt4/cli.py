@@ -1,6 +1,6 @@
 """The console commands (``[project.scripts]`` in pyproject.toml; ``train.py``, ``prepare_flickr30k.py``
 and ``eval_scripts/eval_flickr30k.py`` are shims over the same functions). Without installing the
-scripts: ``python -m minigpt4.cli {train,eval,prepare,summary,cache,torchrun} ARGS`` (also under ``torchrun -m``).
+scripts: ``python -m minigpt4.cli {train,eval,prepare,summary,cache,export,torchrun} ARGS`` (also under ``torchrun -m``).
 
 A ``UserError`` (bad config, data, weights, command line or environment) is printed as ``error: ...``
 on stderr with exit status 2, with no traceback; anything else is a bug and keeps its traceback.
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from minigpt4.datasets import flickr30k_prepare
 from minigpt4.errors import UserError
 from minigpt4.evaluation import job, summary
+from minigpt4.models import export as export_job
 from minigpt4.training import fill_cache, launch
 
 EXIT_USER_ERROR = 2
@@ -54,6 +55,11 @@ def cache(argv: Sequence[str] | None = None) -> int:
     return run_command(fill_cache.main, argv)
 
 
+def export(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-export``: a checkpoint as a merged Hugging Face LLM (LoRA folded in) + llama_proj.pth."""
+    return run_command(export_job.main, argv)
+
+
 def torchrun(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-torchrun``: torch's ``torchrun`` (same arguments), except that SIGINT or SIGTERM ends
     it with status 130 or 143 and one line instead of the launcher's traceback and status 1. The
@@ -71,7 +77,7 @@ def torchrun(argv: Sequence[str] | None = None) -> int:
 
 
 COMMANDS = {"train": train, "eval": evaluate, "prepare": prepare, "summary": summarise, "cache": cache,
-            "torchrun": torchrun}
+            "export": export, "torchrun": torchrun}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
