@@ -1,7 +1,8 @@
 """End to end, the official way: the official Llama-2 stage-2 config (only its paths edited) trains the
-Llama-2 variant on cc_sbu_align data with torchrun on 2 CPU ranks, then ``evaluate.sh`` scores the run
-with the official Llama-2 eval config on Flickr30k. Sizes, device and step counts come as --options:
-the tiny stack is not the official size."""
+Llama-2 variant on cc_sbu_align data with torchrun on 2 CPU ranks, with LoRA adapters on the LLM as
+MiniGPT-v2 adds them (``model.lora``, gradient checkpointing on), then ``evaluate.sh`` scores the run
+with the official Llama-2 eval config on Flickr30k, taking the adapter settings from the run. Sizes,
+device and step counts come as --options: the tiny stack is not the official size."""
 import json
 import shutil
 import sys
@@ -41,18 +42,22 @@ def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_st
                    "--cfg-path", train_cfg, "--options", *SIZE_OPTIONS,
                    "datasets.cc_sbu_align.vis_processor.train.image_size=56", "run.device=cpu", "run.num_workers=0",
                    "run.iters_per_epoch=3", "run.max_epoch=2", "run.warmup_steps=2", "run.init_lr=1e-3",
-                   "run.log_freq=3", f"run.feature_cache={tmp_path / 'features'}"], timeout=400)
+                   "run.log_freq=3", f"run.feature_cache={tmp_path / 'features'}", "model.lora.r=4",
+                   "model.llm_grad_checkpoint=true"], timeout=400)
     log = proc.stdout + proc.stderr
     assert "'pretrain_llama2' is the official name of 'llama2'" in log
     for key in ("run.wandb_log", "run.world_size", "run.dist_url", "datasets.cc_sbu_align.text_processor"):
         assert f"{key} in {train_cfg}: ignored: " in log, key
     assert "datasets.cc_sbu_align.batch_size = 12" in log
+    assert "trainable parameters: 18,496 (llama_proj 16,448 + LoRA adapters 2,048 (r 4 on q_proj, v_proj))" in log
+    assert "DDP over 10 trainable tensors" in log  # llama_proj's 2 + 4 adapter matrices in each of 2 layers
     (run,) = run_dirs(out, "minigpt4_llama2_finetune")
     records = [json.loads(line) for line in (run / "log.txt").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1] and records[0]["samples"] == 2 * 12 * 3  # 2 ranks x official batch
     assert records[1]["feature_cache"] == {"hits": 72, "encoded": 0}  # the ViT features, cached in epoch 0
     ckpt = torch.load(run / "checkpoint_1.pth", weights_only=True)["model"]
-    assert sorted(ckpt) == ["llama_proj.bias", "llama_proj.weight"] and ckpt["llama_proj.weight"].shape == (64, 256)
+    assert ckpt["llama_proj.weight"].shape == (64, 256)
+    assert len(ckpt) == 10 and sum(".lora_B." in k and v.abs().sum() > 0 for k, v in ckpt.items()) == 4
 
     eval_cfg = edit_paths("minigpt4_llama2_eval.yaml", tmp_path, model_paths)
     proc = run_ok(["bash", REPO / "evaluate.sh", run, "--cfg-path", eval_cfg, "--options", *SIZE_OPTIONS,
@@ -64,10 +69,11 @@ def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_st
     log = proc.stdout + proc.stderr
     assert "low_resource: true loads the LLM in 8-bit on a GPU, but this process runs on cpu" in log
     assert "not used by the evaluation" in log
+    assert "model.lora: the run trained LoRA adapters (r 4, alpha 16, dropout 0.05, target_modules" in log
     for name in ("pretrained", "checkpoint_0", "checkpoint_1"):
         m = json.loads((run / "eval" / name / "metrics.json").read_text())
         assert m["prompt"] == "[INST] <Img><ImageHere></Img> Describe this image in detail. [/INST] "
-        assert m["stop_string"] == "</s>" and m["num_images"] == 4
+        assert m["stop_string"] == "</s>" and m["num_images"] == 4 and m["config"]["model"]["lora"]["r"] == 4
     summary = (run / "eval" / "summary.md").read_text()
     assert "| pretrained |" in summary and "| 1 |" in summary
     print(proc.stdout)
