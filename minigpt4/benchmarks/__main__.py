@@ -1,4 +1,4 @@
-"""``python -m minigpt4.benchmarks {cpu,full} ...``: see ``minigpt4.benchmarks``."""
+"""``python -m minigpt4.benchmarks {cpu,full,memory} ...``: see ``minigpt4.benchmarks``."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from minigpt4.cli import run_command
 
-from . import cpu, full
+from . import cpu, full, memory
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,6 +19,8 @@ def parser() -> argparse.ArgumentParser:
                                                  "evaluation of k checkpoints"))
     full.add_arguments(sub.add_parser("full", help="official sizes with random weights (a GPU): samples/s, peak "
                                                    "memory, MFU, evaluation images/s"))
+    memory.add_arguments(sub.add_parser("memory", help="official sizes on a CPU: the GPU memory of a training step, "
+                                                       "projection only vs LoRA (weights exact, activations measured)"))
     return ap
 
 
@@ -26,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     command = shlex.join(["python", "-m", "minigpt4.benchmarks", *argv])
-    (cpu if args.benchmark == "cpu" else full).main(args, command)
+    {"cpu": cpu, "full": full, "memory": memory}[args.benchmark].main(args, command)
 
 
 if __name__ == "__main__":

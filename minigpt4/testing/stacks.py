@@ -35,6 +35,7 @@ from minigpt4.errors import DataError
 from minigpt4.models.llm import load_tokenizer
 from minigpt4.models.minigpt4 import PATCHES_PER_TOKEN
 from minigpt4.models.qformer import hf_to_blip2, qformer_config
+from minigpt4.models.variants import LLAMA2_7B_LLM, VICUNA7B_LLM, VICUNA13B_LLM
 from minigpt4.models.vision import build_vision_encoder, hf_to_eva, vision_config
 from minigpt4.utils.io import atomic_torch_save
 from minigpt4.utils.prompt import DEFAULT_TEMPLATE, IMAGE_PLACEHOLDER, LLAMA2_TEMPLATE
@@ -50,14 +51,8 @@ TINY_LLM = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
             "num_key_value_heads": 4, "max_position_embeddings": 512}
 
 # Official sizes (``model_type: vicuna0`` / ``llama2``): EVA-ViT-G and the BERT-base Q-Former are the
-# defaults of vision_config() and qformer_config(); Vicuna-7B v0 has LLaMA-7B's config, Vicuna-13B
-# LLaMA-13B's, Llama-2-7b-chat its own (4096 positions, rms eps 1e-5). Written in fp16, as the
-# released eva_vit_g.pth and LLM files are.
-VICUNA7B_LLM = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
-                "num_key_value_heads": 32, "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "vocab_size": 32000}
-VICUNA13B_LLM = {**VICUNA7B_LLM, "hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 40,
-                 "num_attention_heads": 40, "num_key_value_heads": 40}
-LLAMA2_7B_LLM = {**VICUNA7B_LLM, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5}
+# defaults of vision_config() and qformer_config(), the LLMs those of minigpt4.models.variants. Written
+# in fp16, as the released eva_vit_g.pth and LLM files are.
 _TINY = {"image_size": TINY_IMAGE_SIZE, "num_query_token": TINY_NUM_QUERY_TOKEN, "vit": TINY_VIT,
          "qformer": TINY_QFORMER, "llm": TINY_LLM, "tokenizer_vocab": 400, "dtype": torch.float32, "has_qformer": True}
 _FULL = {"image_size": 224, "num_query_token": 32, "vit": {}, "qformer": {}, "tokenizer_vocab": 32000,
