@@ -12,7 +12,8 @@
 #      and how often the captions name the right shape and colours
 #
 # Usage: bash quickstart.sh            (environment overrides, e.g. for a smaller run:
-#        QS_IMAGES QS_SEED QS_VISION_STEPS QS_STAGE1_STEPS QS_NPROC QS_EPOCHS QS_ITERS QS_LIMIT QS_CACHE)
+#        QS_IMAGES QS_SEED QS_VISION_STEPS QS_STAGE1_STEPS QS_NPROC QS_EPOCHS QS_ITERS QS_LIMIT QS_CACHE;
+#        QS_TRAIN_OPTIONS: more stage-2 --options, e.g. QS_TRAIN_OPTIONS="model.lora.r=8" adds LoRA adapters)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -25,6 +26,7 @@ NPROC=${QS_NPROC:-2}
 EPOCHS=${QS_EPOCHS:-4}
 ITERS=${QS_ITERS:-40}
 LIMIT=${QS_LIMIT:-}
+read -r -a TRAIN_OPTIONS <<< "${QS_TRAIN_OPTIONS:-}"
 DATA="$CACHE/synthetic_flickr30k"
 STANDINS="$CACHE/standins"
 RUNS="$CACHE/runs"
@@ -50,7 +52,8 @@ paths=(model.llama_model="$STANDINS/llama" model.vit_ckpt="$STANDINS/eva_vit_g.p
 data=(datasets.flickr30k_caption.build_info.ann_path="$DATA/flickr30k_train.json"
       datasets.flickr30k_caption.build_info.image_path="$DATA/flickr30k-images")
 python -m minigpt4.cli torchrun --standalone --nproc-per-node "$NPROC" train.py --cfg-path train_configs/minigpt4_flickr_quickstart.yaml \
-  --options "${paths[@]}" "${data[@]}" run.output_dir="$RUNS" run.max_epoch="$EPOCHS" run.iters_per_epoch="$ITERS"
+  --options "${paths[@]}" "${data[@]}" run.output_dir="$RUNS" run.max_epoch="$EPOCHS" run.iters_per_epoch="$ITERS" \
+  ${TRAIN_OPTIONS[@]+"${TRAIN_OPTIONS[@]}"}
 run_dir=$(ls -1d "$RUNS"/minigpt4_flickr_quickstart/*/ | sort | tail -n 1)
 run_dir=${run_dir%/}
 
