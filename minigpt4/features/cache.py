@@ -31,13 +31,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from minigpt4.utils.dtypes import DTYPES
 from minigpt4.utils.hashing import digest, sha256_file, tensor_sha256
 from minigpt4.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 STAMPS = "images"
 KEY_FILE = "key.json"
 SUFFIX = ".safetensors"

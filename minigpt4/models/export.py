@@ -28,13 +28,13 @@ from omegaconf import OmegaConf
 from minigpt4.config import CUSTOM_IMPORTS, load_model_config, read_yaml
 from minigpt4.errors import UserError
 from minigpt4.registry import MODELS
+from minigpt4.utils.dtypes import DTYPES
 from minigpt4.utils.logging import setup_logger
 
 from .lora import ADAPTER_MARK, merged_llm
 
 log = logging.getLogger("minigpt4")
 LLM_DIR, PROJECTION_FILE, MODEL_YAML = "llm", "llama_proj.pth", "model.yaml"
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -44,7 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                                       "matches the checkpoint; only that section is read)")
     ap.add_argument("--ckpt", required=True, help="the checkpoint to export (e.g. RUN_DIR/checkpoint_3.pth)")
     ap.add_argument("--out", required=True, help="new folder to write (must not exist)")
-    ap.add_argument("--dtype", default="source", choices=("source", *_DTYPES),
+    ap.add_argument("--dtype", default="source", choices=("source", *DTYPES),
                     help="dtype of the saved LLM weights (default: the dtype of model.llama_model's config.json); "
                          "the merge itself is done in fp32")
     ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="model config overrides")
@@ -77,7 +77,7 @@ def export(cfg_path: str | Path, ckpt: str | Path, out: str | Path, options: Seq
     tmp.mkdir(parents=True)
     try:
         if model.lora is not None:
-            target = _source_dtype(cfg.llama_model) if dtype == "source" else _DTYPES[dtype]
+            target = _source_dtype(cfg.llama_model) if dtype == "source" else DTYPES[dtype]
             llm = merged_llm(model.llama_model).to(target)
             llm.save_pretrained(tmp / LLM_DIR)
             model.llama_tokenizer.save_pretrained(tmp / LLM_DIR)

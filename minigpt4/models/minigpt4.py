@@ -14,6 +14,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from minigpt4.errors import WeightsError
 from minigpt4.registry import MODELS
+from minigpt4.utils.dtypes import DTYPES
 from minigpt4.utils.prompt import DEFAULT_TEMPLATE, PromptTemplate, load_instructions
 
 from . import lora as lora_adapters
@@ -29,7 +30,6 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
 
 # Persistent buffers that official MiniGPT-4 checkpoints may carry besides llama_proj.
 _IGNORED_CKPT_SUFFIXES = ("position_ids", "rotary_emb.inv_freq")
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 PATCHES_PER_TOKEN = 4  # the Llama-2 variant: 4 consecutive ViT patches (of a row, raster order) per LLM token
 
 
@@ -40,7 +40,7 @@ def _llm_dtype(name: str, device: torch.device) -> torch.dtype:
         return torch.bfloat16 if name == "bf16" else torch.float32
     if name == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return _DTYPES[name]
+    return DTYPES[name]
 
 
 @MODELS.register("minigpt4", aliases=tuple(ARCH_ALIASES))
@@ -140,7 +140,7 @@ class MiniGPT4(nn.Module):
             model.load_checkpoint(cfg.ckpt)
         model.place(dev)
         if dev.type == "cuda" and cfg.vit_precision != "fp32" and cfg.freeze_vit:
-            half_linear_weights(vit, _DTYPES[cfg.vit_precision])
+            half_linear_weights(vit, DTYPES[cfg.vit_precision])
         log.info("trainable parameters: %s", model.describe_trainable())
         return model
 
@@ -258,7 +258,7 @@ class MiniGPT4(nn.Module):
     # ---- images ---------------------------------------------------------------------------
     def _vit_autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda" and self.vit_precision != "fp32":
-            return torch.autocast("cuda", dtype=_DTYPES[self.vit_precision])
+            return torch.autocast("cuda", dtype=DTYPES[self.vit_precision])
         return contextlib.nullcontext()
 
     @property
