@@ -243,3 +243,16 @@ def test_activation_bytes_are_what_autograd_keeps(tiny_stack):
     weights = sum(p.numel() * p.element_size() for p in llm().parameters())
     assert 0 < plain < adapted and plain < weights
     assert saved_bytes(llm(), 4, 16) == pytest.approx(2 * plain, rel=0.05)
+
+
+def test_export_of_a_projection_only_checkpoint_writes_the_projection_only(tiny_stack, tmp_path):
+    cfg_path = write_yaml(tmp_path / "run.yaml", {"custom_imports": ["minigpt4.testing"],
+                                                  "model": tiny_model_section(tiny_stack, ckpt=None)})
+    written = minigpt4.cli.export_job.export(cfg_path, tiny_stack["ckpt"], tmp_path / "out")
+    assert sorted(written) == ["model_yaml", "projection"] and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "llama_proj.pth", "model.yaml"]
+    exported = load_model_config(written["model_yaml"])
+    assert exported.llama_model == tiny_stack["llama_model"] and exported.ckpt == str(written["projection"])
+    original = torch.load(tiny_stack["ckpt"], weights_only=True)["model"]
+    saved = torch.load(written["projection"], weights_only=True)["model"]
+    assert all(torch.equal(saved[k], original[k]) for k in ("llama_proj.weight", "llama_proj.bias"))
