@@ -83,7 +83,7 @@ def test_rerun_is_byte_identical(sample, tmp_path):
 
 
 def test_default_out_dir_is_root(sample, tmp_path):
-    root = _copy_root(sample, tmp_path / "root")
+    root = _copy_root(sample, tmp_path / "root", images=True)
     prepare_flickr30k(root)
     assert all((root / n).is_file() for n in OUT_NAMES)
 
@@ -109,7 +109,7 @@ def test_whitespace_normalised_only(tmp_path):
     caps = ["  A  dog\truns.  ", "Two CATS sit (quietly)!", "x", "y", "z"]
     pd.DataFrame({"raw": [json.dumps(caps)], "sentids": ["[0, 1, 2, 3, 4]"], "split": ["test"],
                   "filename": ["1.jpg"], "img_id": ["0"]}).to_csv(tmp_path / "flickr_annotations_30k.csv", index=False)
-    prepare_flickr30k(tmp_path)
+    prepare_flickr30k(tmp_path, skip_image_check=True)  # no image files here
     rec = json.loads((tmp_path / "flickr30k_test.json").read_text())[0]
     assert rec["captions"] == ["A dog runs.", "Two CATS sit (quietly)!", "x", "y", "z"]
     assert json.loads((tmp_path / "flickr30k_train.json").read_text()) == []
@@ -206,9 +206,27 @@ def test_bad_karpathy_json(sample, tmp_path, mutate, match):
     assert not (tmp_path / "out").exists()
 
 
-def test_strict_needs_check_images(sample, tmp_path):
-    with pytest.raises(PrepareError, match="pass --check-images with --strict"):
-        prepare_flickr30k(sample, out_dir=tmp_path / "o", strict=True)
+def test_missing_images_are_dropped_by_default_and_the_rest_only_with_check_images(sample, tmp_path):
+    """By default each image is looked for (a stat): rows of missing images are dropped and counted, an
+    undecodable file is kept (decoding is --check-images); --strict makes a missing image an error;
+    --skip-image-check writes every row without looking."""
+    root = _copy_root(sample, tmp_path / "root", images=True)
+    train_files = _csv(sample).query("split == 'train'")["filename"].tolist()
+    (root / "flickr30k-images" / train_files[0]).unlink()
+    (root / "flickr30k-images" / train_files[1]).write_bytes(b"not an image")
+    summary = prepare_flickr30k(root, out_dir=tmp_path / "out")
+    assert summary.dropped == 1 and summary.rows["train"] == 23 and f"{train_files[0]} (missing" in summary.dropped_examples[0]
+    assert "dropped rows (missing image): 1" in summary.format() and "pass --check-images" in summary.format()
+    with pytest.raises(PrepareError, match=r"1 of 30 images missing under .*\(--strict\); first: " + train_files[0]):
+        prepare_flickr30k(root, out_dir=tmp_path / "strict", strict=True)
+    kept = prepare_flickr30k(root, out_dir=tmp_path / "all", skip_image_check=True)
+    assert kept.dropped == 0 and kept.rows["train"] == 24 and "--skip-image-check" in kept.format()
+    with pytest.raises(PrepareError, match="cannot be combined"):
+        prepare_flickr30k(root, out_dir=tmp_path / "o", skip_image_check=True, strict=True)
+    no_images = _copy_root(sample, tmp_path / "no_images", images=False)
+    with pytest.raises(PrepareError, match=r"flickr30k-images: image folder not found .*--skip-image-check"):
+        prepare_flickr30k(no_images, out_dir=tmp_path / "o2")
+    assert not (tmp_path / "o2").exists()
 
 
 def test_main_prints_summary_and_errors(sample, tmp_path, capsys):

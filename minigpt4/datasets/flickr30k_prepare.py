@@ -52,7 +52,7 @@ class Summary:
     dropped: int = 0
     dropped_examples: list[str] = field(default_factory=list)
     restval: int = 0
-    images_checked: bool = False
+    image_check: str = "exists"  # "none", "exists" (a stat per image) or "decode"
     files: list[Path] = field(default_factory=list)
 
     def format(self) -> str:
@@ -61,9 +61,13 @@ class Summary:
             lines.append(f"  {split:5s}: {self.rows.get(split, 0):6d} images, {self.captions.get(split, 0):7d} captions")
         if self.restval:
             lines.append(f"  (Karpathy 'restval': {self.restval} images counted as train)")
-        if not self.images_checked:
-            lines.append("  images not checked (pass --check-images to open every image)")
-        lines.append(f"  dropped rows (missing or undecodable image): {self.dropped}")
+        if self.image_check == "none":
+            lines.append("  images not looked at (--skip-image-check)")
+        else:
+            what = "missing or undecodable" if self.image_check == "decode" else "missing"
+            lines.append(f"  dropped rows ({what} image): {self.dropped}")
+            if self.image_check == "exists":
+                lines.append("  images not decoded (pass --check-images to open every image)")
         lines += [f"    {e}" for e in self.dropped_examples]
         lines += [f"wrote {p}" for p in self.files]
         return "\n".join(lines)
@@ -175,13 +179,15 @@ def read_karpathy_rows(path: str | Path) -> tuple[list[Row], int]:
     return v.rows, v.restval
 
 
-def find_bad_images(rows: list[Row], image_dir: Path) -> list[tuple[Row, str]]:
-    """(row, reason) for each image under ``image_dir`` that is missing or does not decode."""
+def find_bad_images(rows: list[Row], image_dir: Path, decode: bool = True) -> list[tuple[Row, str]]:
+    """(row, reason) for each image under ``image_dir`` that is missing or (``decode``) does not decode."""
     bad = []
-    for row in tqdm(rows, desc="checking images", unit="img"):
+    for row in tqdm(rows, desc="decoding images" if decode else "looking for images", unit="img", disable=not decode):
         path = image_dir / row.filename
         if not path.is_file():
             bad.append((row, "missing"))
+            continue
+        if not decode:
             continue
         try:
             with Image.open(path) as im:
@@ -214,27 +220,34 @@ def prepare_flickr30k(
     strict: bool = False,
     caption_mode: str = "separate",
     karpathy_json: str | Path | None = None,
+    skip_image_check: bool = False,
 ) -> Summary:
-    """Validate the annotations under ``root`` (or ``karpathy_json``), optionally open every image
-    under ``root/flickr30k-images`` (bad ones dropped and counted, or an error when ``strict``), and
-    write ``out_dir/flickr30k_<split>.json`` (``..._concat.json`` in concat mode) for each split."""
+    """Validate the annotations under ``root`` (or ``karpathy_json``), look for every image under
+    ``root/flickr30k-images`` (``check_images``: also decode it; ``skip_image_check``: neither), drop
+    and count the rows of missing (or undecodable) images, or raise when ``strict``, and write
+    ``out_dir/flickr30k_<split>.json`` (``..._concat.json`` in concat mode) for each split."""
     if caption_mode not in CAPTION_MODES:
         raise PrepareError(f"caption_mode must be one of {CAPTION_MODES}, got {caption_mode!r}")
-    if strict and not check_images:
-        raise PrepareError("strict only applies to the image check: pass --check-images with --strict")
+    if skip_image_check and (strict or check_images):
+        raise PrepareError("--skip-image-check does not look at the images: it cannot be combined with "
+                           "--check-images or --strict")
     root = Path(root)
     out_dir = Path(out_dir) if out_dir is not None else root
     source = Path(karpathy_json) if karpathy_json is not None else root / CSV_NAME
     rows, restval = read_karpathy_rows(source) if karpathy_json is not None else read_csv_rows(source)
-    summary = Summary(source=source, restval=restval, images_checked=check_images)
-    if check_images:
+    check = "none" if skip_image_check else "decode" if check_images else "exists"
+    summary = Summary(source=source, restval=restval, image_check=check)
+    if check != "none":
         image_dir = root / IMAGE_DIR
         if not image_dir.is_dir():
-            raise PrepareError(f"{image_dir}: image folder not found (--check-images opens {IMAGE_DIR}/<filename>)")
-        bad = find_bad_images(rows, image_dir)
+            raise PrepareError(f"{image_dir}: image folder not found (the rows of missing images are dropped; "
+                               f"give --root the folder with {IMAGE_DIR}/, or pass --skip-image-check to write the "
+                               "annotations without looking at the images)")
+        bad = find_bad_images(rows, image_dir, decode=check == "decode")
         examples = [f"{r.filename} ({reason}; {r.where})" for r, reason in bad[:MAX_EXAMPLES]]
         if bad and strict:
-            raise PrepareError(f"{len(bad)} of {len(rows)} images missing or undecodable under {image_dir} "
+            what = "missing or undecodable" if check == "decode" else "missing"
+            raise PrepareError(f"{len(bad)} of {len(rows)} images {what} under {image_dir} "
                                f"(--strict); first: " + "; ".join(examples))
         dropped = {id(r) for r, _ in bad}
         rows = [r for r in rows if id(r) not in dropped]
@@ -255,8 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Write flickr30k_{train,val,test}.json from the Flickr30k annotations.")
     ap.add_argument("--root", required=True, help=f"folder with {CSV_NAME} and {IMAGE_DIR}/")
     ap.add_argument("--out-dir", default=None, help="where to write the split files (default: --root)")
-    ap.add_argument("--check-images", action="store_true", help="open every image; drop (and count) missing or undecodable ones")
-    ap.add_argument("--strict", action="store_true", help="with --check-images: a bad image is an error instead")
+    ap.add_argument("--check-images", action="store_true",
+                    help="also open and decode every image; undecodable ones are dropped and counted like missing ones")
+    ap.add_argument("--strict", action="store_true", help="a missing (or undecodable) image is an error instead")
+    ap.add_argument("--skip-image-check", action="store_true",
+                    help="write the annotations without looking for the images (by default the rows of missing "
+                         "images are dropped and counted)")
     ap.add_argument("--caption-mode", choices=CAPTION_MODES, default="separate",
                     help="separate: 5 captions per image (default); concat: one joined caption "
                          "(older practice, kept only for comparison; writes flickr30k_<split>_concat.json)")
@@ -264,6 +281,6 @@ def main(argv: list[str] | None = None) -> int:
                                                            "('restval' is counted as train)")
     args = ap.parse_args(argv)
     summary = prepare_flickr30k(args.root, args.out_dir, args.check_images, args.strict,
-                                args.caption_mode, args.karpathy_json)
+                                args.caption_mode, args.karpathy_json, args.skip_image_check)
     print(summary.format())
     return 0
