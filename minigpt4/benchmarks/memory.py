@@ -29,10 +29,11 @@ from minigpt4.models.qformer import qformer_config
 from minigpt4.models.variants import OFFICIAL_LLMS
 from minigpt4.models.vision import build_vision_encoder, vision_config
 
+from .full import VARIANTS
+
 GiB = 1024**3
 # tokens per training sample: BOS + template (~13) + image tokens + instruction (~10) + caption + end_sym
 SEQ_LEN = {"vicuna-7b": 80, "vicuna-13b": 80, "llama2-7b": 112}
-HAS_QFORMER = {"vicuna-7b": True, "vicuna-13b": True, "llama2-7b": False}
 LORA = {"r": 64, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
 
 
@@ -83,7 +84,7 @@ def static_bytes(size: str, with_lora: bool) -> dict[str, float]:
     with torch.device("meta"):  # the official EVA-ViT-G and Q-Former are the configs' defaults
         vit = build_vision_encoder(vision_config(224, {}))
         llm = LlamaForCausalLM(LlamaConfig(**OFFICIAL_LLMS[size]))
-        qformer = Blip2QFormerModel(qformer_config(vit.config.hidden_size, {})) if HAS_QFORMER[size] else None
+        qformer = Blip2QFormerModel(qformer_config(vit.config.hidden_size, {})) if VARIANTS[size][2] else None
         queries = torch.nn.Parameter(torch.zeros(1, 32, qformer.config.hidden_size)) if qformer else None
         model = MiniGPT4(vit, qformer, queries, llm, _Tokenizer(), ["<Img><ImageHere></Img> x"],
                          lora=LORA if with_lora else None)

@@ -19,7 +19,6 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
@@ -82,7 +81,7 @@ def export(cfg_path: str | Path, ckpt: str | Path, out: str | Path, options: Seq
             llm.save_pretrained(tmp / LLM_DIR)
             model.llama_tokenizer.save_pretrained(tmp / LLM_DIR)
             section["llama_model"] = str(out / LLM_DIR)
-            log.info("merged %s into the LLM (%s): %s", _adapters(model), target, out / LLM_DIR)
+            log.info("merged the adapters of %s into the LLM (%s): %s", model.describe_trainable(), target, out / LLM_DIR)
         else:
             log.info("the model has no LoRA adapters: only the projection is exported (llama_model stays %s)",
                      cfg.llama_model)
@@ -100,10 +99,6 @@ def export(cfg_path: str | Path, ckpt: str | Path, out: str | Path, options: Seq
     if model.lora is not None:
         written["llm"] = out / LLM_DIR
     return written
-
-
-def _adapters(model: Any) -> str:
-    return f"LoRA r {model.lora['r']} (alpha {model.lora['alpha']}) on {', '.join(model.lora['target_modules'])}"
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
