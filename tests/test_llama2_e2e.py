@@ -43,15 +43,16 @@ def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_st
                    "datasets.cc_sbu_align.vis_processor.train.image_size=56", "run.device=cpu", "run.num_workers=0",
                    "run.iters_per_epoch=3", "run.max_epoch=2", "run.warmup_steps=2", "run.init_lr=1e-3",
                    "run.log_freq=3", f"run.feature_cache={tmp_path / 'features'}", "model.lora.r=4",
-                   "model.llm_grad_checkpoint=true"], timeout=400)
+                   "model.llm_grad_checkpoint=true", "run.wandb_mode=offline"], timeout=400)
     log = proc.stdout + proc.stderr
     assert "'pretrain_llama2' is the official name of 'llama2'" in log
-    for key in ("run.wandb_log", "run.world_size", "run.dist_url", "datasets.cc_sbu_align.text_processor"):
+    for key in ("run.world_size", "run.dist_url", "datasets.cc_sbu_align.text_processor"):
         assert f"{key} in {train_cfg}: ignored: " in log, key
     assert "datasets.cc_sbu_align.batch_size = 12" in log
     assert "trainable parameters: 18,496 (llama_proj 16,448 + LoRA adapters 2,048 (r 4 on q_proj, v_proj))" in log
     assert "DDP over 10 trainable tensors" in log  # llama_proj's 2 + 4 adapter matrices in each of 2 layers
     (run,) = run_dirs(out, "minigpt4_llama2_finetune")
+    assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))  # the official wandb_log: True, offline
     records = [json.loads(line) for line in (run / "log.txt").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1] and records[0]["samples"] == 2 * 12 * 3  # 2 ranks x official batch
     assert records[1]["feature_cache"] == {"hits": 72, "encoded": 0}  # the ViT features, cached in epoch 0

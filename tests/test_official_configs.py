@@ -65,7 +65,7 @@ def test_official_train_configs_load_with_names_mapped_and_ignored_keys_reported
     assert (m.model_type, m.has_qformer, m.end_sym, m.prompt_template) == ("llama2", False, "</s>", "[INST] {} [/INST] ")
     assert new.run.batch_size_train == 12 and "batch_size" not in new.datasets.cc_sbu_align
     assert "datasets.cc_sbu_align.batch_size = 12" in said and "used as run.batch_size_train" in said
-    assert re.search(r"run\.wandb_log in .*: ignored: Weights & Biases logging is not built in", said)
+    assert new.run.wandb_log is True and "run.wandb_log" not in said  # honoured, as in the official code
     assert new.run.job_name == "minigpt4_llama2_finetune"
 
 

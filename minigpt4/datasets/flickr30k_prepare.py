@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
 
 from minigpt4.errors import DataError
 from minigpt4.utils.io import atomic_write_files
+from minigpt4.utils.progress import progress
 
 from .caption_datasets import join_captions
 from .records import CSV_NAME, IMAGE_DIR, SPLITS, split_file_name
@@ -138,7 +138,7 @@ def read_csv_rows(path: str | Path) -> tuple[list[Row], int]:
                            f"expected raw, sentids, split, filename, img_id")
     v = _Validator(allow_restval=False)
     rows = zip(df["raw"], df["split"], df["filename"])
-    for i, (raw, split, filename) in enumerate(tqdm(rows, total=len(df), desc="reading CSV", unit="row")):
+    for i, (raw, split, filename) in enumerate(progress(rows, total=len(df), desc="reading CSV", unit="row")):
         where = f"{path} line {i + 2} (row {i})"  # header is line 1, one record per line
         try:
             captions = json.loads(raw)
@@ -164,7 +164,7 @@ def read_karpathy_rows(path: str | Path) -> tuple[list[Row], int]:
     if not isinstance(images, list):
         raise PrepareError(f"{path}: expected an object with an 'images' list (Karpathy format)")
     v = _Validator(allow_restval=True)
-    for i, img in enumerate(tqdm(images, desc="reading Karpathy JSON", unit="image")):
+    for i, img in enumerate(progress(images, desc="reading Karpathy JSON", unit="image")):
         where = f"{path} images[{i}]"
         if not isinstance(img, dict):
             v.problem(f"{where}: expected an object, got {type(img).__name__}")
@@ -182,7 +182,7 @@ def read_karpathy_rows(path: str | Path) -> tuple[list[Row], int]:
 def find_bad_images(rows: list[Row], image_dir: Path, decode: bool = True) -> list[tuple[Row, str]]:
     """(row, reason) for each image under ``image_dir`` that is missing or (``decode``) does not decode."""
     bad = []
-    for row in tqdm(rows, desc="decoding images" if decode else "looking for images", unit="img", disable=not decode):
+    for row in progress(rows, desc="decoding images" if decode else "looking for images", unit="img", disable=not decode):
         path = image_dir / row.filename
         if not path.is_file():
             bad.append((row, "missing"))

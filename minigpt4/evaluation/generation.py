@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from minigpt4.errors import EvalError
 from minigpt4.utils import dist
+from minigpt4.utils.progress import progress
 
 
 def shard_batches(num_items: int, batch_size: int, rank: int, world_size: int) -> list[list[int]]:
@@ -79,7 +79,7 @@ def encode_split(
     batches = shard_batches(len(dataset), batch_size, rank, world)
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=dataset.collater, num_workers=num_workers)
     out = EncodedSplit([], len(dataset), cut)
-    bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=rank != 0, dynamic_ncols=True)
+    bar = progress(total=len(batches), desc=desc, unit="batch", disable=rank != 0, dynamic_ncols=True)
     try:
         for indices, batch in zip(batches, loader):
             if batch.get("skipped"):
@@ -118,7 +118,7 @@ def generate_captions(
     ``{"index", "image_id", "image", "caption", "references"}`` in dataset order; ``[]`` elsewhere."""
     rank = dist.get_rank()
     local: list[dict[str, Any]] = []
-    bar = tqdm(total=len(encoded.batches), desc=desc, unit="batch", disable=rank != 0, dynamic_ncols=True)
+    bar = progress(total=len(encoded.batches), desc=desc, unit="batch", disable=rank != 0, dynamic_ncols=True)
     try:
         for b in encoded.batches:
             captions = model.generate(None, [instruction] * len(b.indices), max_new_tokens=max_new_tokens,

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from minigpt4.config import load_config
 from minigpt4.datasets.caption_datasets import CaptionEvalDataset
@@ -27,6 +26,7 @@ from minigpt4.registry import MODELS, TASKS
 from minigpt4.tasks.captioning import batch_size_eval
 from minigpt4.utils import dist, signals
 from minigpt4.utils.logging import setup_logger
+from minigpt4.utils.progress import progress
 
 log = logging.getLogger("minigpt4")
 
@@ -56,7 +56,7 @@ def fill(model: Any, task: Any, name: str, images: CaptionEvalDataset, batch_siz
     batches = shard_batches(len(images), batch_size, rank, world)
     loader = DataLoader(images, batch_sampler=batches, collate_fn=images.collater, num_workers=num_workers)
     counts = [0, 0, 0]
-    with tqdm(total=len(images), desc=f"feature cache: {name}", unit="img", disable=rank != 0,
+    with progress(total=len(images), desc=f"feature cache: {name}", unit="img", disable=rank != 0,
               dynamic_ncols=True) as bar:
         for indices, batch in zip(batches, loader):
             counts[2] += int(batch.get("skipped", 0))

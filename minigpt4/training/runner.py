@@ -19,7 +19,6 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from minigpt4.errors import NonFiniteLossError
 from minigpt4.models.flops import mfu, peak_flops_per_s
@@ -32,7 +31,9 @@ from minigpt4.training.optim import build_optimizer, count_parameters
 from minigpt4.training.schema import RUN_SCHEMA
 from minigpt4.utils import dist as du
 from minigpt4.utils import signals
-from minigpt4.utils.logging import EpochLog, TensorBoard, format_train_line, get_logger, max_memory_mb
+from minigpt4.utils.logging import EpochLog, format_train_line, get_logger, max_memory_mb
+from minigpt4.utils.progress import progress
+from minigpt4.utils.tracking import Trackers
 
 # what a task's train_step may report besides the loss, summed over ranks for the logs
 COST_KEYS = ("tokens", "positions", "flops", "feature_hits", "feature_encoded")
@@ -77,7 +78,8 @@ class RunnerIter:
         self.caching = bool(getattr(getattr(task, "features", None), "enabled", False))
         self._log_datasets(datasets, ratios)
         self.epoch_log = EpochLog(self.run_dir / "log.txt")
-        self.tb = TensorBoard(self.run_dir / "tensorboard") if self.run.tensorboard and dist_info.is_main else None
+        self.trackers = Trackers.from_run(self.run, self.run_dir, OmegaConf.to_container(cfg, resolve=True),
+                                          dist_info.is_main)
         self.start_epoch = 0
         self.last_checkpoint: Path | None = None
         if self.run.resume_ckpt_path:
@@ -133,15 +135,14 @@ class RunnerIter:
                 self.save(epoch)
                 if self.info.is_main:
                     self.epoch_log.append(record)
-                    if self.tb:
-                        self.tb.scalars({"epoch/loss": record["loss"], "epoch/samples_per_s": record["samples_per_s"]}, epoch)
+                    self.trackers.scalars({"epoch/loss": record["loss"], "epoch/samples_per_s": record["samples_per_s"],
+                                           "epoch": epoch}, (epoch + 1) * self.run.iters_per_epoch - 1)
                 records.append(record)
                 self.log.info("Epoch %d done: %s", epoch, record)
                 if epoch == stop and epoch + 1 < self.run.max_epoch:
                     self.log.info("Stopping after epoch %d (run.stop_after_epoch); continue with --resume auto", epoch)
                     break
-        if self.tb:
-            self.tb.close()
+        self.trackers.close()
         self.loader.close()
         du.barrier()
         return records
@@ -156,7 +157,7 @@ class RunnerIter:
         cost = torch.zeros(len(COST_KEYS), dtype=torch.float64)  # this epoch, summed over ranks
         win_loss, win_time, win_data, win_cost, win_samples = [], 0.0, 0.0, torch.zeros_like(cost), 0
         start = time.perf_counter()
-        bar = tqdm(total=iters, desc=f"epoch {epoch}", disable=not self.info.is_main, leave=False, dynamic_ncols=True)
+        bar = progress(total=iters, desc=f"epoch {epoch}", disable=not self.info.is_main, leave=False, dynamic_ncols=True)
         try:
             for step in range(iters):
                 t0 = time.perf_counter()
@@ -209,10 +210,9 @@ class RunnerIter:
                     rates = self._rates(win_cost, win_time, win_samples)
                     self.log.info(format_train_line(epoch, step, iters, eta, lr, avg, win_time / n, win_data / n,
                                                     max_memory_mb(self.device), rates))
-                    if self.tb:
-                        self.tb.scalars({"train/loss": avg, "train/lr": lr,
-                                         **{f"train/{k}": v for k, v in rates.items() if v is not None}},
-                                        epoch * iters + step)
+                    self.trackers.scalars({"train/loss": avg, "train/lr": lr,
+                                           **{f"train/{k}": v for k, v in rates.items() if v is not None}},
+                                          epoch * iters + step)
                     cost += win_cost
                     win_loss, win_time, win_data, win_cost, win_samples = [], 0.0, 0.0, torch.zeros_like(cost), 0
         finally:

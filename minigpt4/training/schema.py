@@ -42,6 +42,13 @@ RUN_SCHEMA: dict[str, Key] = {
         "train.py --resume auto sets it to the newest checkpoint of the job and continues in its folder.",
         str, None, nullable=True, path="file"),
     "tensorboard": Key("Also write TensorBoard scalars to the run folder (needs the tensorboard package).", bool, False),
+    "wandb_log": Key("Also log the same scalars and the whole config to Weights & Biases (needs the wandb package), "
+                     "from rank 0, files under RUN/wandb/.", bool, False),
+    "wandb_project": Key("Weights & Biases project.", str, "minigpt4"),
+    "wandb_name": Key("Weights & Biases run name; null = <job_name>/<run folder name>.", str, None, nullable=True),
+    "wandb_mode": Key("Weights & Biases mode: offline needs no network or account (wandb sync uploads later); "
+                      "null = the WANDB_MODE environment variable, else online.", str, None, nullable=True,
+                      choices=("online", "offline", "disabled")),
     "log_freq": Key("Console log line every N optimizer steps (and at the last step of an epoch).", int, 50, check=at_least(1)),
     "dist_backend": Key("torch.distributed backend; auto = nccl on CUDA, gloo on CPU.", str, "auto", choices=("auto", "nccl", "gloo")),
     "feature_cache": Key(
@@ -69,8 +76,6 @@ RUN_SCHEMA: dict[str, Key] = {
     "distributed": ignored_key(_FROM_LAUNCHER, bool),
     "dist_url": ignored_key("processes meet through the launcher's environment; only env:// is accepted", str,
                             only("env://")),
-    "wandb_log": ignored_key("Weights & Biases logging is not built in: metrics go to RUN/log.txt and, with "
-                             "run.tensorboard: true, to TensorBoard", bool),
     "eval_instruction": Key(
         "Evaluation: the one instruction (containing <ImageHere>) given for every image, so captions do not "
         "depend on sharding; null = the first line of model.prompt_path.", str, None, nullable=True),

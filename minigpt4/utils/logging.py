@@ -1,4 +1,4 @@
-"""Console logging (rank 0 only, tqdm-safe), the per-epoch ``log.txt`` and optional TensorBoard."""
+"""Console logging (rank 0 only, tqdm-safe) and the per-epoch ``log.txt`` (trackers: ``minigpt4.utils.tracking``)."""
 from __future__ import annotations
 
 import datetime
@@ -14,6 +14,7 @@ import tqdm
 
 from minigpt4.errors import DataError
 from minigpt4.utils.io import atomic_write_text
+from minigpt4.utils.progress import quiet_library_bars
 
 LOGGER_NAME = "minigpt4"
 
@@ -30,7 +31,9 @@ class _TqdmHandler(logging.StreamHandler):
 
 
 def setup_logger(rank: int = 0) -> logging.Logger:
-    """The ``minigpt4`` logger: INFO to stdout on rank 0, warnings only on other ranks."""
+    """The ``minigpt4`` logger: INFO to stdout on rank 0, warnings only on other ranks (and, off a
+    terminal, no progress bars from the libraries: see ``minigpt4.utils.progress``)."""
+    quiet_library_bars()
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
     handler = _TqdmHandler()
@@ -104,24 +107,3 @@ class EpochLog:
         kept = [r for r in records if r.get("epoch", -1) <= epoch]
         if len(kept) != len(records):
             self._write(kept)
-
-
-class TensorBoard:
-    """A lazily imported ``SummaryWriter``; a missing package gives a clear error."""
-
-    def __init__(self, log_dir: str | Path) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as e:
-            raise ImportError(
-                "run.tensorboard is true but the 'tensorboard' package is not installed: "
-                "pip install tensorboard (or set run.tensorboard: false)"
-            ) from e
-        self.writer = SummaryWriter(log_dir=str(log_dir))
-
-    def scalars(self, values: dict[str, float], step: int) -> None:
-        for name, value in values.items():
-            self.writer.add_scalar(name, value, step)
-
-    def close(self) -> None:
-        self.writer.close()
