@@ -19,7 +19,7 @@ LAYERS = [
     ("minigpt4.datasets", "minigpt4.models", "minigpt4.features"),
     ("minigpt4.evaluation.scoring", "minigpt4.evaluation.generation", "minigpt4.evaluation.plot",
      "minigpt4.evaluation.fingerprint",
-     "minigpt4.evaluation.summary"),
+     "minigpt4.evaluation.summary", "minigpt4.evaluation.report"),
     ("minigpt4.tasks",),
     ("minigpt4.training", "minigpt4.evaluation.job", "minigpt4.evaluation"),
     ("minigpt4.cli", "minigpt4"),

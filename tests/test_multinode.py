@@ -256,7 +256,7 @@ def test_two_nodes_train_and_evaluate_like_two_slurm_tasks(standin_eval, tmp_pat
         assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "log.txt", "checkpoint_0.pth", "checkpoint_1.pth",
                                                         "checkpoint_latest.pth", "eval"}
         assert {p.name for p in (run_dir / "eval").iterdir()} == {"pretrained", "checkpoint_0", "checkpoint_1",
-                                                                   "summary.csv", "summary.md", "summary.png"}
+                                                                   "summary.csv", "summary.md", "summary.png", "report.html"}
         ckpt = torch.load(run_dir / "checkpoint_1.pth", weights_only=True)
         assert ckpt["world_size"] == 2 and len(ckpt["rank_states"]) == 2
 

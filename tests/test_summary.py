@@ -63,7 +63,7 @@ def test_summary_files(tmp_path):
                                        ("checkpoint_0", 0), ("checkpoint_1", 1)]):
         write_metrics(eval_dir, name, epoch, scores_for(i))
     out = write_summary(run)
-    assert set(out) == {"csv", "md", "png"} and all(p.is_file() for p in out.values())
+    assert set(out) == {"csv", "md", "png", "html"} and all(p.is_file() for p in out.values())
 
     csv = pd.read_csv(out["csv"])
     assert list(csv["name"]) == ["pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_2", "checkpoint_10"]

@@ -1,4 +1,5 @@
-"""Summaries of a run's evaluations: ``summary.csv``, ``summary.md`` and ``summary.png``.
+"""Summaries of a run's evaluations: ``summary.csv``, ``summary.md``, ``summary.png`` and the caption
+gallery ``report.html`` (``minigpt4.evaluation.report``).
 
 The evaluation job writes them after scoring; ``python -m minigpt4.cli summary RUN_DIR [--eval-dir DIR]``
 rewrites them from every ``DIR/*/metrics.json`` (DIR defaults to ``RUN_DIR/eval``).
@@ -15,6 +16,7 @@ import pandas as pd
 
 from minigpt4.errors import EvalError
 from minigpt4.evaluation.plot import plot_metrics
+from minigpt4.evaluation.report import write_report
 from minigpt4.evaluation.scoring import METRICS
 from minigpt4.run_dir import FINGERPRINT, METRICS_JSON
 from minigpt4.run_dir import eval_dir as default_eval_dir
@@ -66,21 +68,27 @@ def same_settings(table: pd.DataFrame, settings_digest: str | None) -> tuple[pd.
     return table[keep].reset_index(drop=True), table.loc[~keep, "name"].tolist()
 
 
-def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
-    """A Markdown table: one row per checkpoint, one column per metric (4 decimals)."""
-    cols = ["checkpoint", "epoch", "images"] + metrics
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * 3 + "---:|" * len(metrics)]
+def table_cells(table: pd.DataFrame, metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The summary table's column names and cells: one row per checkpoint, one column per metric (4 decimals)."""
+    rows = []
     for _, r in table.iterrows():
         epoch = "" if pd.isna(r["epoch"]) else ("pretrained" if r["epoch"] == -1 else str(r["epoch"]))
         images = f"{r['num_images']}" + ("" if pd.isna(r["limit"]) else " (limit)")
-        cells = [str(r["name"]), epoch, images] + [f"{r[m]:.4f}" for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append([str(r["name"]), epoch, images] + [f"{r[m]:.4f}" for m in metrics])
+    return ["checkpoint", "epoch", "images"] + metrics, rows
+
+
+def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
+    """A Markdown table: one row per checkpoint, one column per metric (4 decimals)."""
+    cols, rows = table_cells(table, metrics)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * 3 + "---:|" * len(metrics)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n"
 
 
 def write_summary(run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = None,
                   settings_digest: str | None = None) -> dict[str, Path]:
-    """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``eval_dir`` (default
+    """Write ``summary.csv``, ``summary.md``, ``summary.png`` and ``report.html`` into ``eval_dir`` (default
     ``run_dir/eval``) from the results of one set of settings (``settings_digest``: the evaluation
     job's; None: all results, which must agree); returns their paths."""
     eval_dir = Path(eval_dir) if eval_dir is not None else default_eval_dir(run_dir)
@@ -108,6 +116,9 @@ def write_summary(run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None
     n = table["num_images"].max()
     title = f"{dataset} {split} captioning ({n} images{', subset' if subset else ''})"
     plot_metrics(table, metrics, out["png"], title)
+    heading = f"{notes[0].removeprefix('# ')} ({n} images{', subset' if subset else ''})"
+    out["html"] = write_report(eval_dir, list(table["name"]), *table_cells(table, metrics), heading, out["png"],
+                               [line for line in notes[1:] if line])
     return out
 
 

@@ -1,5 +1,5 @@
 """Print a run's evaluation: the summary table, a few generated captions next to their references,
-and where the plot is.
+and where the plot and the caption gallery (``report.html``) are.
 
 ``python -m minigpt4.quickstart.report RUN_DIR [--samples 3] [--eval-dir DIR]`` (reads ``RUN_DIR/eval/``
 or DIR; writes ``summary.*`` first if they are missing). The references are the ones each
@@ -11,13 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
-from minigpt4.cli import run_command
+from minigpt4.errors import run_command
+from minigpt4.evaluation.report import REPORT_HTML
 from minigpt4.evaluation.summary import collect, write_summary
 from minigpt4.run_dir import CAPTIONS_JSON, METRICS_JSON, latest_eval_dir
 
 
 def report(run_dir: str | Path, samples: int = 3, eval_dir: str | Path | None = None) -> str:
-    """The report text (summary table, sample captions, plot path) of ``eval_dir`` (default: see
+    """The report text (summary table, sample captions, plot and gallery paths) of ``eval_dir`` (default: see
     ``run_dir.latest_eval_dir``)."""
     eval_dir = Path(eval_dir) if eval_dir is not None else latest_eval_dir(run_dir)
     if not (eval_dir / "summary.md").is_file():
@@ -37,6 +38,8 @@ def report(run_dir: str | Path, samples: int = 3, eval_dir: str | Path | None = 
             caption = captions[n].get(item["image_id"], {}).get("caption", "(not evaluated)")
             lines.append(f"  {n:<{width}}  {caption}")
     lines += ["", f"Plot: {(eval_dir / 'summary.png').resolve()}"]
+    if (eval_dir / REPORT_HTML).is_file():
+        lines.append(f"Gallery: {(eval_dir / REPORT_HTML).resolve().as_uri()} (every image's captions; open in a browser)")
     return "\n".join(lines)
 
 
