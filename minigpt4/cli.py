@@ -1,6 +1,7 @@
 """The console commands (``[project.scripts]`` in pyproject.toml; ``train.py``, ``prepare_flickr30k.py``
 and ``eval_scripts/eval_flickr30k.py`` are shims over the same functions). Without installing the
-scripts: ``python -m minigpt4.cli {train,eval,prepare,summary,cache,export,torchrun} ARGS`` (also under ``torchrun -m``).
+scripts: ``python -m minigpt4.cli {train,eval,caption,prepare,summary,cache,export,torchrun} ARGS`` (also under
+``torchrun -m``).
 
 A ``UserError`` (bad config, data, weights, command line or environment) is printed as ``error: ...``
 on stderr with exit status 2, with no traceback; anything else is a bug and keeps its traceback.
@@ -9,25 +10,13 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from minigpt4.datasets import flickr30k_prepare
-from minigpt4.errors import UserError
-from minigpt4.evaluation import job, summary
+from minigpt4.errors import EXIT_USER_ERROR, run_command
+from minigpt4.evaluation import caption_images, job, summary
 from minigpt4.models import export as export_job
 from minigpt4.training import fill_cache, launch
-
-EXIT_USER_ERROR = 2
-
-
-def run_command(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
-    """``main(argv)`` with user errors reported as one ``error:`` message and exit status 2."""
-    try:
-        main(argv)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    return 0
 
 
 def train(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +27,13 @@ def train(argv: Sequence[str] | None = None) -> int:
 def evaluate(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-eval`` / ``evaluate.sh`` / ``eval_scripts/eval_flickr30k.py``: caption and score."""
     return run_command(job.main, argv)
+
+
+def caption(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-caption``: caption image files as the evaluation would (``path<TAB>caption`` on stdout);
+    exit status 1 when an image could not be read (the others are captioned)."""
+    status: list[int] = []
+    return run_command(lambda a: status.append(caption_images.main(a)), argv) or status[0]
 
 
 def prepare(argv: Sequence[str] | None = None) -> int:
@@ -76,7 +72,7 @@ def torchrun(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-COMMANDS = {"train": train, "eval": evaluate, "prepare": prepare, "summary": summarise, "cache": cache,
+COMMANDS = {"train": train, "eval": evaluate, "caption": caption, "prepare": prepare, "summary": summarise, "cache": cache,
             "export": export, "torchrun": torchrun}
 
 

@@ -7,6 +7,11 @@ so ``except ValueError`` keeps working.
 """
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_USER_ERROR = 2
+
 
 class UserError(Exception):
     """Base: the message says what is wrong, where (file, line, key) and what was expected."""
@@ -49,3 +54,14 @@ class TrainingError(UserError, RuntimeError):
 
 class NonFiniteLossError(TrainingError, FloatingPointError):
     """The loss became NaN or inf; the message names the epoch, step and last good checkpoint."""
+
+
+def run_command(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
+    """``main(argv)`` with user errors reported as one ``error:`` message and exit status 2 (here, not in
+    ``minigpt4.cli``, so that a light command need not import every other one)."""
+    try:
+        main(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0

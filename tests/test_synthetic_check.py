@@ -5,7 +5,7 @@ import random
 import pytest
 from test_summary import make_run, scores_for, write_captions, write_metrics
 
-from minigpt4.cli import run_command
+from minigpt4.errors import run_command
 from minigpt4.quickstart.check import attribute_scores, caption_attributes, main, true_attributes
 from minigpt4.quickstart.synthetic import make_scenes, scene_captions
 

@@ -6,7 +6,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from minigpt4.cli import run_command
+from minigpt4.errors import run_command
 
 from . import cpu, full, memory
 

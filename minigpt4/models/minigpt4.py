@@ -18,6 +18,7 @@ from minigpt4.utils.dtypes import DTYPES
 from minigpt4.utils.prompt import DEFAULT_TEMPLATE, PromptTemplate, load_instructions
 
 from . import lora as lora_adapters
+from . import model_types
 from .llm import enable_checkpointing, is_quantized, load_llm, load_tokenizer
 from .schema import DEFAULT_MODEL_TYPE, MODEL_SCHEMA
 from .stack import build_vision_stack
@@ -26,7 +27,6 @@ from .vision import half_linear_weights, keep_key_bias_zero
 from .weights import load_parameters, load_weights, unwrap
 
 log = logging.getLogger(__name__)
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
 
 # Persistent buffers that official MiniGPT-4 checkpoints may carry besides llama_proj.
 _IGNORED_CKPT_SUFFIXES = ("position_ids", "rotary_emb.inv_freq")
@@ -48,23 +48,11 @@ class MiniGPT4(nn.Module):
     """The MiniGPT-4 (v1) captioning model; build it with ``minigpt4.build_model(cfg.model)``."""
 
     SCHEMA = MODEL_SCHEMA
-    # model_type -> its defaults file; the real variants only (others: register_model_type)
-    MODEL_TYPES: dict[str, Path] = {DEFAULT_MODEL_TYPE: CONFIG_DIR / "minigpt4_vicuna0.yaml",
-                                    "llama2": CONFIG_DIR / "minigpt4_llama2.yaml"}
+    MODEL_TYPES = model_types.MODEL_TYPES  # model_type -> its defaults file (minigpt4.models.model_types)
     MODEL_TYPE_ALIASES = MODEL_TYPE_ALIASES  # the official names
     DEFAULT_MODEL_TYPE = DEFAULT_MODEL_TYPE
     config_problems = staticmethod(lora_adapters.config_problems)  # checks across model keys, at config load
-
-    @classmethod
-    def register_model_type(cls, name: str, defaults_file: str | Path) -> None:
-        """Add a ``model_type`` (a YAML file with a ``model:`` section of defaults), e.g. from a module
-        named in the config's ``custom_imports``."""
-        path = Path(defaults_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"model_type {name!r}: defaults file not found: {path}")
-        if cls.MODEL_TYPES.get(name, path) != path:
-            raise KeyError(f"model_type {name!r} is already registered ({cls.MODEL_TYPES[name]})")
-        cls.MODEL_TYPES[name] = path
+    register_model_type = staticmethod(model_types.register_model_type)
 
     def __init__(self, visual_encoder: nn.Module, qformer: Blip2QFormerModel | None, query_tokens: nn.Parameter | None,
                  llama_model: nn.Module, llama_tokenizer: Any, instructions: list[str],

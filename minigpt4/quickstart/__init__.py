@@ -7,6 +7,6 @@ Importing this package (``custom_imports: [minigpt4.quickstart]`` in a config) r
 """
 from pathlib import Path
 
-from minigpt4.models.minigpt4 import MiniGPT4
+from minigpt4.models.model_types import register_model_type
 
-MiniGPT4.register_model_type("standin", Path(__file__).with_name("minigpt4_standin.yaml"))
+register_model_type("standin", Path(__file__).with_name("minigpt4_standin.yaml"))

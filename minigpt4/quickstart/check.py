@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from minigpt4.cli import run_command
+from minigpt4.errors import run_command
 from minigpt4.evaluation.summary import collect
 from minigpt4.run_dir import CAPTIONS_JSON, latest_eval_dir
 

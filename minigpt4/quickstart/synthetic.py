@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
-from minigpt4.cli import run_command
 from minigpt4.datasets.records import CSV_NAME, IMAGE_DIR, SPLITS
+from minigpt4.errors import run_command
 from minigpt4.utils.io import atomic_write
+from minigpt4.utils.progress import progress
 
 COLORS = {
     "red": (220, 30, 30),
@@ -146,7 +146,7 @@ def make_synthetic_flickr30k(out_dir: str | Path, n_images: int, seed: int = 0, 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["raw", "sentids", "split", "filename", "img_id"])
-    for i, (scene, split) in enumerate(tqdm(list(zip(scenes, splits)), desc="synthetic images", unit="img")):
+    for i, (scene, split) in enumerate(progress(list(zip(scenes, splits)), desc="synthetic images", unit="img")):
         filename = f"synth_{i:05d}.jpg"
         jpeg = io.BytesIO()
         render_scene(scene, image_size).save(jpeg, format="JPEG", quality=95)

@@ -7,8 +7,8 @@ Importing this package (``custom_imports: [minigpt4.testing]`` in a config) regi
 """
 from pathlib import Path
 
-from minigpt4.models.minigpt4 import MiniGPT4
+from minigpt4.models.model_types import register_model_type
 from minigpt4.testing import tasks  # noqa: F401  (registers the task)
 
-MiniGPT4.register_model_type("tiny", Path(__file__).with_name("minigpt4_tiny.yaml"))
-MiniGPT4.register_model_type("tiny_llama2", Path(__file__).with_name("minigpt4_tiny_llama2.yaml"))
+register_model_type("tiny", Path(__file__).with_name("minigpt4_tiny.yaml"))
+register_model_type("tiny_llama2", Path(__file__).with_name("minigpt4_tiny_llama2.yaml"))
