@@ -8,25 +8,28 @@
 #   4. stage 2, what this project does: a fresh llama_proj fine-tuned with
 #      torchrun through train.py and train_configs/minigpt4_flickr_quickstart.yaml
 #   5. evaluate.sh on the run: every epoch checkpoint + the untrained baseline
-#   6. the summary table, sample captions next to the true ones, where summary.png is,
+#   6. the summary table, sample captions next to the true ones, where summary.png and
+#      the caption gallery report.html are,
 #      and how often the captions name the right shape and colours
 #
 # Usage: bash quickstart.sh            (environment overrides, e.g. for a smaller run:
 #        QS_IMAGES QS_SEED QS_VISION_STEPS QS_STAGE1_STEPS QS_NPROC QS_EPOCHS QS_ITERS QS_LIMIT QS_CACHE;
-#        QS_TRAIN_OPTIONS: more stage-2 --options, e.g. QS_TRAIN_OPTIONS="model.lora.r=8" adds LoRA adapters)
+#        QS_TRAIN_OPTIONS: more stage-2 --options, e.g. QS_TRAIN_OPTIONS="model.lora.r=8" adds LoRA adapters;
+#        QS_STANDIN_OPTIONS: more flags of python -m minigpt4.quickstart.standins, e.g. "--vision-lr 2e-3")
 set -euo pipefail
 cd "$(dirname "$0")"
 
 CACHE=${QS_CACHE:-cache/quickstart}
 IMAGES=${QS_IMAGES:-1875}
 SEED=${QS_SEED:-0}
-VISION_STEPS=${QS_VISION_STEPS:-3000}
-STAGE1_STEPS=${QS_STAGE1_STEPS:-1000}
+VISION_STEPS=${QS_VISION_STEPS:-1000}
+STAGE1_STEPS=${QS_STAGE1_STEPS:-400}
 NPROC=${QS_NPROC:-2}
 EPOCHS=${QS_EPOCHS:-4}
 ITERS=${QS_ITERS:-40}
 LIMIT=${QS_LIMIT:-}
 read -r -a TRAIN_OPTIONS <<< "${QS_TRAIN_OPTIONS:-}"
+read -r -a STANDIN_OPTIONS <<< "${QS_STANDIN_OPTIONS:-}"
 DATA="$CACHE/synthetic_flickr30k"
 STANDINS="$CACHE/standins"
 RUNS="$CACHE/runs"
@@ -44,7 +47,8 @@ fi
 
 echo "== 3. stand-ins ($VISION_STEPS stage-0 + $STAGE1_STEPS stage-1 steps, cached): $STANDINS"
 python -m minigpt4.quickstart.standins --ann "$DATA/flickr30k_train.json" --images "$DATA/flickr30k-images" \
-  --out "$STANDINS" --vision-steps "$VISION_STEPS" --steps "$STAGE1_STEPS" --seed "$SEED"
+  --out "$STANDINS" --vision-steps "$VISION_STEPS" --steps "$STAGE1_STEPS" --seed "$SEED" \
+  ${STANDIN_OPTIONS[@]+"${STANDIN_OPTIONS[@]}"}
 
 echo "== 4. stage 2: fine-tune a fresh llama_proj with torchrun ($NPROC processes, $EPOCHS epochs)"
 paths=(model.llama_model="$STANDINS/llama" model.vit_ckpt="$STANDINS/eva_vit_g.pth"

@@ -29,9 +29,8 @@ from typing import Any
 import torch
 from transformers import Blip2QFormerModel, LlamaConfig, LlamaForCausalLM
 
-from minigpt4.cli import run_command
 from minigpt4.datasets import read_caption_json
-from minigpt4.errors import DataError
+from minigpt4.errors import DataError, run_command
 from minigpt4.models.llm import load_tokenizer
 from minigpt4.models.minigpt4 import PATCHES_PER_TOKEN
 from minigpt4.models.qformer import hf_to_blip2, qformer_config
@@ -145,13 +144,13 @@ def official_blip2_state(qformer: Blip2QFormerModel, query_tokens: torch.Tensor,
 def build_tiny_stack(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None,
                      image_size: int = TINY_IMAGE_SIZE, num_query_token: int = TINY_NUM_QUERY_TOKEN,
                      vit: dict | None = None, qformer: dict | None = None, llm: dict | None = None,
-                     has_qformer: bool = True) -> dict[str, str]:
-    """Write a random tiny stack (sizes: ``TINY_*`` updated by ``vit``/``qformer``/``llm``); returns the
-    paths for the ``model`` config (``llama_model``, ``vit_ckpt``, ``q_former_model`` (not without a
-    Q-Former), ``ckpt``)."""
+                     has_qformer: bool = True, tokenizer_vocab: int = 400) -> dict[str, str]:
+    """Write a random tiny stack (sizes: ``TINY_*`` updated by ``vit``/``qformer``/``llm``; a tokenizer of
+    about ``tokenizer_vocab`` pieces trained on ``corpus``); returns the paths for the ``model`` config
+    (``llama_model``, ``vit_ckpt``, ``q_former_model`` (not without a Q-Former), ``ckpt``)."""
     return write_random_stack(out_dir, seed, corpus, image_size, num_query_token, {**TINY_VIT, **(vit or {})},
                               {**TINY_QFORMER, **(qformer or {})}, {**TINY_LLM, **(llm or {})},
-                              has_qformer=has_qformer)
+                              tokenizer_vocab=tokenizer_vocab, has_qformer=has_qformer)
 
 
 def build_random_stack(out_dir: str | Path, size: str = "tiny", seed: int = 0, corpus: Iterable[str] | None = None,
