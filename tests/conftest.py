@@ -172,6 +172,23 @@ def run_ok(cmd: list[str], cwd: Path = REPO, timeout: int = 300) -> subprocess.C
     return proc
 
 
+def adapted_lora_checkpoint(model_section: dict, cfg_path: Path, ckpt_path: Path):
+    """A LoRA model (``model_section`` has ``lora``) with moved adapters and projection: its config is
+    written to ``cfg_path``, its trainable state to ``ckpt_path`` (epoch 3); returns it in eval mode."""
+    import minigpt4
+    from minigpt4.config import load_model_config
+
+    write_yaml(cfg_path, {"custom_imports": ["minigpt4.testing"], "model": {**model_section, "ckpt": None}})
+    model = minigpt4.build_model(load_model_config(cfg_path))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * (0.5 if ".lora_" in name else 0.05))
+    torch.save({"model": model.trainable_state_dict(), "epoch": 3}, ckpt_path)
+    return model.eval()
+
+
 def write_ckpt(path: Path, base: dict, epoch: int, scale: float) -> Path:
     """A checkpoint in the runner's format (trainable params only under "model"), near ``base``."""
     g = torch.Generator().manual_seed(epoch)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from conftest import TINY_CFG, options, tiny_model_section, write_yaml
+from conftest import TINY_CFG, adapted_lora_checkpoint, options, tiny_model_section, write_yaml
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
@@ -141,17 +141,8 @@ def test_a_lora_checkpoint_holds_projection_and_adapters_and_resumes_bit_identic
 
 def _adapted_checkpoint(stack, tmp_path):
     """A LoRA model with moved adapters and projection, its config file and its checkpoint file."""
-    cfg_path = write_yaml(tmp_path / "run.yaml", {"custom_imports": ["minigpt4.testing"],
-                                                  "model": tiny_model_section(stack, ckpt=None, lora=LORA)})
-    model = minigpt4.build_model(load_model_config(cfg_path))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=g) * (0.5 if ".lora_" in name else 0.05))
-    ckpt = tmp_path / "checkpoint_3.pth"
-    torch.save({"model": model.trainable_state_dict(), "epoch": 3}, ckpt)
-    return model.eval(), cfg_path, ckpt
+    cfg_path, ckpt = tmp_path / "run.yaml", tmp_path / "checkpoint_3.pth"
+    return adapted_lora_checkpoint(tiny_model_section(stack, lora=LORA), cfg_path, ckpt), cfg_path, ckpt
 
 
 def test_export_merges_the_adapters_into_a_plain_llm_with_the_same_captions(tiny_stack, tmp_path, capsys):
