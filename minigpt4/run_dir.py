@@ -23,7 +23,6 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from minigpt4.errors import EvalError
-from minigpt4.utils.dist import broadcast_object, is_main_process
 from minigpt4.utils.io import atomic_write_text
 
 RUN_NAME_FORMAT = "%Y%m%d%H%M%S"
@@ -58,6 +57,8 @@ def _create_unique(parent: Path, max_tries: int = 120) -> Path:
 def create_run_dir(run_cfg: Any) -> Path:
     """A new, never reused run folder, created by rank 0 (it waits for the next second when the
     current one is taken) and broadcast so every rank uses the same path."""
+    from minigpt4.utils.dist import broadcast_object, is_main_process  # torch: only where a run folder is made
+
     path = str(_create_unique(job_dir(run_cfg))) if is_main_process() else None
     return Path(broadcast_object(path))
 

@@ -8,7 +8,8 @@ import yaml
 import minigpt4
 from minigpt4.datasets.flickr30k_prepare import prepare_flickr30k
 from minigpt4.models.weights import load_weights
-from minigpt4.quickstart.standins import DONE, caption_word_targets, model_section, train_standins
+from minigpt4.quickstart.standin_training import caption_word_targets
+from minigpt4.quickstart.standins import DONE, model_section, train_standins
 from minigpt4.quickstart.synthetic import make_synthetic_flickr30k
 
 

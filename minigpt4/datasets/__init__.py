@@ -5,10 +5,23 @@ the registered builders ``flickr30k_caption`` (training), ``flickr30k_eval`` (ev
 A builder is built from one config entry: ``DATASETS.build(entry.builder, entry, strict=...)
 .build_datasets() -> {split: Dataset}``; datasets have a ``collater``. See docs/data.md.
 """
+from typing import Any
+
 from minigpt4.errors import DataError, ImageLoadError
 
-from .caption_datasets import CaptionEvalDataset, CaptionTrainDataset, collate, join_captions
-from .records import SPLITS, CaptionRecord, read_caption_json, read_flickr30k, split_file_name
+from .records import SPLITS, CaptionRecord, join_captions, read_caption_json, read_flickr30k, split_file_name
+
+_TORCH_NAMES = ("CaptionEvalDataset", "CaptionTrainDataset", "collate")
+
+
+def __getattr__(name: str) -> Any:
+    """The torch datasets on first use, so that the records alone (the CSV layout, prepare_flickr30k)
+    do not import torch."""
+    if name in _TORCH_NAMES:
+        from . import caption_datasets
+
+        return getattr(caption_datasets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "CaptionRecord", "DataError", "ImageLoadError", "SPLITS", "collate", "read_caption_json", "read_flickr30k",

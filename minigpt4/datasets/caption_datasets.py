@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from minigpt4.errors import ImageLoadError
 
-from .records import CaptionRecord
+from .records import CaptionRecord, join_captions
 
 log = logging.getLogger(__name__)
 CAPTION_SAMPLING = ("all", "random", "concat")
@@ -86,11 +86,6 @@ def collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
     batch["skipped"] = len(samples) - len(kept)
     return batch
 
-
-
-def join_captions(captions: Sequence[str]) -> str:
-    """The older practice: all captions of an image as one target, joined by a space."""
-    return " ".join(c.strip() for c in captions)
 
 
 class CaptionTrainDataset(Dataset):

@@ -21,8 +21,7 @@ from minigpt4.errors import DataError
 from minigpt4.utils.io import atomic_write_files
 from minigpt4.utils.progress import progress
 
-from .caption_datasets import join_captions
-from .records import CSV_NAME, IMAGE_DIR, SPLITS, split_file_name
+from .records import CSV_NAME, IMAGE_DIR, SPLITS, join_captions, split_file_name
 
 CSV_COLUMNS = ("raw", "split", "filename")
 CAPTION_MODES = ("separate", "concat")

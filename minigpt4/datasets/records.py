@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,8 @@ def read_cc_sbu_align(path: str | Path) -> list[CaptionRecord]:
     if not records:
         raise DataError(f"{path}: the annotations list is empty")
     return records
+
+
+def join_captions(captions: Sequence[str]) -> str:
+    """The older practice: all captions of an image as one target, joined by a space."""
+    return " ".join(c.strip() for c in captions)

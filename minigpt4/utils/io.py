@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 TMP_MARK = ".tmp."
 
 
@@ -89,6 +87,8 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Pat
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save(obj, path)`` atomically."""
+    import torch  # here, so that the plain-file helpers do not import torch
+
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
