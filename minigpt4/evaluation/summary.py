@@ -102,7 +102,8 @@ def write_summary(run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None
     subset = table["limit"].notna().any()
     out = {k: eval_dir / f"summary.{k}" for k in ("csv", "md", "png")}
     write_text(out["csv"], table.to_csv(index=False))
-    notes = [f"# {dataset} {split} captioning: {Path(run_dir).resolve().name}", "",
+    heading = f"{dataset} {split} captioning: {Path(run_dir).resolve().name}"
+    notes = [f"# {heading}", "",
              "Scores from pycocoevalcap (PTB tokenizer; BLEU-1..4, METEOR, ROUGE-L, CIDEr-D), 0-1 scale "
              "(CIDEr is not capped at 1). `pretrained` is the baseline: the eval config's `model.ckpt`, or the "
              "fresh projection when it is null.", ""]
@@ -113,12 +114,10 @@ def write_summary(run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None
         notes += [f"**Not shown:** {', '.join(others)}: evaluated with other settings (their checkpoint files are "
                   "gone, or they were not re-evaluated); see their metrics.json.", ""]
     write_text(out["md"], "\n".join(notes) + "\n" + to_markdown(table, metrics))
-    n = table["num_images"].max()
-    title = f"{dataset} {split} captioning ({n} images{', subset' if subset else ''})"
-    plot_metrics(table, metrics, out["png"], title)
-    heading = f"{notes[0].removeprefix('# ')} ({n} images{', subset' if subset else ''})"
-    out["html"] = write_report(eval_dir, list(table["name"]), *table_cells(table, metrics), heading, out["png"],
-                               [line for line in notes[1:] if line])
+    size = f"{table['num_images'].max()} images{', subset' if subset else ''}"
+    plot_metrics(table, metrics, out["png"], f"{dataset} {split} captioning ({size})")
+    out["html"] = write_report(eval_dir, list(table["name"]), *table_cells(table, metrics), f"{heading} ({size})",
+                               out["png"], [line for line in notes[1:] if line])
     return out
 
 
