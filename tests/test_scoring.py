@@ -89,6 +89,26 @@ def test_one_scorer_scores_several_checkpoints(karpathy, scorer):
     assert score_captions(bad, refs) == second  # its own, temporary scorer
 
 
+def test_one_tokenizer_run_per_call_and_new_references_are_tokenised(karpathy, scorer, monkeypatch):
+    """The references are tokenised with the first candidates and reused while they stay the same; other
+    references (another split, a --limit) are tokenised again. Either way the scores equal a fresh scorer's."""
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    runs = []
+    real = PTBTokenizer.tokenize
+    monkeypatch.setattr(PTBTokenizer, "tokenize", lambda self, captions: runs.append(len(captions)) or real(self, captions))
+    data = karpathy[30:45]
+    preds = {d["image_name"]: d["captions"][0] for d in data}
+    refs = {d["image_name"]: d["captions"][1:] for d in data}
+    other_refs = {d["image_name"]: d["captions"][2:] for d in data}
+    first, again, other = scorer.score(preds, refs), scorer.score(preds, refs), scorer.score(preds, other_refs)
+    assert runs == [30, 15, 30]  # refs + candidates, candidates only, new refs + candidates
+    monkeypatch.setattr(PTBTokenizer, "tokenize", real)
+    with CaptionScorer() as fresh:
+        assert (first, other) == (fresh.score(preds, refs), fresh.score(preds, other_refs))
+    assert again == first and other != first
+
+
 def test_order_of_ids_does_not_matter(karpathy, scorer):
     data = karpathy[:20]
     preds = {d["image_name"]: d["captions"][0] for d in data}
@@ -173,3 +193,32 @@ def test_closed_scorer_refuses_work():
     s.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         s.score({"a": "x"}, {"a": ["x"]})
+
+
+def test_a_killed_meteor_is_a_clear_error_and_closing_does_not_hang():
+    """METEOR's JVM killed (as a signal to the process group does under torchrun): the score fails naming
+    METEOR, the scorer closes itself, and neither close() nor garbage collection waits forever on the
+    lock pycocoevalcap's Meteor keeps held after a failed compute_score."""
+    import gc
+    import threading
+
+    scorer = CaptionScorer()
+    scorer.score({"a": "a dog"}, {"a": ["a dog runs"]})  # the JVM is up
+    scorer._meteor.meteor_p.kill()
+    scorer._meteor.meteor_p.wait()
+    errors = []
+
+    def use_and_close():
+        for _ in range(2):
+            try:
+                scorer.score({"a": "a cat"}, {"a": ["a dog runs"]})
+            except RuntimeError as e:
+                errors.append(str(e))
+        scorer.close()
+        gc.collect()
+
+    worker = threading.Thread(target=use_and_close, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "scoring, close() or Meteor.__del__ hung"
+    assert len(errors) == 2 and "METEOR (java -jar meteor-1.5.jar) failed" in errors[0] and "closed" in errors[1]

@@ -4,16 +4,18 @@
 and so fails offline before any metric. Here the PTB tokenizer, BLEU-1..4, METEOR, ROUGE-L and
 CIDEr(-D) run as in that function; SPICE runs only when its CoreNLP jars are already installed.
 
-One ``CaptionScorer`` keeps one METEOR JVM (about 10 s to start) for its lifetime, so several
-checkpoints are scored with one start-up.
+One ``CaptionScorer`` keeps one METEOR JVM (6-10 s to start) for its lifetime, so several
+checkpoints are scored with one start-up, and tokenises a set of references once.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -141,6 +143,7 @@ class CaptionScorer:
         from pycocoevalcap.meteor.meteor import Meteor
 
         self._meteor = Meteor()  # starts the JVM now; it loads while captions are generated
+        self._tokenized_refs: tuple[tuple, dict] | None = None  # (references, their PTB tokens)
 
     def score(self, predictions: Mapping, references: Mapping) -> dict[str, float]:
         """``{image_id: caption}``, ``{image_id: [refs]}`` -> ``{"Bleu_1", ..., "CIDEr"[, "SPICE"]}``."""
@@ -152,11 +155,19 @@ class CaptionScorer:
         from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
         ids = _validate(predictions, references)
-        tokenizer = PTBTokenizer()
-        gts = tokenizer.tokenize({i: [{"caption": r} for r in references[i]] for i in ids})
-        res = tokenizer.tokenize({i: [{"caption": predictions[i]}] for i in ids})
-        gts = {i: gts[i] for i in ids}
-        res = {i: res[i] for i in ids}
+        # One PTB tokenizer run (a JVM start) per call: the references with the candidates the first
+        # time, the candidates alone while the references stay the same (every checkpoint of a job).
+        # It tokenises line by line, so batching changes nothing.
+        refs_key = tuple((i, tuple(references[i])) for i in ids)
+        candidates = {("cand", i): [{"caption": predictions[i]}] for i in ids}
+        if self._tokenized_refs is not None and self._tokenized_refs[0] == refs_key:
+            gts, tokens = self._tokenized_refs[1], PTBTokenizer().tokenize(candidates)
+        else:
+            tokens = PTBTokenizer().tokenize({**{("ref", i): [{"caption": r} for r in references[i]] for i in ids},
+                                              **candidates})
+            gts = {i: tokens[("ref", i)] for i in ids}
+            self._tokenized_refs = (refs_key, gts)
+        res = {i: tokens[("cand", i)] for i in ids}
 
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
         scores = {f"Bleu_{n + 1}": float(b) for n, b in enumerate(bleu)}
@@ -175,17 +186,23 @@ class CaptionScorer:
         except (ValueError, BrokenPipeError, OSError) as e:
             proc = self._meteor.meteor_p
             err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.poll() is not None else ""
+            self.close()  # the JVM is gone or out of step: this scorer cannot go on
             raise RuntimeError(f"METEOR (java -jar meteor-1.5.jar) failed: {e}. {err}".strip()) from e
 
     def close(self) -> None:
         """Stop the METEOR JVM (idempotent)."""
         if self._meteor is not None:
-            proc = self._meteor.meteor_p
-            if proc.poll() is None:
+            meteor, self._meteor = self._meteor, None
+            proc = meteor.meteor_p
+            with contextlib.suppress(OSError):  # a dead JVM's pipe: BrokenPipeError on the final flush
                 proc.stdin.close()
+            if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            self._meteor = None
+            # pycocoevalcap's Meteor.__del__ takes the lock that compute_score holds while it runs, and a
+            # compute_score that failed (its JVM killed, say by a signal to the process group) never
+            # released it: without a free lock the garbage collection of `meteor` would wait forever.
+            meteor.lock = threading.Lock()
 
     def __enter__(self) -> CaptionScorer:
         return self
