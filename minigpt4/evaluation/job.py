@@ -15,16 +15,18 @@ reused only when its fingerprint (``evaluation.fingerprint``) equals the current
 set aside (``<name>/replaced-<time>/``) and recomputed, and the log says what changed. The model is
 built once and each checkpoint loaded into it; captions are generated on every rank and gathered on
 rank 0, which scores them with one METEOR process for the whole job and writes
-``<dir>/<name>/captions.json`` (caption and references per image) and ``metrics.json``.
+``<dir>/<name>/captions.json`` (caption and references per image) and ``metrics.json``; it scores a
+checkpoint in a background thread while the ranks generate the next one (``evaluation.background``).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from minigpt4.config import load_config
 from minigpt4.errors import EvalError, UserError
+from minigpt4.evaluation.background import BackgroundJobs
 from minigpt4.evaluation.fingerprint import changes, checkpoint_identity, digest, eval_settings, fingerprint
 from minigpt4.evaluation.generation import select
 from minigpt4.evaluation.scoring import CaptionScorer, check_java, check_writable
@@ -242,6 +245,7 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
     task = TASKS.build(cfg.run.task, cfg.run)
     dist.seed_everything(cfg.run.seed)
     scorer = CaptionScorer() if info.is_main else None  # METEOR's JVM starts while the model loads
+    background = BackgroundJobs() if info.is_main else None  # scores a checkpoint while the next generates
     try:
         model = MODELS.build(cfg.model.arch, cfg.model, device=info.device)
         for c in plan.todo:  # every shape checked before anything is generated
@@ -270,33 +274,45 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
             t0 = time.time()
             results = task.generate(model, encoded, plan.instruction, cfg.run, desc=f"{c.name} [{plan.split}]")
             t_gen = time.time() - t0
-            if not info.is_main:
-                continue
-            t0 = time.time()
-            scores = task.score(results, scorer)
-            t_score = time.time() - t0
-            out = plan.save_path / c.name
-            aside = _set_aside(out, c.fingerprint["digest"])
-            if aside is not None:
-                log.info("%s: the earlier result (other settings) is kept in %s", c.name, aside)
-            atomic_write_json(out / CAPTIONS_JSON, [{k: r[k] for k in ("image_id", "image", "caption", "references")}
-                                               for r in results])
-            record = _metrics_record(cfg, plan, c, len(results), scores, scorer, model, info.world_size,
-                                     {"encode": cache["seconds"], "generate": round(t_gen, 2),
-                                      "score": round(t_score, 2)}, cache)
-            atomic_write_json(out / METRICS_JSON, record)
-            written.append(out / METRICS_JSON)
-            log.info("%s: %s (generate %.1fs, score %.1fs) -> %s", c.name,
-                     " ".join(f"{k} {v:.4f}" for k, v in scores.items()), t_gen, t_score, out)
+            if info.is_main:
+                record = partial(_metrics_record, cfg, plan, c, len(results), scorer=scorer,
+                                 prompt_template=model.prompt_template, stop_string=model.end_sym,
+                                 batch_size=batch_size_eval(cfg.run, model.device), world_size=info.world_size,
+                                 feature_cache=cache)
+                background.submit(partial(_score_and_write, task, scorer, plan, c, results, record,
+                                          {"encode": cache["seconds"], "generate": round(t_gen, 2)}, written))
+        if background is not None:
+            background.wait()
     finally:
+        if background is not None:
+            background.close()  # on an error or a signal: pending scoring dropped, the running one finished
         if scorer is not None:
             scorer.close()
     return written
 
 
-def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, scores: dict[str, float],
-                    scorer: CaptionScorer, model: Any, world_size: int, seconds: dict[str, float],
-                    feature_cache: dict[str, Any]) -> dict[str, Any]:
+def _score_and_write(task: Any, scorer: CaptionScorer, plan: Plan, c: Checkpoint, results: list[dict[str, Any]],
+                     record: Callable[..., dict[str, Any]], seconds: dict[str, float], written: list[Path]) -> None:
+    """Score one checkpoint's captions and write its captions.json and metrics.json (rank 0, in the
+    background thread)."""
+    t0 = time.time()
+    scores = task.score(results, scorer)
+    seconds = {**seconds, "score": round(time.time() - t0, 2)}
+    out = plan.save_path / c.name
+    aside = _set_aside(out, c.fingerprint["digest"])
+    if aside is not None:
+        log.info("%s: the earlier result (other settings) is kept in %s", c.name, aside)
+    atomic_write_json(out / CAPTIONS_JSON, [{k: r[k] for k in ("image_id", "image", "caption", "references")}
+                                            for r in results])
+    atomic_write_json(out / METRICS_JSON, record(scores=scores, seconds=seconds))
+    written.append(out / METRICS_JSON)
+    log.info("%s: %s (generate %.1fs, score %.1fs) -> %s", c.name, " ".join(f"{k} {v:.4f}" for k, v in scores.items()),
+             seconds["generate"], seconds["score"], out)
+
+
+def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, *, scores: dict[str, float],
+                    scorer: CaptionScorer, prompt_template: str, stop_string: str, batch_size: int, world_size: int,
+                    seconds: dict[str, float], feature_cache: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": c.name, "checkpoint": c.spec, "checkpoint_file": c.file,
         "checkpoint_note": None if c.file else (
@@ -306,10 +322,10 @@ def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, sco
         "split": plan.split, "dataset": plan.entry_name, "num_images": scored, "split_size": plan.split_size,
         "limit": plan.limit, "limit_note": limit_note(plan.limit, scored, plan.split_size),
         "scores": scores, "spice": scorer.spice_note,
-        "prompt_template": model.prompt_template, "instruction": plan.instruction, "prompt": plan.prompt,
-        "stop_string": model.end_sym,
+        "prompt_template": prompt_template, "instruction": plan.instruction, "prompt": plan.prompt,
+        "stop_string": stop_string,
         "generation": {"max_new_tokens": cfg.run.max_new_tokens, "num_beams": cfg.run.num_beams,
-                       "do_sample": False, "batch_size_eval": batch_size_eval(cfg.run, model.device)},
+                       "do_sample": False, "batch_size_eval": batch_size},
         "model_mismatch": plan.model_mismatch,
         "world_size": world_size, "seconds": seconds,
         "feature_cache": feature_cache,
