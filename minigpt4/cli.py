@@ -12,47 +12,60 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from minigpt4.datasets import flickr30k_prepare
 from minigpt4.errors import EXIT_USER_ERROR, run_command
-from minigpt4.evaluation import caption_images, job, summary
-from minigpt4.models import export as export_job
-from minigpt4.training import fill_cache, launch
+
+# Each command imports its module when it runs, so that a command (and the torchrun launcher, which
+# starts the workers) loads only what it uses: not matplotlib for training, nor torch for `--help`.
 
 
 def train(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-train`` / ``train.py``: fine-tune as configured (one process or torchrun)."""
+    from minigpt4.training import launch
+
     return run_command(launch.main, argv)
 
 
 def evaluate(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-eval`` / ``evaluate.sh`` / ``eval_scripts/eval_flickr30k.py``: caption and score."""
+    from minigpt4.evaluation import job
+
     return run_command(job.main, argv)
 
 
 def caption(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-caption``: caption image files as the evaluation would (``path<TAB>caption`` on stdout);
     exit status 1 when an image could not be read (the others are captioned)."""
+    from minigpt4.evaluation import caption_images
+
     status: list[int] = []
     return run_command(lambda a: status.append(caption_images.main(a)), argv) or status[0]
 
 
 def prepare(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-prepare`` / ``prepare_flickr30k.py``: write the per-split Flickr30k annotation files."""
+    from minigpt4.datasets import flickr30k_prepare
+
     return run_command(flickr30k_prepare.main, argv)
 
 
 def summarise(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-summary``: rewrite a run's eval/summary.{csv,md,png} from its metrics.json files."""
+    from minigpt4.evaluation import summary
+
     return run_command(summary.main, argv)
 
 
 def cache(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-cache``: fill run.feature_cache for a config's images ahead of time (resumable)."""
+    from minigpt4.training import fill_cache
+
     return run_command(fill_cache.main, argv)
 
 
 def export(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-export``: a checkpoint as a merged Hugging Face LLM (LoRA folded in) + llama_proj.pth."""
+    from minigpt4.models import export as export_job
+
     return run_command(export_job.main, argv)
 
 

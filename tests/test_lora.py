@@ -16,6 +16,7 @@ from minigpt4.config import load_model_config
 from minigpt4.errors import ConfigError, WeightsError
 from minigpt4.evaluation.fingerprint import eval_settings
 from minigpt4.evaluation.train_match import adopt_training_lora, training_mismatches
+from minigpt4.models import export as export_job
 from minigpt4.registry import RUNNERS, TASKS
 from minigpt4.training.checkpoint import load_checkpoint
 from minigpt4.utils import dist as du
@@ -239,7 +240,7 @@ def test_activation_bytes_are_what_autograd_keeps(tiny_stack):
 def test_export_of_a_projection_only_checkpoint_writes_the_projection_only(tiny_stack, tmp_path):
     cfg_path = write_yaml(tmp_path / "run.yaml", {"custom_imports": ["minigpt4.testing"],
                                                   "model": tiny_model_section(tiny_stack, ckpt=None)})
-    written = minigpt4.cli.export_job.export(cfg_path, tiny_stack["ckpt"], tmp_path / "out")
+    written = export_job.export(cfg_path, tiny_stack["ckpt"], tmp_path / "out")
     assert sorted(written) == ["model_yaml", "projection"] and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "llama_proj.pth", "model.yaml"]
     exported = load_model_config(written["model_yaml"])

@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-import matplotlib
 import pandas as pd
 
 from minigpt4.utils.io import atomic_write
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-interactive backend)
 
 UNBOUNDED = ("CIDEr",)  # metrics not on a 0-1 scale
 
@@ -22,6 +18,11 @@ def plot_metrics(table: pd.DataFrame, metrics: list[str], path: str | os.PathLik
     Returns the legend labels, one per plotted line (0-1 metrics first, then CIDEr); they are also
     stored in the PNG's ``Metrics`` text chunk (``PIL.Image.open(path).text["Metrics"]``).
     """
+    import matplotlib  # here: only writing the chart needs it (0.3 s to import)
+
+    matplotlib.use("Agg")  # no display
+    import matplotlib.pyplot as plt
+
     rows = table[table["epoch"].notna()].sort_values("epoch")
     x = rows["epoch"].astype(int).tolist()
     panels = [[m for m in metrics if m not in UNBOUNDED], [m for m in metrics if m in UNBOUNDED]]
