@@ -23,7 +23,7 @@ CACHE=${QS_CACHE:-cache/quickstart}
 IMAGES=${QS_IMAGES:-1875}
 SEED=${QS_SEED:-0}
 VISION_STEPS=${QS_VISION_STEPS:-1000}
-STAGE1_STEPS=${QS_STAGE1_STEPS:-400}
+STAGE1_STEPS=${QS_STAGE1_STEPS:-300}
 NPROC=${QS_NPROC:-2}
 EPOCHS=${QS_EPOCHS:-4}
 ITERS=${QS_ITERS:-40}
@@ -68,7 +68,5 @@ bash evaluate.sh "$run_dir" --cfg-path eval_configs/minigpt4_flickr_quickstart_e
   ${LIMIT:+--limit "$LIMIT"} --options "${eval_opts[@]}"
 
 echo "== 6. results"
-python -m minigpt4.quickstart.report "$run_dir" --samples 3
-echo
-python -m minigpt4.quickstart.check "$run_dir"
+python -m minigpt4.quickstart.report "$run_dir" --samples 3 --check
 echo "quickstart finished in $(( $(date +%s) - start )) s"

@@ -213,7 +213,7 @@ def standin_eval(tmp_path_factory) -> dict:
     image-dependent captions), an eval config."""
     from minigpt4.datasets import flickr30k_prepare
     from minigpt4.quickstart import synthetic
-    from minigpt4.quickstart.standins import model_section, train_standins
+    from minigpt4.quickstart.standins import STANDIN, model_section, train_standins
 
     root = tmp_path_factory.mktemp("eval_e2e")
     data = root / "data"
@@ -228,7 +228,7 @@ def standin_eval(tmp_path_factory) -> dict:
         "model": model_section(paths, ckpt=stage1),
         "evaluation_datasets": {"flickr30k_eval": {
             "build_info": {"ann_path": str(data), "image_path": str(data / "flickr30k-images")},
-            "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": 112}}}},
+            "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": STANDIN["image_size"]}}}},
         "run": {"device": "cpu", "batch_size_eval": 4, "max_new_tokens": 16, "num_workers": 0,
                 "feature_cache": str(root / "feature_cache")},
     }

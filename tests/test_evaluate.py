@@ -18,6 +18,7 @@ from PIL import Image
 
 from minigpt4.cli import evaluate as eval_main
 from minigpt4.evaluation import METRICS, CaptionScorer, score_captions
+from minigpt4.quickstart.standins import STANDIN
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "eval_scripts" / "eval_flickr30k.py"
@@ -212,7 +213,7 @@ def test_caption_json_test_set_without_image_ids_reports(standin_eval, tmp_path)
     cfg = {**standin_eval["cfg_dict"], "evaluation_datasets": {"my_set": {
         "builder": "caption_json", "split": "test",
         "build_info": {"ann_path": str(ann), "image_path": str(standin_eval["data"] / "flickr30k-images")},
-        "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": 112}}}}}
+        "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": STANDIN["image_size"]}}}}}
     cfg_path = tmp_path / "eval.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     run = tmp_path / "run"

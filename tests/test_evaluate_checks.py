@@ -11,6 +11,7 @@ import yaml
 from conftest import REPO, eval_fails, interrupt_when, run_ok, subprocess_env, write_ckpt
 
 from minigpt4.cli import evaluate as eval_main
+from minigpt4.quickstart.standins import STANDIN
 
 EVALUATE_SH = REPO / "evaluate.sh"
 
@@ -82,7 +83,7 @@ def test_duplicate_image_ids_are_found_before_the_model_is_built(standin_eval, t
     cfg = {**standin_eval["cfg_dict"], "evaluation_datasets": {"coco": {
         "builder": "caption_json", "split": "test", "captions_key": "caption", "image_id_key": "image_id",
         "build_info": {"ann_path": str(ann), "image_path": str(standin_eval["data"] / "flickr30k-images")},
-        "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": 112}}}}}
+        "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": STANDIN["image_size"]}}}}}
     cfg_path = tmp_path / "coco.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     err = eval_fails(["--cfg-path", cfg_path, "--save-path", tmp_path / "out"], capsys)

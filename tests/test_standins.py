@@ -63,3 +63,27 @@ def test_stage1_trains_everything_saves_official_formats_and_caches(tmp_path):
     stamp = (out / "eva_vit_g.pth").stat().st_mtime_ns
     assert train_standins(ann, images, out, steps=3, batch_size=2, vision_steps=2) == paths
     assert (out / "eva_vit_g.pth").stat().st_mtime_ns == stamp
+
+
+def test_stage1_answers_as_the_fine_tunes_text_processor_writes_captions(tmp_path, monkeypatch):
+    """Stage 1 trains on the captions as stage 2 reads them (blip_caption: lower case, no final period), so
+    the frozen LLM already writes what the fine-tune asks for; another processor is a setting of the cache."""
+    from minigpt4.errors import ConfigError
+    from minigpt4.quickstart import standin_training
+
+    seen = {}
+    real_stage1 = standin_training._stage1
+    monkeypatch.setattr(standin_training, "_stage1", lambda model, images, captions, *a: (
+        seen.setdefault(len(seen), captions), real_stage1(model, images, captions, *a))[1])
+    ann, images = _sample(tmp_path)
+    raw = json.loads(ann.read_text())[0]["captions"]
+    train_standins(ann, images, tmp_path / "a", steps=1, batch_size=2, vision_steps=1)
+    assert seen[0][0] == [c.lower().rstrip(".") for c in raw] and raw[0][0].isupper() and raw[0].endswith(".")
+    b = train_standins(ann, images, tmp_path / "b", steps=1, batch_size=2, vision_steps=1,
+                       text_processor="caption_as_written")
+    assert seen[1][0] == raw
+    assert json.loads((tmp_path / "b" / DONE).read_text())["settings"]["text_processor"] == "caption_as_written"
+    assert b["llama_model"].startswith(str(tmp_path / "b"))
+    with pytest.raises(ConfigError, match="--text-processor: Unknown processor 'blip_captions'. Did you mean 'blip_caption'"):
+        train_standins(ann, images, tmp_path / "c", steps=1, batch_size=2, vision_steps=1, text_processor="blip_captions")
+    assert not (tmp_path / "c").exists()

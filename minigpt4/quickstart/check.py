@@ -104,13 +104,18 @@ def to_markdown(rows: list[tuple[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def check_text(eval_dir: str | Path) -> str:
+    """The check of ``eval_dir`` as printed: a heading and ``to_markdown``'s table."""
+    rows = check_run(eval_dir)
+    return f"## What the captions name ({rows[0][1]['images'] if rows else 0} images)\n\n{to_markdown(rows)}"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
     ap.add_argument("--eval-dir", default=None, help="folder of <name>/captions.json (default: RUN_DIR/eval)")
     args = ap.parse_args(argv)
-    rows = check_run(Path(args.eval_dir) if args.eval_dir else latest_eval_dir(args.run_dir))
-    print(f"## What the captions name ({rows[0][1]['images'] if rows else 0} images)\n\n{to_markdown(rows)}")
+    print(check_text(Path(args.eval_dir) if args.eval_dir else latest_eval_dir(args.run_dir)))
 
 
 if __name__ == "__main__":

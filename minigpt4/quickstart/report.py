@@ -1,8 +1,9 @@
 """Print a run's evaluation: the summary table, a few generated captions next to their references,
 and where the plot and the caption gallery (``report.html``) are.
 
-``python -m minigpt4.quickstart.report RUN_DIR [--samples 3] [--eval-dir DIR]`` (reads ``RUN_DIR/eval/``
-or DIR; writes ``summary.*`` first if they are missing). The references are the ones each
+``python -m minigpt4.quickstart.report RUN_DIR [--samples 3] [--eval-dir DIR] [--check]`` (reads
+``RUN_DIR/eval/`` or DIR; writes ``summary.*`` first if they are missing; ``--check`` adds the synthetic
+sample's shape and colour check, ``minigpt4.quickstart.check``). The references are the ones each
 ``captions.json`` holds.
 """
 from __future__ import annotations
@@ -48,8 +49,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("run_dir")
     ap.add_argument("--samples", type=int, default=3, help="number of images whose captions are shown")
     ap.add_argument("--eval-dir", default=None, help="folder of <name>/ results (default: RUN_DIR/eval)")
+    ap.add_argument("--check", action="store_true",
+                    help="also print how often the captions name the right shape and colours (the synthetic "
+                         "sample's check, as python -m minigpt4.quickstart.check)")
     args = ap.parse_args(argv)
     print(report(args.run_dir, args.samples, args.eval_dir))
+    if args.check:
+        from .check import check_text
+
+        print("\n" + check_text(Path(args.eval_dir) if args.eval_dir else latest_eval_dir(args.run_dir)))
 
 
 if __name__ == "__main__":
