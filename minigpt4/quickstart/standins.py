@@ -56,7 +56,7 @@ STANDIN = {
 # processor: lower case, no final period). Trained on the captions as written, the frozen LLM wrote
 # "A red circle." while stage 2 asked for "a red circle": the fresh projection then spent its few steps
 # bending the style through the image tokens, and colours were named right for 74-91% of the test images
-# instead of 96-98%.
+# instead of 90-99%.
 TEXT_PROCESSOR = "blip_caption"
 INSTRUCTION_WEIGHT = 20  # how many times the instruction lines enter the tokenizer's corpus
 DONE = "standins.json"
