@@ -168,10 +168,10 @@ def render(results: dict[str, Any]) -> str:
         "*cold*: the first epoch over an empty cache folder (every image encoded once and stored), compared with "
         "the first epoch without a cache (both include the first steps' warm-up); *warm*: the later epochs of the "
         "same run (every image read from the cache), compared with the later epochs without a cache. "
-        "*padding*: the fraction of the LLM's positions (BOS, prompt, 32 image queries, caption, `###`) that are "
-        "padding (`padding` in `log.txt`). The stand-in tokenizer (400 pieces, learnt on the synthetic captions) "
-        "spends about 3.4 tokens per word of a real caption (the real one about 1.1-1.3), so sequences are longer "
-        f"and their lengths vary more than with Vicuna's; `model.max_txt_len={s.get('max_txt_len')}` (the stand-in "
+        "*padding*: the fraction of the LLM's positions (BOS, prompt, image query tokens, caption, `###`) that are "
+        "padding (`padding` in `log.txt`). The stand-in tokenizer (learnt on the synthetic captions and the "
+        "instructions) spends more tokens per word of a real caption than the real one (about 1.1-1.3), so sequences "
+        f"are longer and their lengths vary more than with Vicuna's; `model.max_txt_len={s.get('max_txt_len')}` (the stand-in "
         "default, 40, would cut about half of the real captions).",
     ]
     if results["eval"]:
