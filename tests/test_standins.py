@@ -1,5 +1,6 @@
 """Stand-ins: stage 0 (ViT on caption words), stage 1 (the rest jointly), saved in the official formats."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,3 +88,14 @@ def test_stage1_answers_as_the_fine_tunes_text_processor_writes_captions(tmp_pat
     with pytest.raises(ConfigError, match="--text-processor: Unknown processor 'blip_captions'. Did you mean 'blip_caption'"):
         train_standins(ann, images, tmp_path / "c", steps=1, batch_size=2, vision_steps=1, text_processor="blip_captions")
     assert not (tmp_path / "c").exists()
+
+
+def test_stage1_text_processor_is_the_quickstart_fine_tunes():
+    """The stand-ins' default text processor is the one the quickstart's stage 2 trains with (the
+    flickr30k_caption default, which the quickstart config does not override): change both together."""
+    from minigpt4.quickstart.standins import TEXT_PROCESSOR
+
+    default = yaml.safe_load((Path(minigpt4.__file__).parent / "configs/datasets/flickr30k/caption.yaml").read_text())
+    assert default["datasets"]["flickr30k_caption"]["text_processor"]["train"]["name"] == TEXT_PROCESSOR
+    quickstart = yaml.safe_load((Path(minigpt4.__file__).parents[1] / "train_configs/minigpt4_flickr_quickstart.yaml").read_text())
+    assert "text_processor" not in quickstart["datasets"]["flickr30k_caption"]
