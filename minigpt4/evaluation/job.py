@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -275,12 +275,8 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
             results = task.generate(model, encoded, plan.instruction, cfg.run, desc=f"{c.name} [{plan.split}]")
             t_gen = time.time() - t0
             if info.is_main:
-                record = partial(_metrics_record, cfg, plan, c, len(results), scorer=scorer,
-                                 prompt_template=model.prompt_template, stop_string=model.end_sym,
-                                 batch_size=batch_size_eval(cfg.run, model.device), world_size=info.world_size,
-                                 feature_cache=cache)
-                background.submit(partial(_score_and_write, task, scorer, plan, c, results, record,
-                                          {"encode": cache["seconds"], "generate": round(t_gen, 2)}, written))
+                background.submit(partial(_score_and_write, cfg, plan, c, results, task, scorer, model, info.world_size,
+                                          {"encode": cache["seconds"], "generate": round(t_gen, 2)}, cache, written))
         if background is not None:
             background.wait()
     finally:
@@ -291,10 +287,11 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
     return written
 
 
-def _score_and_write(task: Any, scorer: CaptionScorer, plan: Plan, c: Checkpoint, results: list[dict[str, Any]],
-                     record: Callable[..., dict[str, Any]], seconds: dict[str, float], written: list[Path]) -> None:
+def _score_and_write(cfg: DictConfig, plan: Plan, c: Checkpoint, results: list[dict[str, Any]], task: Any,
+                     scorer: CaptionScorer, model: Any, world_size: int, seconds: dict[str, float],
+                     feature_cache: dict[str, Any], written: list[Path]) -> None:
     """Score one checkpoint's captions and write its captions.json and metrics.json (rank 0, in the
-    background thread)."""
+    background thread; it reads only the model's fixed settings while the next checkpoint loads)."""
     t0 = time.time()
     scores = task.score(results, scorer)
     seconds = {**seconds, "score": round(time.time() - t0, 2)}
@@ -304,15 +301,16 @@ def _score_and_write(task: Any, scorer: CaptionScorer, plan: Plan, c: Checkpoint
         log.info("%s: the earlier result (other settings) is kept in %s", c.name, aside)
     atomic_write_json(out / CAPTIONS_JSON, [{k: r[k] for k in ("image_id", "image", "caption", "references")}
                                             for r in results])
-    atomic_write_json(out / METRICS_JSON, record(scores=scores, seconds=seconds))
+    atomic_write_json(out / METRICS_JSON, _metrics_record(cfg, plan, c, len(results), scores, scorer, model, world_size,
+                                                          seconds, feature_cache))
     written.append(out / METRICS_JSON)
     log.info("%s: %s (generate %.1fs, score %.1fs) -> %s", c.name, " ".join(f"{k} {v:.4f}" for k, v in scores.items()),
              seconds["generate"], seconds["score"], out)
 
 
-def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, *, scores: dict[str, float],
-                    scorer: CaptionScorer, prompt_template: str, stop_string: str, batch_size: int, world_size: int,
-                    seconds: dict[str, float], feature_cache: dict[str, Any]) -> dict[str, Any]:
+def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, scores: dict[str, float],
+                    scorer: CaptionScorer, model: Any, world_size: int, seconds: dict[str, float],
+                    feature_cache: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": c.name, "checkpoint": c.spec, "checkpoint_file": c.file,
         "checkpoint_note": None if c.file else (
@@ -322,10 +320,10 @@ def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, *, 
         "split": plan.split, "dataset": plan.entry_name, "num_images": scored, "split_size": plan.split_size,
         "limit": plan.limit, "limit_note": limit_note(plan.limit, scored, plan.split_size),
         "scores": scores, "spice": scorer.spice_note,
-        "prompt_template": prompt_template, "instruction": plan.instruction, "prompt": plan.prompt,
-        "stop_string": stop_string,
+        "prompt_template": model.prompt_template, "instruction": plan.instruction, "prompt": plan.prompt,
+        "stop_string": model.end_sym,
         "generation": {"max_new_tokens": cfg.run.max_new_tokens, "num_beams": cfg.run.num_beams,
-                       "do_sample": False, "batch_size_eval": batch_size},
+                       "do_sample": False, "batch_size_eval": batch_size_eval(cfg.run, model.device)},
         "model_mismatch": plan.model_mismatch,
         "world_size": world_size, "seconds": seconds,
         "feature_cache": feature_cache,

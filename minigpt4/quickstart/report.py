@@ -53,11 +53,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="also print how often the captions name the right shape and colours (the synthetic "
                          "sample's check, as python -m minigpt4.quickstart.check)")
     args = ap.parse_args(argv)
-    print(report(args.run_dir, args.samples, args.eval_dir))
+    eval_dir = Path(args.eval_dir) if args.eval_dir else latest_eval_dir(args.run_dir)
+    print(report(args.run_dir, args.samples, eval_dir))
     if args.check:
         from .check import check_text
 
-        print("\n" + check_text(Path(args.eval_dir) if args.eval_dir else latest_eval_dir(args.run_dir)))
+        print("\n" + check_text(eval_dir))
 
 
 if __name__ == "__main__":

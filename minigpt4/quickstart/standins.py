@@ -58,6 +58,8 @@ STANDIN = {
 # bending the style through the image tokens, and colours were named right for 74-91% of the test images
 # instead of 90-99%.
 TEXT_PROCESSOR = "blip_caption"
+# The default recipe (train_standins' arguments and the CLI's flags; quickstart.sh passes the steps).
+RECIPE = {"steps": 300, "batch_size": 16, "lr": 1e-3, "vision_steps": 1000, "vision_batch_size": 32, "vision_lr": 2e-3}
 INSTRUCTION_WEIGHT = 20  # how many times the instruction lines enter the tokenizer's corpus
 DONE = "standins.json"
 FORMAT = 5  # bump when what train_standins writes changes, so cached stand-ins are rebuilt
@@ -75,10 +77,10 @@ def _fingerprint(ann_path: Path, settings: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def train_standins(ann_path: str | Path, image_root: str | Path, out_dir: str | Path, steps: int = 300,
-                   batch_size: int = 16, lr: float = 1e-3, seed: int = 0, vision_steps: int = 1000,
-                   vision_batch_size: int = 32, vision_lr: float = 2e-3,
-                   text_processor: str = TEXT_PROCESSOR) -> dict[str, str]:
+def train_standins(ann_path: str | Path, image_root: str | Path, out_dir: str | Path, steps: int = RECIPE["steps"],
+                   batch_size: int = RECIPE["batch_size"], lr: float = RECIPE["lr"], seed: int = 0,
+                   vision_steps: int = RECIPE["vision_steps"], vision_batch_size: int = RECIPE["vision_batch_size"],
+                   vision_lr: float = RECIPE["vision_lr"], text_processor: str = TEXT_PROCESSOR) -> dict[str, str]:
     """Run stage 0 (``vision_steps``) and stage 1 (``steps``) on a caption split (``flickr30k_train.json``
     layout) and save the stand-ins. Stage 1 answers with the captions as ``text_processor`` gives them:
     the fine-tune's text processor, so that the LLM already writes what stage 2 trains on.
@@ -115,12 +117,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ann", required=True, help="training annotations (flickr30k_train.json layout)")
     ap.add_argument("--images", required=True, help="image folder")
     ap.add_argument("--out", required=True, help="output folder for the stand-ins")
-    ap.add_argument("--steps", type=int, default=300, help="stage-1 steps (joint training, ViT frozen)")
-    ap.add_argument("--vision-steps", type=int, default=1000, help="stage-0 steps (ViT pre-training; 0 skips it)")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--vision-batch-size", type=int, default=32, help="stage-0 batch size")
-    ap.add_argument("--vision-lr", type=float, default=2e-3, help="stage-0 peak learning rate")
+    ap.add_argument("--steps", type=int, default=RECIPE["steps"], help="stage-1 steps (joint training, ViT frozen)")
+    ap.add_argument("--vision-steps", type=int, default=RECIPE["vision_steps"],
+                    help="stage-0 steps (ViT pre-training; 0 skips it)")
+    ap.add_argument("--batch-size", type=int, default=RECIPE["batch_size"], help="stage-1 batch size")
+    ap.add_argument("--lr", type=float, default=RECIPE["lr"], help="stage-1 peak learning rate")
+    ap.add_argument("--vision-batch-size", type=int, default=RECIPE["vision_batch_size"], help="stage-0 batch size")
+    ap.add_argument("--vision-lr", type=float, default=RECIPE["vision_lr"], help="stage-0 peak learning rate")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--text-processor", default=TEXT_PROCESSOR,
                     help="how stage 1 writes its answers: the text processor of stage 2's training data "
