@@ -3,6 +3,7 @@
 ``python prepare_flickr30k.py --root DIR [--out-dir DIR] [--check-images] [--strict]
 [--caption-mode separate|concat] [--karpathy-json PATH]``. See docs/data.md.
 """
+
 from minigpt4.datasets.flickr30k_prepare import main
 from minigpt4.errors import run_command
 

@@ -5,6 +5,7 @@
 
 See docs/training.md.
 """
+
 from minigpt4.cli import train
 
 if __name__ == "__main__":

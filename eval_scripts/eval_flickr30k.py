@@ -8,6 +8,7 @@ the same as ``minigpt4-eval`` without a run folder.
 
 Writes <save-path>/<name>/captions.json and metrics.json per checkpoint. See docs/evaluation.md.
 """
+
 from minigpt4.cli import evaluate
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Public API: ``load_config(yaml_path, options)`` and ``build_model(cfg.model)``.
 """
+
 from __future__ import annotations
 
 from typing import Any

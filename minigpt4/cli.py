@@ -6,6 +6,7 @@ scripts: ``python -m minigpt4.cli {train,eval,caption,prepare,summary,cache,expo
 A ``UserError`` (bad config, data, weights, command line or environment) is printed as ``error: ...``
 on stderr with exit status 2, with no traceback; anything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import signal
@@ -79,14 +80,21 @@ def torchrun(argv: Sequence[str] | None = None) -> int:
     try:
         torch_run(list(sys.argv[1:] if argv is None else argv))
     except SignalException as e:
-        print(f"torchrun: stopped by {signal.Signals(e.sigval).name}; see the ranks' last lines above for what "
-              "was kept", file=sys.stderr)
+        print(f"torchrun: stopped by {signal.Signals(e.sigval).name}; see the ranks' last lines above for what was kept", file=sys.stderr)
         return 128 + int(e.sigval)
     return 0
 
 
-COMMANDS = {"train": train, "eval": evaluate, "caption": caption, "prepare": prepare, "summary": summarise, "cache": cache,
-            "export": export, "torchrun": torchrun}
+COMMANDS = {
+    "train": train,
+    "eval": evaluate,
+    "caption": caption,
+    "prepare": prepare,
+    "summary": summarise,
+    "cache": cache,
+    "export": export,
+    "torchrun": torchrun,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

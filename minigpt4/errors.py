@@ -5,6 +5,7 @@ exits with status 2 (``minigpt4.cli``); anything else is a bug and keeps its tra
 The classes also derive from the built-in type they replaced (``ValueError``, ``RuntimeError``),
 so ``except ValueError`` keeps working.
 """
+
 from __future__ import annotations
 
 import sys

@@ -3,6 +3,7 @@ lr schedules). Each knows the modules that hold its components and imports them 
 nothing needs importing "for its side effects"; extra components come in through the config's
 ``custom_imports`` key (a list of modules, imported before anything is looked up).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -55,9 +56,7 @@ class Registry:
         close = difflib.get_close_matches(str(name), known, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         aliases = f" (also: {', '.join(f'{a} = {c}' for a, c in sorted(self._aliases.items()))})" if self._aliases else ""
-        raise KeyError(
-            f"Unknown {self.kind} '{name}'.{hint} Registered {self.kind}s: {', '.join(known) or '(none)'}{aliases}"
-        )
+        raise KeyError(f"Unknown {self.kind} '{name}'.{hint} Registered {self.kind}s: {', '.join(known) or '(none)'}{aliases}")
 
     def build(self, name: str, cfg: Any, **kwargs: Any) -> Any:
         """Build the class registered as ``name`` with its ``from_config(cfg, **kwargs)``."""

@@ -1,16 +1,17 @@
 """The run-folder contract, defined once for its writers (training) and readers (evaluation, resume):
 
-    output_dir/<job_name>/<YYYYmmddHHMMSS>/      one run (a new folder per fresh start)
-        config.yaml                              the resolved config of the run's first invocation
-        config.resumed-<YYYYmmddHHMMSS>.yaml     the config of each later ``--resume auto`` invocation
-        log.txt                                  one JSON record per finished epoch
-        checkpoint_<epoch>.pth                   after every epoch (complete or absent)
-        checkpoint_latest.pth                    the newest of them (hard link or copy)
-        eval/<name>/{captions,metrics}.json      evaluation of ``pretrained`` and ``checkpoint_<epoch>``
-        eval/<name>/replaced-<time>/...          an earlier result of other settings, set aside
-        eval/summary.{csv,md,png}
-        eval_limit<N>/...                        the same for ``--limit N`` (never mixed with eval/)
+output_dir/<job_name>/<YYYYmmddHHMMSS>/      one run (a new folder per fresh start)
+    config.yaml                              the resolved config of the run's first invocation
+    config.resumed-<YYYYmmddHHMMSS>.yaml     the config of each later ``--resume auto`` invocation
+    log.txt                                  one JSON record per finished epoch
+    checkpoint_<epoch>.pth                   after every epoch (complete or absent)
+    checkpoint_latest.pth                    the newest of them (hard link or copy)
+    eval/<name>/{captions,metrics}.json      evaluation of ``pretrained`` and ``checkpoint_<epoch>``
+    eval/<name>/replaced-<time>/...          an earlier result of other settings, set aside
+    eval/summary.{csv,md,png}
+    eval_limit<N>/...                        the same for ``--limit N`` (never mixed with eval/)
 """
+
 from __future__ import annotations
 
 import json

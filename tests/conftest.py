@@ -1,5 +1,6 @@
 """Shared fixtures and helpers: a tiny MiniGPT-4 stack in the official file formats, the synthetic
 Flickr30k sample, the evaluation stand-ins, config, subprocess and signal helpers."""
+
 from __future__ import annotations
 
 import json
@@ -91,17 +92,25 @@ def synthetic_flickr(tmp_path_factory) -> Path:
     return out
 
 
-def interrupt_when(cmd: list, log_path: Path, pattern: str, sig: int, env: dict, to_group: bool = False,
-                   timeout: float = 180) -> tuple[int, str, float]:
+def interrupt_when(
+    cmd: list, log_path: Path, pattern: str, sig: int, env: dict, to_group: bool = False, timeout: float = 180
+) -> tuple[int, str, float]:
     """Run ``cmd`` (output to ``log_path``), send ``sig`` once ``pattern`` appears in its output (to
     its whole process group with ``to_group``); returns (exit status, output, seconds it took to stop).
 
     SIGINT is reset to its default in the child: a shell that started the test suite in the
     background ignores it, and Python would then never see it."""
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(c) for c in cmd], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        proc = subprocess.Popen(
+            [str(c) for c in cmd],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         try:
             deadline = time.time() + timeout
             while not re.search(pattern, log_path.read_text()):
@@ -144,10 +153,10 @@ def train_cmd(opts: list[str], nproc: int = 0, resume: str | None = None) -> lis
     return cmd + (["--resume", resume] if resume else [])
 
 
-def run_train(opts: list[str], nproc: int = 0, resume: str | None = None, env: dict | None = None,
-              check: bool = True, timeout: int = 240) -> subprocess.CompletedProcess:
-    proc = subprocess.run(train_cmd(opts, nproc, resume), cwd=REPO, env=train_env(env), capture_output=True,
-                          text=True, timeout=timeout)
+def run_train(
+    opts: list[str], nproc: int = 0, resume: str | None = None, env: dict | None = None, check: bool = True, timeout: int = 240
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(train_cmd(opts, nproc, resume), cwd=REPO, env=train_env(env), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         pytest.fail(f"train.py exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
     return proc
@@ -198,8 +207,7 @@ def write_ckpt(path: Path, base: dict, epoch: int, scale: float) -> Path:
 
 
 def eval_outputs(save: Path, name: str) -> tuple[list, dict]:
-    return (json.loads((save / name / "captions.json").read_text()),
-            json.loads((save / name / "metrics.json").read_text()))
+    return (json.loads((save / name / "captions.json").read_text()), json.loads((save / name / "metrics.json").read_text()))
 
 
 def eval_fails(args: list[str], capsys) -> str:
@@ -219,18 +227,33 @@ def standin_eval(tmp_path_factory) -> dict:
     data = root / "data"
     synthetic.make_synthetic_flickr30k(data, 100, seed=0, image_size=112)
     flickr30k_prepare.prepare_flickr30k(data)
-    paths = train_standins(data / "flickr30k_train.json", data / "flickr30k-images", root / "standins", steps=150,
-                           vision_steps=300, vision_batch_size=16, vision_lr=1e-3)  # a quarter of the default's
+    paths = train_standins(
+        data / "flickr30k_train.json",
+        data / "flickr30k-images",
+        root / "standins",
+        steps=150,
+        vision_steps=300,
+        vision_batch_size=16,
+        vision_lr=1e-3,
+    )  # a quarter of the default's
     # stage-0 samples: captions no better for these tests with more
     stage1 = paths["stage1_ckpt"]
     cfg = {
         "custom_imports": ["minigpt4.quickstart"],
         "model": model_section(paths, ckpt=stage1),
-        "evaluation_datasets": {"flickr30k_eval": {
-            "build_info": {"ann_path": str(data), "image_path": str(data / "flickr30k-images")},
-            "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": STANDIN["image_size"]}}}},
-        "run": {"device": "cpu", "batch_size_eval": 4, "max_new_tokens": 16, "num_workers": 0,
-                "feature_cache": str(root / "feature_cache")},
+        "evaluation_datasets": {
+            "flickr30k_eval": {
+                "build_info": {"ann_path": str(data), "image_path": str(data / "flickr30k-images")},
+                "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": STANDIN["image_size"]}},
+            }
+        },
+        "run": {
+            "device": "cpu",
+            "batch_size_eval": 4,
+            "max_new_tokens": 16,
+            "num_workers": 0,
+            "feature_cache": str(root / "feature_cache"),
+        },
     }
     cfg_path = root / "eval.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))

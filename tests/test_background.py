@@ -1,4 +1,5 @@
 """BackgroundJobs: the evaluation's scoring thread (jobs in order, errors surface, close drops the rest)."""
+
 from __future__ import annotations
 
 import threading
@@ -17,6 +18,7 @@ def test_jobs_run_in_order_in_one_other_thread():
             time.sleep(0.01 * (3 - i))  # later jobs are quicker: order must come from the queue
             threads.add(threading.current_thread().name)
             done.append(i)
+
         return run
 
     with BackgroundJobs() as jobs:

@@ -2,6 +2,7 @@
 benchmark end to end through the real ``train.py`` and ``python -m minigpt4.cli eval`` (one training
 run of 2 one-step epochs, one 2-checkpoint evaluation job) on stand-ins built here in a few steps, and
 the full-size subcommand's commands checked against the real configs with ``--dry-run``."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,7 @@ def quick_standins(tmp_path_factory):
     data = root / "data"
     synthetic.make_synthetic_flickr30k(data, 40, seed=0, image_size=112)
     flickr30k_prepare.prepare_flickr30k(data)
-    train_standins(data / "flickr30k_train.json", data / "flickr30k-images", root / "standins", steps=1,
-                   vision_steps=0)
+    train_standins(data / "flickr30k_train.json", data / "flickr30k-images", root / "standins", steps=1, vision_steps=0)
     return root, data, root / "standins"
 
 
@@ -31,9 +31,34 @@ def test_cpu_benchmark_minimal(quick_standins):
     root, data, standins = quick_standins
     out = root / "BENCHMARKS.md"
     out.write_text("# Benchmarks\n\nintro kept\n")
-    main(["cpu", "--standins", str(standins), "--data", str(data), "--work", str(root / "work"), "--keep",
-          "--images", "12", "--epochs", "2", "--train-cells", "cache-grouped", "--eval-k", "2", "--eval-cache",
-          "cold", "--eval-limit", "2", "--max-new-tokens", "2", "--out", str(out)])
+    main(
+        [
+            "cpu",
+            "--standins",
+            str(standins),
+            "--data",
+            str(data),
+            "--work",
+            str(root / "work"),
+            "--keep",
+            "--images",
+            "12",
+            "--epochs",
+            "2",
+            "--train-cells",
+            "cache-grouped",
+            "--eval-k",
+            "2",
+            "--eval-cache",
+            "cold",
+            "--eval-limit",
+            "2",
+            "--max-new-tokens",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     text = out.read_text()
     assert text.startswith("# Benchmarks\n\nintro kept\n") and "<!-- benchmarks:cpu:begin -->" in text
     assert "| cold (empty folder) | grouped | first |" in text and "| warm | grouped | 1 |" in text
@@ -49,14 +74,55 @@ def test_cpu_benchmark_minimal(quick_standins):
 
 def test_full_benchmark_commands_check(quick_standins, tmp_path, capsys):
     _, data, standins = quick_standins  # any stack in the official layout passes the config checks
-    main(["full", "--size", "vicuna0", "--device", "cuda", "--dry-run", "--stack", str(standins), "--data", str(data),
-          "--work", str(tmp_path / "w"), "--images", "24", "--batch-sizes", "12", "24", "--eval-images", "4"])
+    main(
+        [
+            "full",
+            "--size",
+            "vicuna0",
+            "--device",
+            "cuda",
+            "--dry-run",
+            "--stack",
+            str(standins),
+            "--data",
+            str(data),
+            "--work",
+            str(tmp_path / "w"),
+            "--images",
+            "24",
+            "--batch-sizes",
+            "12",
+            "24",
+            "--eval-images",
+            "4",
+        ]
+    )
     printed = capsys.readouterr().out
     for name in ("cache-fill", "train-b12-cache-off", "train-b24-cache-warm", "eval"):
         assert f"{name}: " in printed
     assert "run.batch_size_train=24" in printed and "run.max_new_tokens=30" in printed
-    main(["full", "--size", "llama2-7b", "--device", "cuda", "--dry-run", "--stack", str(standins), "--data", str(data),
-          "--work", str(tmp_path / "w2"), "--images", "24", "--batch-sizes", "12", "--eval-images", "4"])
+    main(
+        [
+            "full",
+            "--size",
+            "llama2-7b",
+            "--device",
+            "cuda",
+            "--dry-run",
+            "--stack",
+            str(standins),
+            "--data",
+            str(data),
+            "--work",
+            str(tmp_path / "w2"),
+            "--images",
+            "24",
+            "--batch-sizes",
+            "12",
+            "--eval-images",
+            "4",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "minigpt4_llama2_flickr_finetune.yaml" in printed and "minigpt4_llama2_flickr_eval.yaml" in printed
     assert "q_former_model" not in printed

@@ -3,6 +3,7 @@
 unreadable images named and skipped (exit 1); a LoRA checkpoint's settings from the config.yaml next to it;
 a bad checkpoint or config is an error (exit 2). The tiny Llama-2 variant: its image tokens are ViT patches,
 so even the random stack's captions differ between the two photos and a mix-up would show."""
+
 from __future__ import annotations
 
 import json
@@ -40,17 +41,27 @@ def setup(tiny_llama2_stack, tmp_path_factory) -> dict:
     ann = root / "ann.json"
     ann.write_text(json.dumps([{"image": p.name, "image_id": p.stem, "captions": ["a photo"]} for p in PHOTOS]))
     model = tiny_model_section(tiny_llama2_stack, model_type="tiny_llama2")
-    cfg = write_yaml(root / "eval.yaml", {
-        "custom_imports": ["minigpt4.testing"],
-        "model": model,
-        "evaluation_datasets": {"flickr30k_eval": {
-            "build_info": {"ann_path": str(ann), "image_path": str(photos)},
-            "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": 56}}}},
-        "run": {"device": "cpu", "batch_size_eval": 2, "max_new_tokens": MAX_NEW_TOKENS, "num_workers": 0,
-                "feature_cache": str(root / "feature_cache")},
-    })
-    base = {k: v for k, v in torch.load(tiny_llama2_stack["ckpt"], weights_only=True)["model"].items()
-            if k.startswith("llama_proj.")}
+    cfg = write_yaml(
+        root / "eval.yaml",
+        {
+            "custom_imports": ["minigpt4.testing"],
+            "model": model,
+            "evaluation_datasets": {
+                "flickr30k_eval": {
+                    "build_info": {"ann_path": str(ann), "image_path": str(photos)},
+                    "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": 56}},
+                }
+            },
+            "run": {
+                "device": "cpu",
+                "batch_size_eval": 2,
+                "max_new_tokens": MAX_NEW_TOKENS,
+                "num_workers": 0,
+                "feature_cache": str(root / "feature_cache"),
+            },
+        },
+    )
+    base = {k: v for k, v in torch.load(tiny_llama2_stack["ckpt"], weights_only=True)["model"].items() if k.startswith("llama_proj.")}
     ckpt = write_ckpt(root / "checkpoint_1.pth", base, 1, 0.05)
     return {"root": root, "photos": photos, "cfg": cfg, "ckpt": ckpt, "model": model}
 
@@ -78,8 +89,7 @@ def test_the_captions_are_the_evaluations_one_line_per_image_in_order(setup, cap
 
     # a folder: its image files, sorted (notes.txt left out); --json writes the same captions
     out_json = setup["root"] / "captions.json"
-    assert caption(["--cfg-path", str(setup["cfg"]), "--ckpt", str(setup["ckpt"]), "--json", str(out_json),
-                    str(setup["photos"])]) == 0
+    assert caption(["--cfg-path", str(setup["cfg"]), "--ckpt", str(setup["ckpt"]), "--json", str(out_json), str(setup["photos"])]) == 0
     out, err = capsys.readouterr()
     assert _lines(out) == list(zip(files, expected))
     assert json.loads(out_json.read_text()) == [{"image": f, "caption": c} for f, c in zip(files, expected)]
@@ -95,15 +105,29 @@ def test_unreadable_images_are_named_on_stderr_and_skipped_with_exit_status_1(se
     empty.mkdir()
     script = shutil.which("minigpt4-caption")
     assert script, "minigpt4-caption is not installed: pip install -e ."
-    proc = subprocess.run([script, "--cfg-path", str(setup["cfg"]), str(not_an_image), str(PHOTOS[0]), str(missing),
-                           str(empty), "--options", "model.ckpt=null"], cwd=REPO, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            script,
+            "--cfg-path",
+            str(setup["cfg"]),
+            str(not_an_image),
+            str(PHOTOS[0]),
+            str(missing),
+            str(empty),
+            "--options",
+            "model.ckpt=null",
+        ],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     (line,) = proc.stdout.splitlines()
     assert line.startswith(f"{PHOTOS[0]}\t") and len(line) > len(f"{PHOTOS[0]}\t")
     warnings = [w for w in proc.stderr.splitlines() if w.startswith("warning: ")]
-    assert [w.split(": ")[1].removeprefix("cannot read ") for w in warnings] == [str(not_an_image), str(missing),
-                                                                                 str(empty)]
+    assert [w.split(": ")[1].removeprefix("cannot read ") for w in warnings] == [str(not_an_image), str(missing), str(empty)]
     assert warnings[0].startswith(f"warning: cannot read {not_an_image}: UnidentifiedImageError: ")
     assert warnings[1] == f"warning: cannot read {missing}: no such file or directory"
     assert "checkpoint: none (model.ckpt is null)" in proc.stderr and "3 image path(s) skipped" in proc.stderr
@@ -122,8 +146,10 @@ def test_a_lora_checkpoint_takes_the_adapter_settings_of_the_config_yaml_next_to
     alone = tmp_path / "checkpoint_3.pth"  # the same file without its run's config.yaml
     shutil.copy(ckpt, alone)
     assert caption(["--cfg-path", str(setup["cfg"]), "--ckpt", str(alone), str(PHOTOS[0])]) == 2
-    assert (f"error: {alone}: the checkpoint holds LoRA adapters (r=4 on q_proj, v_proj), the config has no model.lora "
-            "and there is no config.yaml next to it") in capsys.readouterr().err
+    assert (
+        f"error: {alone}: the checkpoint holds LoRA adapters (r=4 on q_proj, v_proj), the config has no model.lora "
+        "and there is no config.yaml next to it"
+    ) in capsys.readouterr().err
 
     assert caption(["--cfg-path", str(setup["cfg"]), "--ckpt", str(ckpt), *map(str, PHOTOS)]) == 0
     out, err = capsys.readouterr()

@@ -1,6 +1,7 @@
 """cc_sbu_align (the official MiniGPT-4 stage-2 data): captions used as written, instructions from the
 prompt file, processed images, bad annotation files named with the record, and a run config through
 load_config and the task."""
+
 import json
 import shutil
 from pathlib import Path
@@ -21,14 +22,16 @@ from minigpt4.errors import DataError
 from minigpt4.registry import DATASETS, PROCESSORS, TASKS
 
 S = 56
-LONG = ("The image shows a Busy street market at dusk, with vendors selling fruit, vegetables; spices and "
-        "hand-made crafts (baskets, pottery & rugs) under colourful awnings. People walk between the stalls, "
-        "some carrying bags, others stopping to talk!  In the background, tall buildings rise against an "
-        "orange sky: their windows glow. A dog sleeps near a cart #3, and a child points at the balloons.")
+LONG = (
+    "The image shows a Busy street market at dusk, with vendors selling fruit, vegetables; spices and "
+    "hand-made crafts (baskets, pottery & rugs) under colourful awnings. People walk between the stalls, "
+    "some carrying bags, others stopping to talk!  In the background, tall buildings rise against an "
+    "orange sky: their windows glow. A dog sleeps near a cart #3, and a child points at the balloons."
+)
 CAPTIONS = {
     "2": "A Red square on a BLUE background.",
     "7": "Two circles: one green, one yellow!",
-    "11": "  The picture (taken indoors) shows a \"cat\"; it's asleep...  ",
+    "11": '  The picture (taken indoors) shows a "cat"; it\'s asleep...  ',
     "12": LONG,
     "30": "Black triangle ~ white wall #1.",
     "41": "A plain image.",
@@ -52,8 +55,7 @@ def storage(tmp_path_factory) -> Path:
 
 
 def entry(storage: Path, **kw) -> dict:
-    return {"build_info": {"storage": str(storage)},
-            "vis_processor": {"train": {"name": "blip2_image_train", "image_size": S}}, **kw}
+    return {"build_info": {"storage": str(storage)}, "vis_processor": {"train": {"name": "blip2_image_train", "image_size": S}}, **kw}
 
 
 def build(storage: Path, **kw) -> CaptionTrainDataset:
@@ -112,23 +114,29 @@ def _rec(i):
     return {"image_id": str(i), "caption": f"Caption {i}."}
 
 
-@pytest.mark.parametrize("text, match", [
-    ("{not json", r"not valid JSON \(line 1"),
-    (json.dumps([_rec(0)]), r'expected \{"annotations": .*got list'),
-    (json.dumps({"images": []}), r"expected .*got keys \['images'\]"),
-    (json.dumps({"annotations": {"0": _rec(0)}}), r"expected \{\"annotations\""),
-    (json.dumps({"annotations": []}), "the annotations list is empty"),
-    (json.dumps({"annotations": [_rec(0), _rec(1), "x"]}), r"annotations\[2\]: expected an object"),
-    (json.dumps({"annotations": [_rec(0), _rec(1), {"caption": "A."}]}),
-     r"annotations\[2\]: key 'image_id' is missing; the record has keys \['caption'\]"),
-    (json.dumps({"annotations": [_rec(0), _rec(1), {"image_id": "9"}]}), r"annotations\[2\]: key 'caption' is missing"),
-    (json.dumps({"annotations": [_rec(0), _rec(1), {"image_id": "9", "caption": ["A.", "B."]}]}),
-     r"annotations\[2\]: 'caption' must be a non-empty string, got \['A.', 'B.'\]"),
-    (json.dumps({"annotations": [_rec(0), _rec(1), {"image_id": "9", "caption": " "}]}), r"annotations\[2\]: 'caption'"),
-    (json.dumps({"annotations": [_rec(0), _rec(1), {"image_id": None, "caption": "A."}]}), r"annotations\[2\]: 'image_id'"),
-    (json.dumps({"annotations": [_rec(0), _rec(1), _rec(0)]}),
-     r"annotations\[2\]: image_id '0' already used by annotations\[0\]"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{not json", r"not valid JSON \(line 1"),
+        (json.dumps([_rec(0)]), r'expected \{"annotations": .*got list'),
+        (json.dumps({"images": []}), r"expected .*got keys \['images'\]"),
+        (json.dumps({"annotations": {"0": _rec(0)}}), r"expected \{\"annotations\""),
+        (json.dumps({"annotations": []}), "the annotations list is empty"),
+        (json.dumps({"annotations": [_rec(0), _rec(1), "x"]}), r"annotations\[2\]: expected an object"),
+        (
+            json.dumps({"annotations": [_rec(0), _rec(1), {"caption": "A."}]}),
+            r"annotations\[2\]: key 'image_id' is missing; the record has keys \['caption'\]",
+        ),
+        (json.dumps({"annotations": [_rec(0), _rec(1), {"image_id": "9"}]}), r"annotations\[2\]: key 'caption' is missing"),
+        (
+            json.dumps({"annotations": [_rec(0), _rec(1), {"image_id": "9", "caption": ["A.", "B."]}]}),
+            r"annotations\[2\]: 'caption' must be a non-empty string, got \['A.', 'B.'\]",
+        ),
+        (json.dumps({"annotations": [_rec(0), _rec(1), {"image_id": "9", "caption": " "}]}), r"annotations\[2\]: 'caption'"),
+        (json.dumps({"annotations": [_rec(0), _rec(1), {"image_id": None, "caption": "A."}]}), r"annotations\[2\]: 'image_id'"),
+        (json.dumps({"annotations": [_rec(0), _rec(1), _rec(0)]}), r"annotations\[2\]: image_id '0' already used by annotations\[0\]"),
+    ],
+)
 def test_bad_annotations_name_file_and_record(tmp_path, text, match):
     root = make_storage(tmp_path / "data", {"0": "a", "1": "b"})
     (root / "filter_cap.json").write_text(text)
@@ -163,12 +171,19 @@ def test_missing_image_skipped_or_strict(tmp_path):
 
 
 def test_run_config_through_load_config_and_task(storage, tmp_path, tiny_stack):
-    cfg_path = write_yaml(tmp_path / "stage2.yaml", {
-        "model": tiny_model_section(tiny_stack),
-        "datasets": {"cc_sbu_align": {"build_info": {"storage": str(storage)},
-                                      "vis_processor": {"train": {"name": "blip2_image_train", "image_size": S}}}},
-        "run": {"feature_cache": None},
-    })
+    cfg_path = write_yaml(
+        tmp_path / "stage2.yaml",
+        {
+            "model": tiny_model_section(tiny_stack),
+            "datasets": {
+                "cc_sbu_align": {
+                    "build_info": {"storage": str(storage)},
+                    "vis_processor": {"train": {"name": "blip2_image_train", "image_size": S}},
+                }
+            },
+            "run": {"feature_cache": None},
+        },
+    )
     cfg = minigpt4.load_config(cfg_path)
     e = cfg.datasets.cc_sbu_align
     assert e.builder == "cc_sbu_align" and e.build_info.storage == str(storage.resolve())

@@ -1,4 +1,5 @@
 """Atomic writes, checkpoint files, checkpoint_latest.pth, resume lookup and RNG state round trips."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Config loading: defaults <- YAML <- --options, each key validated with its origin named."""
+
 import subprocess
 import sys
 
@@ -61,9 +62,9 @@ def test_unknown_arch(tmp_path, tiny_stack):
 
 
 def test_wrong_type_and_choice(tmp_path, tiny_stack):
-    path = write_yaml(tmp_path / "bad.yaml", {
-        "model": tiny_model_section(tiny_stack, image_size="big", vit_precision="fp8"),
-        "run": {"max_epoch": 2.5}})
+    path = write_yaml(
+        tmp_path / "bad.yaml", {"model": tiny_model_section(tiny_stack, image_size="big", vit_precision="fp8"), "run": {"max_epoch": 2.5}}
+    )
     msg = _errors(path)
     assert "model.image_size" in msg and "expected int, got str 'big'" in msg
     assert "model.vit_precision" in msg and "expected one of ['fp16', 'bf16', 'fp32']" in msg
@@ -71,8 +72,9 @@ def test_wrong_type_and_choice(tmp_path, tiny_stack):
 
 
 def test_missing_required_path_fails_before_build(tmp_path, tiny_stack):
-    path = write_yaml(tmp_path / "bad.yaml", {"model": tiny_model_section(tiny_stack, llama_model=str(tmp_path / "nope"),
-                                                                          vit_ckpt="missing_vit.pth")})
+    path = write_yaml(
+        tmp_path / "bad.yaml", {"model": tiny_model_section(tiny_stack, llama_model=str(tmp_path / "nope"), vit_ckpt="missing_vit.pth")}
+    )
     msg = _errors(path)
     assert f"model.llama_model in {path}: directory not found: {tmp_path / 'nope'}" in msg
     assert "model.vit_ckpt" in msg and "file not found: missing_vit.pth" in msg
@@ -81,16 +83,14 @@ def test_missing_required_path_fails_before_build(tmp_path, tiny_stack):
 
 
 def test_vit_config_keys_are_checked(tmp_path, tiny_stack):
-    path = write_yaml(tmp_path / "bad.yaml", {"model": tiny_model_section(
-        tiny_stack, vit_config={"hidden_sise": 8, "image_size": 32})})
+    path = write_yaml(tmp_path / "bad.yaml", {"model": tiny_model_section(tiny_stack, vit_config={"hidden_sise": 8, "image_size": 32})})
     msg = _errors(path)
     assert "'hidden_sise' is not a Blip2VisionConfig field" in msg
     assert "'image_size' is set by model.image_size" in msg
 
 
 def test_unknown_section_and_model_type(tmp_path, tiny_stack):
-    path = write_yaml(tmp_path / "bad.yaml", {"model": tiny_model_section(tiny_stack, model_type="vicuna13"),
-                                              "trainer": {}})
+    path = write_yaml(tmp_path / "bad.yaml", {"model": tiny_model_section(tiny_stack, model_type="vicuna13"), "trainer": {}})
     msg = _errors(path)
     assert f"trainer in {path}: unknown section" in msg
     assert f"model.model_type in {path}: unknown model_type 'vicuna13'" in msg
@@ -108,20 +108,25 @@ def test_unknown_model_type_from_options_is_blamed_on_options(tiny_cfg_path):
 def test_custom_imports_registers_components(tmp_path, tiny_stack):
     """A fresh process knows only the real model types; custom_imports brings the tiny one in."""
     plain = write_yaml(tmp_path / "plain.yaml", {"model": tiny_model_section(tiny_stack)})
-    code = ("import sys; import minigpt4\n"
-            "try:\n    minigpt4.load_config(sys.argv[1])\nexcept minigpt4.ConfigError as e:\n    print(e)\n"
-            "cfg = minigpt4.load_config(sys.argv[1], ['custom_imports=[minigpt4.testing]'])\n"
-            "print('loaded', cfg.model.model_type, list(cfg.custom_imports))")
+    code = (
+        "import sys; import minigpt4\n"
+        "try:\n    minigpt4.load_config(sys.argv[1])\nexcept minigpt4.ConfigError as e:\n    print(e)\n"
+        "cfg = minigpt4.load_config(sys.argv[1], ['custom_imports=[minigpt4.testing]'])\n"
+        "print('loaded', cfg.model.model_type, list(cfg.custom_imports))"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(plain)], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "unknown model_type 'tiny'" in out.stdout and "custom_imports: [minigpt4.testing]" in out.stdout
     assert "loaded tiny ['minigpt4.testing']" in out.stdout
 
 
-@pytest.mark.parametrize("value, match", [
-    ("[minigpt4.no_such_module]", "cannot import 'minigpt4.no_such_module': ModuleNotFoundError"),
-    ("minigpt4.testing", "expected a list of module names"),
-])
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("[minigpt4.no_such_module]", "cannot import 'minigpt4.no_such_module': ModuleNotFoundError"),
+        ("minigpt4.testing", "expected a list of module names"),
+    ],
+)
 def test_bad_custom_imports(tmp_path, tiny_stack, value, match):
     path = tmp_path / "bad.yaml"
     path.write_text(f"custom_imports: {value}\n" + yaml.safe_dump({"model": tiny_model_section(tiny_stack)}))
@@ -160,22 +165,35 @@ def test_image_size_must_agree_between_model_and_processors(tmp_path, tiny_stack
     position embeddings, or die in the first step with a tensor-size RuntimeError)."""
     data = tmp_path / "flickr30k_train.json"
     data.write_text("[]")
-    cfg = write_yaml(tmp_path / "c.yaml", {
-        "model": tiny_model_section(tiny_stack),
-        "datasets": {"flickr30k_caption": {"build_info": {"ann_path": str(data), "image_path": str(tmp_path)},
-                                           "vis_processor": {"train": {"name": "blip2_image_train",
-                                                                       "image_size": TINY_IMAGE_SIZE}}}},
-        "evaluation_datasets": {"flickr30k_eval": {"build_info": {"ann_path": str(data), "image_path": str(tmp_path)},
-                                                   "vis_processor": {"eval": {"name": "blip2_image_eval",
-                                                                              "image_size": TINY_IMAGE_SIZE}}}},
-    })
+    cfg = write_yaml(
+        tmp_path / "c.yaml",
+        {
+            "model": tiny_model_section(tiny_stack),
+            "datasets": {
+                "flickr30k_caption": {
+                    "build_info": {"ann_path": str(data), "image_path": str(tmp_path)},
+                    "vis_processor": {"train": {"name": "blip2_image_train", "image_size": TINY_IMAGE_SIZE}},
+                }
+            },
+            "evaluation_datasets": {
+                "flickr30k_eval": {
+                    "build_info": {"ann_path": str(data), "image_path": str(tmp_path)},
+                    "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": TINY_IMAGE_SIZE}},
+                }
+            },
+        },
+    )
     load_config(cfg)  # agreeing sizes
     tiny_defaults = REPO / "minigpt4" / "testing" / "minigpt4_tiny.yaml"
     err = _errors(cfg, ["datasets.flickr30k_caption.vis_processor.train.image_size=224"])
-    assert (f"datasets.flickr30k_caption.vis_processor.train.image_size is 224 (set in --options) but model.image_size "
-            f"is {TINY_IMAGE_SIZE} (set in {tiny_defaults})") in err
+    assert (
+        f"datasets.flickr30k_caption.vis_processor.train.image_size is 224 (set in --options) but model.image_size "
+        f"is {TINY_IMAGE_SIZE} (set in {tiny_defaults})"
+    ) in err
     err = _errors(cfg, ["model.image_size=224"])
     assert "2 problems" in err
-    assert (f"datasets.flickr30k_caption.vis_processor.train.image_size is {TINY_IMAGE_SIZE} (set in {cfg}) but "
-            "model.image_size is 224 (set in --options)") in err
+    assert (
+        f"datasets.flickr30k_caption.vis_processor.train.image_size is {TINY_IMAGE_SIZE} (set in {cfg}) but "
+        "model.image_size is 224 (set in --options)"
+    ) in err
     assert f"evaluation_datasets.flickr30k_eval.vis_processor.eval.image_size is {TINY_IMAGE_SIZE} (set in {cfg})" in err

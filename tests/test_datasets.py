@@ -1,5 +1,6 @@
 """Dataset builders: documented item keys/types, caption_sampling sizes, seeded draws, DDP sharding,
 skip-and-count of bad images, split selection, caption_json, and loading through load_config."""
+
 import json
 import shutil
 from pathlib import Path
@@ -37,8 +38,7 @@ def _vis(size=S):
 
 
 def _train_entry(root: Path, **kw) -> dict:
-    return {"build_info": {"ann_path": str(root), "image_path": str(root / "flickr30k-images")},
-            "vis_processor": _vis(), **kw}
+    return {"build_info": {"ann_path": str(root), "image_path": str(root / "flickr30k-images")}, "vis_processor": _vis(), **kw}
 
 
 def _build(name: str, entry: dict, strict: bool = False):
@@ -66,8 +66,7 @@ def test_train_item_keys_and_types(root):
 def test_caption_sampling_sizes_and_answers(root):
     recs = _records(root, "train")
     rnd = _build("flickr30k_caption", _train_entry(root, caption_sampling="random"))["train"]
-    cat = _build("flickr30k_caption", _train_entry(root, caption_sampling="concat",
-                                                   text_processor={"train": {"max_words": 200}}))["train"]
+    cat = _build("flickr30k_caption", _train_entry(root, caption_sampling="concat", text_processor={"train": {"max_words": 200}}))["train"]
     assert len(rnd) == len(cat) == N_TRAIN
     for i in range(N_TRAIN):
         assert rnd[i]["answer"] in [clean_caption(c) for c in recs[i]["captions"]]
@@ -108,8 +107,7 @@ def test_distributed_sampler_covers_every_sample_once(root, sampling, drop):
     ds = _build("flickr30k_caption", _train_entry(root, caption_sampling=sampling))["train"]
     if drop:  # odd length: DistributedSampler pads with repeats, which must be the only duplicates
         ds.index = ds.index[:-1]
-    shards = [list(DistributedSampler(ds, num_replicas=2, rank=r, shuffle=True, seed=3, drop_last=False))
-              for r in (0, 1)]
+    shards = [list(DistributedSampler(ds, num_replicas=2, rank=r, shuffle=True, seed=3, drop_last=False)) for r in (0, 1)]
     seen = shards[0] + shards[1]
     assert set(seen) == set(range(len(ds)))
     assert len(seen) - len(set(seen)) == len(ds) % 2
@@ -161,8 +159,7 @@ def test_bad_images_strict_errors_name_the_file(broken_root):
 
 @pytest.mark.parametrize("split,n", [("test", N_TEST), ("val", N_VAL)])
 def test_eval_items(root, split, n):
-    entry = {"build_info": {"ann_path": str(root), "image_path": str(root / "flickr30k-images")},
-             "split": split, "vis_processor": _vis()}
+    entry = {"build_info": {"ann_path": str(root), "image_path": str(root / "flickr30k-images")}, "split": split, "vis_processor": _vis()}
     sets = _build("flickr30k_eval", entry)
     assert list(sets) == [split]
     ds = sets[split]
@@ -177,8 +174,7 @@ def test_eval_items(root, split, n):
 
 
 def test_eval_ann_path_file_and_missing_split(root, tmp_path):
-    entry = {"build_info": {"ann_path": str(root / "flickr30k_val.json"), "image_path": str(root / "flickr30k-images")},
-             "split": "val"}
+    entry = {"build_info": {"ann_path": str(root / "flickr30k_val.json"), "image_path": str(root / "flickr30k-images")}, "split": "val"}
     assert len(_build("flickr30k_eval", entry)["val"]) == N_VAL
     empty = tmp_path / "anns"
     empty.mkdir()
@@ -189,16 +185,20 @@ def test_eval_ann_path_file_and_missing_split(root, tmp_path):
 
 def _custom_json(root: Path, path: Path) -> Path:
     recs = _records(root, "train")[:6]
-    data = [{"file": r["image"], "text": r["captions"] if i % 2 else r["captions"][0], "id": 100 + i}
-            for i, r in enumerate(recs)]
+    data = [{"file": r["image"], "text": r["captions"] if i % 2 else r["captions"][0], "id": 100 + i} for i, r in enumerate(recs)]
     path.write_text(json.dumps(data))
     return path
 
 
 def test_caption_json_train_and_eval(root, tmp_path):
     ann = _custom_json(root, tmp_path / "mine.json")
-    entry = {"build_info": {"ann_path": str(ann), "image_path": str(root / "flickr30k-images")},
-             "image_key": "file", "captions_key": "text", "image_id_key": "id", "vis_processor": _vis()}
+    entry = {
+        "build_info": {"ann_path": str(ann), "image_path": str(root / "flickr30k-images")},
+        "image_key": "file",
+        "captions_key": "text",
+        "image_id_key": "id",
+        "vis_processor": _vis(),
+    }
     train = _build("caption_json", entry)["train"]
     assert len(train) == 1 + 5 + 1 + 5 + 1 + 5  # single strings count as one caption
     assert set(train[0]) == {"image", "instruction_input", "answer", "image_id"} and train[0]["image_id"] == "100"
@@ -207,15 +207,22 @@ def test_caption_json_train_and_eval(root, tmp_path):
     assert test[1]["image_id"] == "101" and len(test[1]["captions"]) == 5
 
 
-@pytest.mark.parametrize("data,match", [
-    ({"x": 1}, r"mine.json: expected a JSON list"),
-    ([{"image": "a.jpg", "captions": []}], r"mine.json: item 0: key 'captions' must be"),
-    ([{"image": "a.jpg", "captions": ["ok"]}, {"captions": ["ok"]}],
-     r"mine.json: item 1: key 'image' \(image_key\) is missing; the item has keys \['captions'\]"),
-    ([{"image": "a.jpg", "text": ["ok"]}],
-     r"mine.json: item 0: key 'captions' \(captions_key\) is missing; the item has keys \['image', 'text'\]"),
-    ([{"image": "", "captions": ["ok"]}], r"mine.json: item 0: key 'image' must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        ({"x": 1}, r"mine.json: expected a JSON list"),
+        ([{"image": "a.jpg", "captions": []}], r"mine.json: item 0: key 'captions' must be"),
+        (
+            [{"image": "a.jpg", "captions": ["ok"]}, {"captions": ["ok"]}],
+            r"mine.json: item 1: key 'image' \(image_key\) is missing; the item has keys \['captions'\]",
+        ),
+        (
+            [{"image": "a.jpg", "text": ["ok"]}],
+            r"mine.json: item 0: key 'captions' \(captions_key\) is missing; the item has keys \['image', 'text'\]",
+        ),
+        ([{"image": "", "captions": ["ok"]}], r"mine.json: item 0: key 'image' must be a non-empty string"),
+    ],
+)
 def test_caption_json_bad_annotations(root, tmp_path, data, match):
     (tmp_path / "mine.json").write_text(json.dumps(data))
     entry = {"build_info": {"ann_path": str(tmp_path / "mine.json"), "image_path": str(root)}}
@@ -229,12 +236,15 @@ def test_prompt_file_validated(root, tmp_path):
         _build("flickr30k_caption", _train_entry(root, prompt_path=str(tmp_path / "p.txt")))
 
 
-@pytest.mark.parametrize("entry,match", [
-    ({"caption_smapling": "all"}, r"flickr30k_caption.caption_smapling in .*: unknown key. Did you mean 'caption_sampling'"),
-    ({"caption_sampling": "some"}, r"caption_sampling in .*: expected one of \['all', 'random', 'concat'\]"),
-    ({"vis_processor": {"train": {"name": "blip2_img_train"}}}, r"vis_processor in .*: train: Unknown processor 'blip2_img_train'"),
-    ({"text_processor": {"train": {"max_word": 3}}}, r"processor 'blip_caption' key 'max_word': unknown key"),
-])
+@pytest.mark.parametrize(
+    "entry,match",
+    [
+        ({"caption_smapling": "all"}, r"flickr30k_caption.caption_smapling in .*: unknown key. Did you mean 'caption_sampling'"),
+        ({"caption_sampling": "some"}, r"caption_sampling in .*: expected one of \['all', 'random', 'concat'\]"),
+        ({"vis_processor": {"train": {"name": "blip2_img_train"}}}, r"vis_processor in .*: train: Unknown processor 'blip2_img_train'"),
+        ({"text_processor": {"train": {"max_word": 3}}}, r"processor 'blip_caption' key 'max_word': unknown key"),
+    ],
+)
 def test_bad_entry_from_config(root, entry, match):
     with pytest.raises(ValueError, match=match):
         DATASETS.get("flickr30k_caption").from_config({**_train_entry(root), **entry})
@@ -254,6 +264,7 @@ def test_default_yaml_matches_schema(name):
 
 # ---- through minigpt4.load_config (needs the lead's tiny model stack) ----
 
+
 def _write(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -266,19 +277,30 @@ def _model(stack):
 def test_load_config_builds_datasets(root, tmp_path, tiny_stack):
     ann = _custom_json(root, tmp_path / "mine.json")
     images = str(root / "flickr30k-images")
-    cfg_path = _write(tmp_path / "run.yaml", {
-        "model": _model(tiny_stack),
-        "datasets": {
-            "flickr30k_caption": {"build_info": {"ann_path": str(root), "image_path": images},
-                                  "caption_sampling": "random"},
-            "my_captions": {"builder": "caption_json", "build_info": {"ann_path": str(ann), "image_path": images},
-                            "image_key": "file", "captions_key": "text"},
+    cfg_path = _write(
+        tmp_path / "run.yaml",
+        {
+            "model": _model(tiny_stack),
+            "datasets": {
+                "flickr30k_caption": {"build_info": {"ann_path": str(root), "image_path": images}, "caption_sampling": "random"},
+                "my_captions": {
+                    "builder": "caption_json",
+                    "build_info": {"ann_path": str(ann), "image_path": images},
+                    "image_key": "file",
+                    "captions_key": "text",
+                },
+            },
+            "evaluation_datasets": {"flickr30k_eval": {"build_info": {"ann_path": str(root), "image_path": images}}},
         },
-        "evaluation_datasets": {"flickr30k_eval": {"build_info": {"ann_path": str(root), "image_path": images}}},
-    })
-    cfg = minigpt4.load_config(cfg_path, ["datasets.flickr30k_caption.vis_processor.train.image_size=56",
-                                          "datasets.my_captions.vis_processor.train.image_size=56",
-                                          "evaluation_datasets.flickr30k_eval.vis_processor.eval.image_size=56"])
+    )
+    cfg = minigpt4.load_config(
+        cfg_path,
+        [
+            "datasets.flickr30k_caption.vis_processor.train.image_size=56",
+            "datasets.my_captions.vis_processor.train.image_size=56",
+            "evaluation_datasets.flickr30k_eval.vis_processor.eval.image_size=56",
+        ],
+    )
     entry = cfg.datasets.flickr30k_caption
     assert entry.prompt_path.endswith("minigpt4/prompts/alignment.txt") and entry.seed == 0
     assert entry.vis_processor.train == {"name": "blip2_image_train", "image_size": 56}
@@ -294,13 +316,20 @@ def test_load_config_builds_datasets(root, tmp_path, tiny_stack):
 
 def test_load_config_typo_names_the_key(root, tmp_path, tiny_stack):
     images = str(root / "flickr30k-images")
-    cfg_path = _write(tmp_path / "run.yaml", {
-        "model": _model(tiny_stack),
-        "datasets": {"flickr30k_caption": {"build_info": {"ann_path": str(root), "image_path": images},
-                                           "caption_smapling": "all",
-                                           "vis_processor": {"eval": {"name": "blip2_image_evl"}}},
-                     "flickr30k_captoin": {}},
-    })
+    cfg_path = _write(
+        tmp_path / "run.yaml",
+        {
+            "model": _model(tiny_stack),
+            "datasets": {
+                "flickr30k_caption": {
+                    "build_info": {"ann_path": str(root), "image_path": images},
+                    "caption_smapling": "all",
+                    "vis_processor": {"eval": {"name": "blip2_image_evl"}},
+                },
+                "flickr30k_captoin": {},
+            },
+        },
+    )
     with pytest.raises(ConfigError) as e:
         minigpt4.load_config(cfg_path)
     msg = str(e.value)
@@ -310,8 +339,10 @@ def test_load_config_typo_names_the_key(root, tmp_path, tiny_stack):
 
 
 def test_load_config_missing_data_paths(tmp_path, tiny_stack):
-    cfg_path = _write(tmp_path / "run.yaml", {"model": _model(tiny_stack), "datasets": {"flickr30k_caption": {
-        "build_info": {"ann_path": str(tmp_path / "nope")}}}})
+    cfg_path = _write(
+        tmp_path / "run.yaml",
+        {"model": _model(tiny_stack), "datasets": {"flickr30k_caption": {"build_info": {"ann_path": str(tmp_path / "nope")}}}},
+    )
     with pytest.raises(ConfigError) as e:
         minigpt4.load_config(cfg_path)
     msg = str(e.value)
@@ -331,18 +362,35 @@ def test_yaml_only_caption_json_dataset_trains_tiny(root, tmp_path, tiny_stack):
     (images / recs[3]["image"]).unlink()
     ann = tmp_path / "shapes.json"
     ann.write_text(json.dumps([{"picture": r["image"], "sentences": r["captions"]} for r in recs]))
-    cfg_path = _write(tmp_path / "train.yaml", {
-        "model": {**_model(tiny_stack), "ckpt": None, "max_txt_len": 32},
-        "datasets": {"my_shapes": {
-            "builder": "caption_json",
-            "build_info": {"ann_path": str(ann), "image_path": str(images)},
-            "image_key": "picture", "captions_key": "sentences", "caption_sampling": "random",
-            "vis_processor": {"train": {"name": "blip2_image_train", "image_size": 56}},
-        }},
-        "run": {"max_epoch": 1, "iters_per_epoch": 3, "batch_size_train": 4, "num_workers": 0, "amp": False,
-                "device": "cpu", "warmup_steps": 1, "log_freq": 1, "output_dir": str(tmp_path / "out"),
-                "job_name": "caption_json_tiny", "feature_cache": str(tmp_path / "feature_cache")},
-    })
+    cfg_path = _write(
+        tmp_path / "train.yaml",
+        {
+            "model": {**_model(tiny_stack), "ckpt": None, "max_txt_len": 32},
+            "datasets": {
+                "my_shapes": {
+                    "builder": "caption_json",
+                    "build_info": {"ann_path": str(ann), "image_path": str(images)},
+                    "image_key": "picture",
+                    "captions_key": "sentences",
+                    "caption_sampling": "random",
+                    "vis_processor": {"train": {"name": "blip2_image_train", "image_size": 56}},
+                }
+            },
+            "run": {
+                "max_epoch": 1,
+                "iters_per_epoch": 3,
+                "batch_size_train": 4,
+                "num_workers": 0,
+                "amp": False,
+                "device": "cpu",
+                "warmup_steps": 1,
+                "log_freq": 1,
+                "output_dir": str(tmp_path / "out"),
+                "job_name": "caption_json_tiny",
+                "feature_cache": str(tmp_path / "feature_cache"),
+            },
+        },
+    )
     records = train_main(["--cfg-path", str(cfg_path)])
     assert len(records) == 1
     rec = records[0]

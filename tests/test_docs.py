@@ -1,4 +1,5 @@
 """docs/config.md's config-key table is generated from the schemas and must stay in sync with them."""
+
 import pytest
 from conftest import REPO
 
@@ -8,8 +9,9 @@ from minigpt4.training.schema import RUN_SCHEMA
 
 
 def test_readme_config_table_is_current():
-    assert schema_doc.update(REPO / "docs" / "config.md", check=True), \
+    assert schema_doc.update(REPO / "docs" / "config.md", check=True), (
         "docs/config.md's config-key table is stale: run python -m minigpt4.config.docs"
+    )
 
 
 def test_every_schema_key_appears_in_readme():

@@ -1,5 +1,6 @@
 """Evaluation encodes each test image once for all the job's checkpoints (from the feature cache when
 it is there), records the counts and phase times, and captions the same with and without the cache."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,7 @@ def _count_encoder_passes(monkeypatch) -> list[int]:
     """Images run through the frozen vision stack, per call, in this process."""
     calls: list[int] = []
     real = MiniGPT4.frozen_features
-    monkeypatch.setattr(MiniGPT4, "frozen_features", lambda self, images, cut: calls.append(len(images)) or
-                        real(self, images, cut))
+    monkeypatch.setattr(MiniGPT4, "frozen_features", lambda self, images, cut: calls.append(len(images)) or real(self, images, cut))
     return calls
 
 
@@ -49,10 +49,11 @@ def test_captions_without_the_cache_match(standin_eval, tmp_path, monkeypatch):
     save = tmp_path / "out"
     args = ["--cfg-path", str(standin_eval["cfg"]), "--limit", "6"]
     calls = _count_encoder_passes(monkeypatch)
-    assert eval_main([*args, "--save-path", str(save / "cached"), "--options", "run.max_new_tokens=8",
-                      f"run.feature_cache={tmp_path / 'fc'}"]) == 0
-    assert eval_main([*args, "--save-path", str(save / "plain"), "--options", "run.max_new_tokens=8",
-                      "run.feature_cache=null"]) == 0
+    assert (
+        eval_main([*args, "--save-path", str(save / "cached"), "--options", "run.max_new_tokens=8", f"run.feature_cache={tmp_path / 'fc'}"])
+        == 0
+    )
+    assert eval_main([*args, "--save-path", str(save / "plain"), "--options", "run.max_new_tokens=8", "run.feature_cache=null"]) == 0
     assert sum(calls) == 12  # 6 images encoded by each job (the third below reads the cache)
     caps_c, m_c = eval_outputs(save / "cached", "pretrained")
     caps_p, m_p = eval_outputs(save / "plain", "pretrained")
@@ -62,6 +63,18 @@ def test_captions_without_the_cache_match(standin_eval, tmp_path, monkeypatch):
     assert json.dumps(m_c["fingerprint"]["settings"]["generation"]["features"]) == '"fp16"'
     # an eval config that leaves the Q-Former trainable (training's cut is then the ViT's output):
     # evaluation still encodes after the Q-Former and captions the same
-    assert eval_main([*args, "--save-path", str(save / "qformer_trains"), "--options", "run.max_new_tokens=8",
-                      f"run.feature_cache={tmp_path / 'fc'}", "model.freeze_qformer=false"]) == 0
+    assert (
+        eval_main(
+            [
+                *args,
+                "--save-path",
+                str(save / "qformer_trains"),
+                "--options",
+                "run.max_new_tokens=8",
+                f"run.feature_cache={tmp_path / 'fc'}",
+                "model.freeze_qformer=false",
+            ]
+        )
+        == 0
+    )
     assert [c["caption"] for c in eval_outputs(save / "qformer_trains", "pretrained")[0]] == [c["caption"] for c in caps_c]

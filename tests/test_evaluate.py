@@ -3,6 +3,7 @@ captions and scores), evaluate.sh on a run folder (summary files, fingerprints: 
 unless a setting changed), --limit, the eval configs. Uses the quickstart's pre-trained stand-ins
 (conftest's ``standin_eval``) so the captions are real words. Errors and interruption:
 test_evaluate_checks.py."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,20 @@ def test_one_and_two_processes_give_identical_results(standin_eval, tmp_path):
     ckpt = write_ckpt(tmp_path / "checkpoint_1.pth", standin_eval["base"], 1, 0.01)
     args = ["--cfg-path", standin_eval["cfg"], "--ckpt", "pretrained", "--ckpt", ckpt, "--options", "run.batch_size_eval=3"]
     run_ok([sys.executable, SCRIPT, "--save-path", tmp_path / "one", *args])
-    run_ok([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", SCRIPT,
-          "--save-path", tmp_path / "two", *args])
+    run_ok(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            SCRIPT,
+            "--save-path",
+            tmp_path / "two",
+            *args,
+        ]
+    )
 
     test_split = json.loads((standin_eval["data"] / "flickr30k_test.json").read_text())
     refs = {r["image_id"]: r["captions"] for r in test_split}
@@ -115,8 +128,9 @@ def test_evaluate_sh_on_a_run_folder(standin_eval, tmp_path):
 
     # a new checkpoint: only it is evaluated (here with torchrun), and epoch 10 sorts after epoch 1
     write_ckpt(run / "checkpoint_10.pth", standin_eval["base"], 10, 0.01)
-    third = run_ok(["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--options", "run.max_new_tokens=12",
-                  "--nproc", "2"])  # evaluate.sh's own flag after --options
+    third = run_ok(
+        ["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--options", "run.max_new_tokens=12", "--nproc", "2"]
+    )  # evaluate.sh's own flag after --options
     assert "evaluating 1 checkpoint(s)" in third.stdout + third.stderr
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((eval_dir / "checkpoint_10" / "metrics.json").read_text())["world_size"] == 2
@@ -128,8 +142,7 @@ def test_evaluate_sh_on_a_run_folder(standin_eval, tmp_path):
     assert first_image["captions"][0] in report and "checkpoint_10" in report and "summary.png" in report
 
     # flags after --options are evaluate.sh's and the script's own: --limit 4 goes to eval_limit4/
-    limited = run_ok(["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--options", "run.max_new_tokens=12",
-                    "--limit", "4"])
+    limited = run_ok(["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--options", "run.max_new_tokens=12", "--limit", "4"])
     assert "evaluating 4 checkpoint(s) on 4 test images" in limited.stdout
     assert json.loads((run / "eval_limit4" / "checkpoint_0" / "metrics.json").read_text())["limit"] == 4
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the full-split results are untouched
@@ -145,23 +158,42 @@ def test_evaluate_sh_on_a_run_folder(standin_eval, tmp_path):
         assert json.loads((aside / "metrics.json").read_text())["generation"]["max_new_tokens"] == 12
         assert (aside / "captions.json").is_file()
     assert [r.split(",")[0] for r in (eval_dir / "summary.csv").read_text().splitlines()[1:]] == [
-        "pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_10"]
+        "pretrained",
+        "checkpoint_0",
+        "checkpoint_1",
+        "checkpoint_10",
+    ]
 
 
 @pytest.mark.slow
 def test_limit(tiny_root, tmp_path, monkeypatch):
     """The tiny config as documented (run from a folder holding cache/), scoring only 4 of 10 images."""
     monkeypatch.chdir(tiny_root)
-    assert eval_main(["--cfg-path", str(REPO / "eval_configs" / "minigpt4_flickr_tiny_eval.yaml"),
-                      "--save-path", str(tmp_path), "--limit", "4"]) == 0
+    assert (
+        eval_main(
+            ["--cfg-path", str(REPO / "eval_configs" / "minigpt4_flickr_tiny_eval.yaml"), "--save-path", str(tmp_path), "--limit", "4"]
+        )
+        == 0
+    )
     caps, m = eval_outputs(tmp_path, "pretrained")
     assert len(caps) == 4 and m["num_images"] == 4 and m["limit"] == 4 and m["split_size"] == 10
     assert "not comparable with the full split" in m["limit_note"]
     assert m["checkpoint_file"] is None and "fresh llama_proj" in m["checkpoint_note"]  # model.ckpt: null
     assert m["config"]["model"]["model_type"] == "tiny"
     # a limit larger than the split is the full split: scored and labelled as such
-    assert eval_main(["--cfg-path", str(REPO / "eval_configs" / "minigpt4_flickr_tiny_eval.yaml"),
-                      "--save-path", str(tmp_path / "all"), "--limit", "5000"]) == 0
+    assert (
+        eval_main(
+            [
+                "--cfg-path",
+                str(REPO / "eval_configs" / "minigpt4_flickr_tiny_eval.yaml"),
+                "--save-path",
+                str(tmp_path / "all"),
+                "--limit",
+                "5000",
+            ]
+        )
+        == 0
+    )
     caps, m = eval_outputs(tmp_path / "all", "pretrained")
     assert len(caps) == 10 and m["limit"] is None and m["limit_note"] is None
 
@@ -176,19 +208,31 @@ def test_eval_configs_are_valid(standin_eval, tmp_path):
     real = REPO / "eval_configs" / "minigpt4_flickr_eval.yaml"
     assert real.read_text().count("# EDIT") == 6
     ckpt = write_ckpt(tmp_path / "pretrained.pth", standin_eval["base"], 0, 0.0)
-    cfg = load_config(real, [f"model.llama_model={model['llama_model']}", f"model.vit_ckpt={model['vit_ckpt']}",
-                             f"model.q_former_model={model['q_former_model']}", f"model.ckpt={ckpt}",
-                             f"evaluation_datasets.flickr30k_eval.build_info.ann_path={data}",
-                             f"evaluation_datasets.flickr30k_eval.build_info.image_path={data / 'flickr30k-images'}"])
+    cfg = load_config(
+        real,
+        [
+            f"model.llama_model={model['llama_model']}",
+            f"model.vit_ckpt={model['vit_ckpt']}",
+            f"model.q_former_model={model['q_former_model']}",
+            f"model.ckpt={ckpt}",
+            f"evaluation_datasets.flickr30k_eval.build_info.ann_path={data}",
+            f"evaluation_datasets.flickr30k_eval.build_info.image_path={data / 'flickr30k-images'}",
+        ],
+    )
     assert cfg.model.model_type == "vicuna0" and cfg.model.image_size == 224 and cfg.run.num_beams == 1
     assert cfg.model.prompt_template == TEMPLATE and cfg.model.end_sym == "###"
     assert cfg.evaluation_datasets.flickr30k_eval.vis_processor.eval.image_size == 224
 
-    quick = load_config(REPO / "eval_configs" / "minigpt4_flickr_quickstart_eval.yaml", [
-        f"model.llama_model={model['llama_model']}", f"model.vit_ckpt={model['vit_ckpt']}",
-        f"model.q_former_model={model['q_former_model']}",
-        f"evaluation_datasets.flickr30k_eval.build_info.ann_path={data / 'flickr30k_test.json'}",
-        f"evaluation_datasets.flickr30k_eval.build_info.image_path={data / 'flickr30k-images'}"])
+    quick = load_config(
+        REPO / "eval_configs" / "minigpt4_flickr_quickstart_eval.yaml",
+        [
+            f"model.llama_model={model['llama_model']}",
+            f"model.vit_ckpt={model['vit_ckpt']}",
+            f"model.q_former_model={model['q_former_model']}",
+            f"evaluation_datasets.flickr30k_eval.build_info.ann_path={data / 'flickr30k_test.json'}",
+            f"evaluation_datasets.flickr30k_eval.build_info.image_path={data / 'flickr30k-images'}",
+        ],
+    )
     assert quick.model.model_type == "standin" and quick.model.ckpt is None
     assert quick.evaluation_datasets.flickr30k_eval.vis_processor.eval.image_size == quick.model.image_size
 
@@ -210,10 +254,17 @@ def test_caption_json_test_set_without_image_ids_reports(standin_eval, tmp_path)
     records = json.loads((standin_eval["data"] / "flickr30k_test.json").read_text())[:3]
     ann = tmp_path / "my_test.json"
     ann.write_text(json.dumps([{"image": r["image"], "captions": r["captions"]} for r in records]))
-    cfg = {**standin_eval["cfg_dict"], "evaluation_datasets": {"my_set": {
-        "builder": "caption_json", "split": "test",
-        "build_info": {"ann_path": str(ann), "image_path": str(standin_eval["data"] / "flickr30k-images")},
-        "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": STANDIN["image_size"]}}}}}
+    cfg = {
+        **standin_eval["cfg_dict"],
+        "evaluation_datasets": {
+            "my_set": {
+                "builder": "caption_json",
+                "split": "test",
+                "build_info": {"ann_path": str(ann), "image_path": str(standin_eval["data"] / "flickr30k-images")},
+                "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": STANDIN["image_size"]}},
+            }
+        },
+    }
     cfg_path = tmp_path / "eval.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     run = tmp_path / "run"

@@ -1,5 +1,6 @@
 """Evaluation refuses bad input before any work (config and --options, the run's model, checkpoint
 files, annotations, split, java, images) and stops cleanly on SIGINT/SIGTERM keeping finished results."""
+
 from __future__ import annotations
 
 import json
@@ -77,13 +78,23 @@ def test_duplicate_image_ids_are_found_before_the_model_is_built(standin_eval, t
     ann = tmp_path / "coco_style.json"
     ann.write_text(json.dumps(coco))
     entry = "evaluation_datasets.flickr30k_eval"
-    err = eval_fails(["--cfg-path", standin_eval["cfg"], "--save-path", tmp_path / "out", "--options",
-                 f"{entry}.build_info.ann_path={ann}"], capsys)
+    err = eval_fails(
+        ["--cfg-path", standin_eval["cfg"], "--save-path", tmp_path / "out", "--options", f"{entry}.build_info.ann_path={ann}"], capsys
+    )
     assert f"{ann}: item 0: key 'captions' (captions_key) is missing; the item has keys ['caption', 'image', 'image_id']" in err
-    cfg = {**standin_eval["cfg_dict"], "evaluation_datasets": {"coco": {
-        "builder": "caption_json", "split": "test", "captions_key": "caption", "image_id_key": "image_id",
-        "build_info": {"ann_path": str(ann), "image_path": str(standin_eval["data"] / "flickr30k-images")},
-        "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": STANDIN["image_size"]}}}}}
+    cfg = {
+        **standin_eval["cfg_dict"],
+        "evaluation_datasets": {
+            "coco": {
+                "builder": "caption_json",
+                "split": "test",
+                "captions_key": "caption",
+                "image_id_key": "image_id",
+                "build_info": {"ann_path": str(ann), "image_path": str(standin_eval["data"] / "flickr30k-images")},
+                "vis_processor": {"eval": {"name": "blip2_image_eval", "image_size": STANDIN["image_size"]}},
+            }
+        },
+    }
     cfg_path = tmp_path / "coco.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     err = eval_fails(["--cfg-path", cfg_path, "--save-path", tmp_path / "out"], capsys)
@@ -101,15 +112,35 @@ def test_two_checkpoints_with_one_name(standin_eval, tmp_path, capsys):
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
         write_ckpt(tmp_path / d / "checkpoint_0.pth", standin_eval["base"], 0, 0.0)
-    err = eval_fails(["--cfg-path", standin_eval["cfg"], "--ckpt", tmp_path / "a" / "checkpoint_0.pth",
-                 "--ckpt", tmp_path / "b" / "checkpoint_0.pth", "--save-path", tmp_path / "out"], capsys)
+    err = eval_fails(
+        [
+            "--cfg-path",
+            standin_eval["cfg"],
+            "--ckpt",
+            tmp_path / "a" / "checkpoint_0.pth",
+            "--ckpt",
+            tmp_path / "b" / "checkpoint_0.pth",
+            "--save-path",
+            tmp_path / "out",
+        ],
+        capsys,
+    )
     assert "would both write to <save-path>/checkpoint_0/" in err
 
 
 def test_empty_split(standin_eval, tmp_path, capsys):
     (tmp_path / "flickr30k_test.json").write_text("[]")
-    err = eval_fails(["--cfg-path", standin_eval["cfg"], "--save-path", tmp_path / "out", "--options",
-                 f"evaluation_datasets.flickr30k_eval.build_info.ann_path={tmp_path / 'flickr30k_test.json'}"], capsys)
+    err = eval_fails(
+        [
+            "--cfg-path",
+            standin_eval["cfg"],
+            "--save-path",
+            tmp_path / "out",
+            "--options",
+            f"evaluation_datasets.flickr30k_eval.build_info.ann_path={tmp_path / 'flickr30k_test.json'}",
+        ],
+        capsys,
+    )
     assert "flickr30k_test.json" in err and "empty" in err
     assert not (tmp_path / "out").exists()
 
@@ -123,8 +154,10 @@ def test_missing_java(standin_eval, tmp_path, capsys, monkeypatch):
 
 
 def test_bad_eval_instruction(standin_eval, tmp_path, capsys):
-    err = eval_fails(["--cfg-path", standin_eval["cfg"], "--save-path", tmp_path / "out", "--options",
-                 "run.eval_instruction=Describe the picture."], capsys)
+    err = eval_fails(
+        ["--cfg-path", standin_eval["cfg"], "--save-path", tmp_path / "out", "--options", "run.eval_instruction=Describe the picture."],
+        capsys,
+    )
     assert "run.eval_instruction" in err and "<ImageHere>" in err
 
 
@@ -134,9 +167,18 @@ def test_unreadable_image(standin_eval, tmp_path, capsys):
     shutil.copytree(standin_eval["data"], data)
     victim = json.loads((data / "flickr30k_test.json").read_text())[4]["image"]
     (data / "flickr30k-images" / victim).write_bytes(b"not a jpeg")
-    err = eval_fails(["--cfg-path", standin_eval["cfg"], "--save-path", tmp_path / "out", "--options",
-                 f"evaluation_datasets.flickr30k_eval.build_info.ann_path={data}",
-                 f"evaluation_datasets.flickr30k_eval.build_info.image_path={data / 'flickr30k-images'}"], capsys)
+    err = eval_fails(
+        [
+            "--cfg-path",
+            standin_eval["cfg"],
+            "--save-path",
+            tmp_path / "out",
+            "--options",
+            f"evaluation_datasets.flickr30k_eval.build_info.ann_path={data}",
+            f"evaluation_datasets.flickr30k_eval.build_info.image_path={data / 'flickr30k-images'}",
+        ],
+        capsys,
+    )
     assert f"cannot load image {data / 'flickr30k-images' / victim}" in err
     assert "does not skip unreadable" in err
     assert not (tmp_path / "out" / "pretrained" / "metrics.json").exists()
@@ -145,8 +187,19 @@ def test_unreadable_image(standin_eval, tmp_path, capsys):
 def test_split_option_with_an_annotation_file(standin_eval, tmp_path, capsys):
     """--split val with ann_path = the test file used to score the test images and label them "val"."""
     test_file = standin_eval["data"] / "flickr30k_test.json"
-    err = eval_fails(["--cfg-path", standin_eval["cfg"], "--save-path", tmp_path / "out", "--split", "val", "--options",
-                 f"evaluation_datasets.flickr30k_eval.build_info.ann_path={test_file}"], capsys)
+    err = eval_fails(
+        [
+            "--cfg-path",
+            standin_eval["cfg"],
+            "--save-path",
+            tmp_path / "out",
+            "--split",
+            "val",
+            "--options",
+            f"evaluation_datasets.flickr30k_eval.build_info.ann_path={test_file}",
+        ],
+        capsys,
+    )
     assert "--split val: evaluation_datasets.flickr30k_eval is the 'test' split of the file" in err
     assert str(test_file) in err and not (tmp_path / "out").exists()
     # with the folder of per-split files, --split picks the file
@@ -171,20 +224,32 @@ def test_ctrl_c_during_evaluation_keeps_finished_results(standin_eval, tmp_path)
     run.mkdir()
     for epoch in (0, 1):
         write_ckpt(run / f"checkpoint_{epoch}.pth", standin_eval["base"], epoch, 0.01)
-    cmd = [sys.executable, "-m", "minigpt4.cli", "eval", str(run), "--cfg-path", str(standin_eval["cfg"]), "--options",
-           "run.max_new_tokens=6"]
-    rc, text, _ = interrupt_when(cmd, tmp_path / "log.txt", r"pretrained: Bleu_1 .* -> ", signal.SIGINT, subprocess_env(),
-                                 timeout=240)
+    cmd = [
+        sys.executable,
+        "-m",
+        "minigpt4.cli",
+        "eval",
+        str(run),
+        "--cfg-path",
+        str(standin_eval["cfg"]),
+        "--options",
+        "run.max_new_tokens=6",
+    ]
+    rc, text, _ = interrupt_when(cmd, tmp_path / "log.txt", r"pretrained: Bleu_1 .* -> ", signal.SIGINT, subprocess_env(), timeout=240)
     assert rc == 130 and "Traceback" not in text, text[-3000:]
-    assert re.search(r"Interrupted by SIGINT; finished results are kept \(pretrained(, checkpoint_0)?\); rerun the same "
-                     r"command to evaluate the rest", text), text[-2000:]
+    assert re.search(
+        r"Interrupted by SIGINT; finished results are kept \(pretrained(, checkpoint_0)?\); rerun the same "
+        r"command to evaluate the rest",
+        text,
+    ), text[-2000:]
     assert (run / "eval" / "pretrained" / "metrics.json").is_file()
     assert not list((run / "eval").rglob(".*"))  # no temporary files
     # the same under evaluate.sh --nproc 2 (minigpt4-torchrun) with a scheduler's SIGTERM to the launcher
     shutil.rmtree(run / "eval")
     sh = ["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--nproc", "2", "--options", "run.max_new_tokens=6"]
-    rc, text, seconds = interrupt_when(sh, tmp_path / "log2.txt", r"pretrained: Bleu_1 .* -> ", signal.SIGTERM, subprocess_env(),
-                                       timeout=240)
+    rc, text, seconds = interrupt_when(
+        sh, tmp_path / "log2.txt", r"pretrained: Bleu_1 .* -> ", signal.SIGTERM, subprocess_env(), timeout=240
+    )
     assert rc == 143 and "Traceback" not in text and "forcefully" not in text and seconds < 20, text[-3000:]
     assert "Interrupted by SIGTERM; finished results are kept (pretrained" in text and text.count("Interrupted by") == 1
     assert "torchrun: stopped by SIGTERM" in text and (run / "eval" / "pretrained" / "metrics.json").is_file()

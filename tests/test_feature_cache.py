@@ -1,6 +1,7 @@
 """The frozen-feature cache: never stale (image bytes, processor, ViT weights), first writer wins,
 damaged files recomputed, random crops refused, warm and cold caches train identically, and the
 cache fill command."""
+
 import hashlib
 import json
 import logging
@@ -138,15 +139,22 @@ def test_cached_path_equals_the_image_path_and_trains_the_same(model, images, tm
 
 
 def test_random_crops_are_refused_with_the_cache_on(tiny_stack, synthetic_flickr, tmp_path):
-    entry = {"flickr30k_caption": {
-        "builder": "flickr30k_caption",
-        "build_info": {"ann_path": str(synthetic_flickr / "flickr30k_train.json"),
-                       "image_path": str(synthetic_flickr / "flickr30k-images")},
-        "vis_processor": {"train": {"name": "blip2_image_train", "image_size": 56, "min_scale": 0.5}}}}
-    cfg = minigpt4.load_config(write_yaml(tmp_path / "c.yaml", {"model": tiny_model_section(tiny_stack),
-                                                               "datasets": entry}))
-    with pytest.raises(ConfigError, match=r"datasets\.flickr30k_caption\.vis_processor\.train\.min_scale is 0\.5 .*"
-                                          r"run\.feature_cache: null"):
+    entry = {
+        "flickr30k_caption": {
+            "builder": "flickr30k_caption",
+            "build_info": {
+                "ann_path": str(synthetic_flickr / "flickr30k_train.json"),
+                "image_path": str(synthetic_flickr / "flickr30k-images"),
+            },
+            "vis_processor": {"train": {"name": "blip2_image_train", "image_size": 56, "min_scale": 0.5}},
+        }
+    }
+    cfg = minigpt4.load_config(write_yaml(tmp_path / "c.yaml", {"model": tiny_model_section(tiny_stack), "datasets": entry}))
+    with pytest.raises(
+        ConfigError,
+        match=r"datasets\.flickr30k_caption\.vis_processor\.train\.min_scale is 0\.5 .*"
+        r"run\.feature_cache: null",
+    ):
         ImageTextPretrainTask(feature_cache=str(tmp_path / "fc")).build_datasets(cfg.datasets)
     assert ImageTextPretrainTask(feature_cache=None).build_datasets(cfg.datasets)  # without the cache: fine
     assert Blip2ImageTrainProcessor(56, min_scale=0.5).cache_identity() is None
@@ -155,21 +163,46 @@ def test_random_crops_are_refused_with_the_cache_on(tiny_stack, synthetic_flickr
 
 def test_fill_command_fills_over_two_ranks_then_skips(tiny_stack, synthetic_flickr, tmp_path):
     """``python -m minigpt4.cli cache`` under torchrun: the ranks share the images; a rerun finds them all."""
-    cfg = write_yaml(tmp_path / "fill.yaml", {
-        "custom_imports": ["minigpt4.testing"],  # model_type tiny, in the torchrun processes too
-        "model": tiny_model_section(tiny_stack),
-        "datasets": {"flickr30k_caption": {
-            "build_info": {"ann_path": str(synthetic_flickr / "flickr30k_train.json"),
-                           "image_path": str(synthetic_flickr / "flickr30k-images")},
-            "vis_processor": {"train": {"name": "blip2_image_train", "image_size": 56}}}},
-        "run": {"device": "cpu", "num_workers": 0, "feature_cache": str(tmp_path / "fc")}})
-    proc = run_ok([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-                   "minigpt4.cli", "cache", "--cfg-path", cfg, "--batch-size", "5"])
-    found = re.search(r"flickr30k_caption: (\d+) images encoded now, (\d+) were cached already, 0 unreadable",
-                      proc.stdout + proc.stderr)
+    cfg = write_yaml(
+        tmp_path / "fill.yaml",
+        {
+            "custom_imports": ["minigpt4.testing"],  # model_type tiny, in the torchrun processes too
+            "model": tiny_model_section(tiny_stack),
+            "datasets": {
+                "flickr30k_caption": {
+                    "build_info": {
+                        "ann_path": str(synthetic_flickr / "flickr30k_train.json"),
+                        "image_path": str(synthetic_flickr / "flickr30k-images"),
+                    },
+                    "vis_processor": {"train": {"name": "blip2_image_train", "image_size": 56}},
+                }
+            },
+            "run": {"device": "cpu", "num_workers": 0, "feature_cache": str(tmp_path / "fc")},
+        },
+    )
+    proc = run_ok(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "minigpt4.cli",
+            "cache",
+            "--cfg-path",
+            cfg,
+            "--batch-size",
+            "5",
+        ]
+    )
+    found = re.search(r"flickr30k_caption: (\d+) images encoded now, (\d+) were cached already, 0 unreadable", proc.stdout + proc.stderr)
     assert found and int(found[1]) + int(found[2]) == 32 and int(found[1]) >= 30  # 32 images (some may be twins)
     # one file per distinct image (a twin may be encoded by both ranks at once: the first write wins)
-    distinct = {hashlib.sha256((synthetic_flickr / "flickr30k-images" / r["image"]).read_bytes()).hexdigest()
-                for r in json.loads((synthetic_flickr / "flickr30k_train.json").read_text())}
+    distinct = {
+        hashlib.sha256((synthetic_flickr / "flickr30k-images" / r["image"]).read_bytes()).hexdigest()
+        for r in json.loads((synthetic_flickr / "flickr30k_train.json").read_text())
+    }
     assert len(list((tmp_path / "fc").glob("qformer-*/*/*.safetensors"))) == len(distinct) <= int(found[1])
     assert fill_main(["--cfg-path", str(cfg)])["flickr30k_caption"] == [0, 32, 0]  # resumable: nothing to redo

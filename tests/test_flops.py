@@ -1,6 +1,7 @@
 """The analytic FLOP formulas (minigpt4.models.flops) against torch's FlopCounterMode: part by part on
 the tiny stack (real forward / training steps), and a full training sample at the official sizes on the
 meta device (shapes only, no memory)."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -22,8 +23,7 @@ INSTR2 = "<Img><ImageHere></Img> Could you describe the contents of this image f
 # all; map it to the counter's own formulas for the CUDA sdpa kernels, so the CPU count is a GPU's count.
 CPU_SDPA = {
     aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *a, **kw: sdpa_flop_count(q, k, v),
-    aten._scaled_dot_product_flash_attention_for_cpu_backward:
-        lambda g, q, k, v, *a, **kw: sdpa_backward_flop_count(g, q, k, v),
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: lambda g, q, k, v, *a, **kw: sdpa_backward_flop_count(g, q, k, v),
 }
 
 
@@ -52,8 +52,9 @@ def _vit_feats(model, images: torch.Tensor) -> torch.Tensor:
 
 def _qformer(model, qformer, feats: torch.Tensor) -> torch.Tensor:
     atts = torch.ones(feats.shape[:-1], dtype=torch.long)
-    return qformer(query_embeds=model.query_tokens.expand(feats.shape[0], -1, -1), encoder_hidden_states=feats,
-                   encoder_attention_mask=atts).last_hidden_state
+    return qformer(
+        query_embeds=model.query_tokens.expand(feats.shape[0], -1, -1), encoder_hidden_states=feats, encoder_attention_mask=atts
+    ).last_hidden_state
 
 
 def _like(model, **changes) -> SimpleNamespace:
@@ -68,12 +69,10 @@ def test_vit_forward(model):
     assert fc.get_total_flops() == 2 * flops.vit_flops(model)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"cross_attention_frequency": 1},
-                                       {"num_hidden_layers": 3, "cross_attention_frequency": 2}])
+@pytest.mark.parametrize("overrides", [{}, {"cross_attention_frequency": 1}, {"num_hidden_layers": 3, "cross_attention_frequency": 2}])
 def test_qformer_forward(model, overrides):
     feats = _vit_feats(model, _images(2))
-    qformer = model.qformer if not overrides else Blip2QFormerModel(
-        qformer_config(feats.shape[-1], {**TINY_QFORMER, **overrides})).eval()
+    qformer = model.qformer if not overrides else Blip2QFormerModel(qformer_config(feats.shape[-1], {**TINY_QFORMER, **overrides})).eval()
     with counter() as fc, torch.no_grad():
         _qformer(model, qformer, feats)
     assert fc.get_total_flops() == 2 * flops.qformer_flops(_like(model, qformer=qformer))
@@ -83,8 +82,11 @@ def test_qformer_forward(model, overrides):
 def test_llm_forward(model, seq_len):
     llm = model.llama_model
     with counter() as fc, torch.no_grad():
-        llm(inputs_embeds=torch.randn(2, seq_len, llm.config.hidden_size),
-            attention_mask=torch.ones(2, seq_len, dtype=torch.long), use_cache=False)
+        llm(
+            inputs_embeds=torch.randn(2, seq_len, llm.config.hidden_size),
+            attention_mask=torch.ones(2, seq_len, dtype=torch.long),
+            use_cache=False,
+        )
     assert fc.get_total_flops() == 2 * flops.llm_flops(llm.config, seq_len)
 
 
@@ -95,8 +97,12 @@ def test_llm_backward_is_activation_only(model, attn):
     llm.set_attn_implementation(attn)
     try:
         with counter() as fc:
-            loss = llm(inputs_embeds=embeds, attention_mask=torch.ones(2, seq_len, dtype=torch.long),
-                       labels=torch.randint(0, 50, (2, seq_len)), use_cache=False).loss
+            loss = llm(
+                inputs_embeds=embeds,
+                attention_mask=torch.ones(2, seq_len, dtype=torch.long),
+                labels=torch.randint(0, 50, (2, seq_len)),
+                use_cache=False,
+            ).loss
             forward = fc.get_total_flops()
             loss.backward()
         expected = flops.llm_backward_flops(llm.config, seq_len)  # reads the attention implementation
@@ -125,13 +131,10 @@ def test_train_sample(model, cut):
                 if cut == "vit":
                     with torch.no_grad():
                         queries = _qformer(model, model.qformer, feats)
-                embeds, mask, labels = model.assemble(model.llama_proj(queries), samples["instruction_input"],
-                                                      samples["answer"])
-                model.llama_model(inputs_embeds=embeds, attention_mask=mask, labels=labels,
-                                  use_cache=False).loss.backward()
+                embeds, mask, labels = model.assemble(model.llama_proj(queries), samples["instruction_input"], samples["answer"])
+                model.llama_model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss.backward()
         seq_len = model.assemble(queries, samples["instruction_input"], samples["answer"])[0].shape[1]
-        assert sorted(n for n, p in model.named_parameters() if p.grad is not None) == \
-            ["llama_proj.bias", "llama_proj.weight"]
+        assert sorted(n for n, p in model.named_parameters() if p.grad is not None) == ["llama_proj.bias", "llama_proj.weight"]
     finally:
         model.zero_grad(set_to_none=True)
         model.eval()
@@ -148,9 +151,13 @@ def test_full_size_training_sample_on_meta():
     meta device. There sdpa runs its math path (4 backward matmuls), so the LLM uses eager attention."""
     with torch.device("meta"):
         vit = build_vision_encoder(vision_config(224)).eval()
-        m = SimpleNamespace(visual_encoder=vit, qformer=Blip2QFormerModel(qformer_config(1408)).eval(),
-                            query_tokens=torch.zeros(1, 32, 768), llama_proj=torch.nn.Linear(768, 4096),
-                            llama_model=LlamaForCausalLM(LlamaConfig(**VICUNA7B_LLM)).requires_grad_(False).eval())
+        m = SimpleNamespace(
+            visual_encoder=vit,
+            qformer=Blip2QFormerModel(qformer_config(1408)).eval(),
+            query_tokens=torch.zeros(1, 32, 768),
+            llama_proj=torch.nn.Linear(768, 4096),
+            llama_model=LlamaForCausalLM(LlamaConfig(**VICUNA7B_LLM)).requires_grad_(False).eval(),
+        )
         m.llama_model.set_attn_implementation("eager")
         with FlopCounterMode(display=False) as fc:
             with torch.no_grad():  # no 2D masks: their all-ones checks would read meta tensors
@@ -158,8 +165,9 @@ def test_full_size_training_sample_on_meta():
                 queries = m.qformer(query_embeds=m.query_tokens, encoder_hidden_states=feats).last_hidden_state
             embeds = torch.cat([m.llama_proj(queries), torch.zeros(1, 75 - 32, 4096)], dim=1)
             mask = torch.ones(1, 1, 75, 75, dtype=torch.bool).tril()
-            m.llama_model(inputs_embeds=embeds, attention_mask=mask, labels=torch.zeros(1, 75, dtype=torch.long),
-                          use_cache=False).loss.backward()
+            m.llama_model(
+                inputs_embeds=embeds, attention_mask=mask, labels=torch.zeros(1, 75, dtype=torch.long), use_cache=False
+            ).loss.backward()
     assert fc.get_total_flops() == flops.train_flops_per_sample(m, 75) == 2_524_840_352_256
     assert flops.vit_flops(m) == 520_719_260_160
     assert flops.qformer_flops(m) == 12_747_866_112
@@ -178,12 +186,23 @@ def test_cut_and_frozen_checks(model):
         flops.train_flops_per_sample(_like(model, frozen={"qformer": False}), 10, None)
 
 
-@pytest.mark.parametrize("name, peak", [
-    ("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H200", 989e12),
-    ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A10", 125e12), ("NVIDIA L4", 121e12), ("NVIDIA L40S", 362e12),
-    ("NVIDIA L40", None), ("NVIDIA GeForce RTX 4090", 165e12), ("Tesla V100-SXM2-16GB", 125e12),
-    ("Tesla T4", 65e12), ("NVIDIA GeForce GTX 1080", None),
-])
+@pytest.mark.parametrize(
+    "name, peak",
+    [
+        ("NVIDIA H100 80GB HBM3", 989e12),
+        ("NVIDIA H100 PCIe", 756e12),
+        ("NVIDIA H200", 989e12),
+        ("NVIDIA A100-SXM4-80GB", 312e12),
+        ("NVIDIA A10", 125e12),
+        ("NVIDIA L4", 121e12),
+        ("NVIDIA L40S", 362e12),
+        ("NVIDIA L40", None),
+        ("NVIDIA GeForce RTX 4090", 165e12),
+        ("Tesla V100-SXM2-16GB", 125e12),
+        ("Tesla T4", 65e12),
+        ("NVIDIA GeForce GTX 1080", None),
+    ],
+)
 def test_peak_flops_table(monkeypatch, name, peak):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
     assert flops.peak_flops_per_s(torch.device("cuda")) == peak

@@ -1,5 +1,6 @@
 """Length-grouped training batches (run.group_by_length) on real Flickr30k caption lengths: little
 padding, the same global batches on every rank, seeded, resumable."""
+
 import json
 from pathlib import Path
 
@@ -20,8 +21,9 @@ def lengths() -> list[int]:
 def _rank_batches(lengths, world, batch, grouped, data_pass=0, skip=0):
     out = []
     for rank in range(world):
-        s = ResumableDistributedSampler(range(len(lengths)), world, rank, seed=42,
-                                        lengths=(lambda p: lengths) if grouped else None, batch_size=batch)
+        s = ResumableDistributedSampler(
+            range(len(lengths)), world, rank, seed=42, lengths=(lambda p: lengths) if grouped else None, batch_size=batch
+        )
         s.set_epoch(data_pass)
         s.skip = skip
         order = list(s)
@@ -56,8 +58,11 @@ def test_grouped_order_is_seeded_shared_by_ranks_and_resumable(lengths):
     a = _rank_batches(lengths, 2, 6, grouped=True, data_pass=3)
     assert a == _rank_batches(lengths, 2, 6, grouped=True, data_pass=3)  # a pure function of seed and pass
     assert a != _rank_batches(lengths, 2, 6, grouped=True, data_pass=4)  # reshuffled each pass
-    spread = lambda per_rank: sum(max(lengths[i] for b in step for i in b) - min(lengths[i] for b in step for i in b)  # noqa: E731
-                                  for step in zip(*per_rank)) / len(per_rank[0])
+
+    def spread(per_rank):
+        steps = list(zip(*per_rank))
+        return sum(max(lengths[i] for b in s for i in b) - min(lengths[i] for b in s for i in b) for s in steps) / len(steps)
+
     assert spread(a) < spread(_rank_batches(lengths, 2, 6, grouped=False)) / 5  # ranks share one length group
     resumed = _rank_batches(lengths, 2, 6, grouped=True, data_pass=3, skip=6 * 10)
     assert [r[:5] for r in resumed] == [r[10:15] for r in a]  # resume mid-pass: the same next batches
@@ -99,11 +104,19 @@ def test_dataset_lengths_follow_the_items_draws(sampling):
     from minigpt4.datasets.records import CaptionRecord
 
     refs = json.loads(DATA.read_text())[:6]
-    records = [CaptionRecord(image=DATA.with_name("flickr_1000268201.jpg").name, image_id=str(i),
-                             captions=tuple(r["captions"])) for i, r in enumerate(refs)]
-    data = CaptionTrainDataset(records, DATA.parent, lambda im, g=None: 0, lambda s: s,
-                               ["<ImageHere> Describe it.", "<ImageHere> What is in this picture?"],
-                               caption_sampling=sampling, seed=3)
+    records = [
+        CaptionRecord(image=DATA.with_name("flickr_1000268201.jpg").name, image_id=str(i), captions=tuple(r["captions"]))
+        for i, r in enumerate(refs)
+    ]
+    data = CaptionTrainDataset(
+        records,
+        DATA.parent,
+        lambda im, g=None: 0,
+        lambda s: s,
+        ["<ImageHere> Describe it.", "<ImageHere> What is in this picture?"],
+        caption_sampling=sampling,
+        seed=3,
+    )
     for data_pass in (0, 5):
         data.set_epoch(data_pass)
         items = [data[i] for i in range(len(data))]

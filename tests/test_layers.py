@@ -1,5 +1,6 @@
 """The package layout is the architecture: every product module imports only from its own layer or
 the ones below it, and never the test helpers (``minigpt4.testing``) or the demo (``minigpt4.quickstart``)."""
+
 from __future__ import annotations
 
 import ast
@@ -17,9 +18,14 @@ LAYERS = [
     ("minigpt4.config", "minigpt4.run_dir"),
     ("minigpt4.processors",),
     ("minigpt4.datasets", "minigpt4.models", "minigpt4.features"),
-    ("minigpt4.evaluation.scoring", "minigpt4.evaluation.generation", "minigpt4.evaluation.plot",
-     "minigpt4.evaluation.fingerprint",
-     "minigpt4.evaluation.summary", "minigpt4.evaluation.report"),
+    (
+        "minigpt4.evaluation.scoring",
+        "minigpt4.evaluation.generation",
+        "minigpt4.evaluation.plot",
+        "minigpt4.evaluation.fingerprint",
+        "minigpt4.evaluation.summary",
+        "minigpt4.evaluation.report",
+    ),
     ("minigpt4.tasks",),
     ("minigpt4.training", "minigpt4.evaluation.job", "minigpt4.evaluation"),
     ("minigpt4.cli", "minigpt4"),
@@ -94,9 +100,11 @@ def test_product_modules_import_only_downwards():
 
 def test_importing_every_product_module_loads_no_test_or_demo_code():
     names = sorted(product_modules())
-    code = (f"import importlib, sys\nfor m in {names!r}:\n    importlib.import_module(m)\n"
-            f"bad = sorted(m for m in sys.modules if m.startswith({NOT_PRODUCT!r}))\n"
-            "assert not bad, bad\nprint(len(" + repr(names) + "))")
+    code = (
+        f"import importlib, sys\nfor m in {names!r}:\n    importlib.import_module(m)\n"
+        f"bad = sorted(m for m in sys.modules if m.startswith({NOT_PRODUCT!r}))\n"
+        "assert not bad, bad\nprint(len(" + repr(names) + "))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert int(out.stdout.split()[-1]) == len(names) > 40

@@ -3,6 +3,7 @@ Llama-2 variant on cc_sbu_align data with torchrun on 2 CPU ranks, with LoRA ada
 MiniGPT-v2 adds them (``model.lora``, gradient checkpointing on), then ``evaluate.sh`` scores the run
 with the official Llama-2 eval config on Flickr30k, taking the adapter settings from the run. Sizes,
 device and step counts come as --options: the tiny stack is not the official size."""
+
 import json
 import shutil
 import sys
@@ -12,8 +13,14 @@ import torch
 from conftest import REPO, run_dirs, run_ok
 from test_official_configs import edit_paths
 
-TINY_VIT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "patch_size": 14, "initializer_range": 0.02}
+TINY_VIT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "patch_size": 14,
+    "initializer_range": 0.02,
+}
 SIZE_OPTIONS = ["model.image_size=56", *(f"model.vit_config.{k}={v}" for k, v in TINY_VIT.items())]
 
 
@@ -34,16 +41,44 @@ def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_st
     storage = cc_sbu_align_sample(synthetic_flickr, tmp_path / "cc_sbu_align")
     out = tmp_path / "output"
     stage1 = tiny_llama2_stack["ckpt"]
-    model_paths = {"model.llama_model": tiny_llama2_stack["llama_model"], "model.vit_ckpt": tiny_llama2_stack["vit_ckpt"],
-                   "model.ckpt": stage1}
-    train_cfg = edit_paths("minigpt4_llama2_stage2_finetune.yaml", tmp_path, {
-        **model_paths, "datasets.cc_sbu_align.build_info.storage": str(storage), "run.output_dir": str(out)})
-    proc = run_ok([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "train.py",
-                   "--cfg-path", train_cfg, "--options", *SIZE_OPTIONS,
-                   "datasets.cc_sbu_align.vis_processor.train.image_size=56", "run.device=cpu", "run.num_workers=0",
-                   "run.iters_per_epoch=3", "run.max_epoch=2", "run.warmup_steps=2", "run.init_lr=1e-3",
-                   "run.log_freq=3", f"run.feature_cache={tmp_path / 'features'}", "model.lora.r=4",
-                   "model.llm_grad_checkpoint=true", "run.wandb_mode=offline"], timeout=400)
+    model_paths = {
+        "model.llama_model": tiny_llama2_stack["llama_model"],
+        "model.vit_ckpt": tiny_llama2_stack["vit_ckpt"],
+        "model.ckpt": stage1,
+    }
+    train_cfg = edit_paths(
+        "minigpt4_llama2_stage2_finetune.yaml",
+        tmp_path,
+        {**model_paths, "datasets.cc_sbu_align.build_info.storage": str(storage), "run.output_dir": str(out)},
+    )
+    proc = run_ok(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "train.py",
+            "--cfg-path",
+            train_cfg,
+            "--options",
+            *SIZE_OPTIONS,
+            "datasets.cc_sbu_align.vis_processor.train.image_size=56",
+            "run.device=cpu",
+            "run.num_workers=0",
+            "run.iters_per_epoch=3",
+            "run.max_epoch=2",
+            "run.warmup_steps=2",
+            "run.init_lr=1e-3",
+            "run.log_freq=3",
+            f"run.feature_cache={tmp_path / 'features'}",
+            "model.lora.r=4",
+            "model.llm_grad_checkpoint=true",
+            "run.wandb_mode=offline",
+        ],
+        timeout=400,
+    )
     log = proc.stdout + proc.stderr
     assert "'pretrain_llama2' is the official name of 'llama2'" in log
     for key in ("run.world_size", "run.dist_url", "datasets.cc_sbu_align.text_processor"):
@@ -61,12 +96,25 @@ def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_st
     assert len(ckpt) == 10 and sum(".lora_B." in k and v.abs().sum() > 0 for k, v in ckpt.items()) == 4
 
     eval_cfg = edit_paths("minigpt4_llama2_eval.yaml", tmp_path, model_paths)
-    proc = run_ok(["bash", REPO / "evaluate.sh", run, "--cfg-path", eval_cfg, "--options", *SIZE_OPTIONS,
-                   f"evaluation_datasets.flickr30k_eval.build_info.ann_path={synthetic_flickr}",
-                   f"evaluation_datasets.flickr30k_eval.build_info.image_path={synthetic_flickr / 'flickr30k-images'}",
-                   "evaluation_datasets.flickr30k_eval.vis_processor.eval.image_size=56", "run.device=cpu",
-                   "run.max_new_tokens=8", "run.num_workers=0", f"run.feature_cache={tmp_path / 'features'}"],
-                  timeout=400)
+    proc = run_ok(
+        [
+            "bash",
+            REPO / "evaluate.sh",
+            run,
+            "--cfg-path",
+            eval_cfg,
+            "--options",
+            *SIZE_OPTIONS,
+            f"evaluation_datasets.flickr30k_eval.build_info.ann_path={synthetic_flickr}",
+            f"evaluation_datasets.flickr30k_eval.build_info.image_path={synthetic_flickr / 'flickr30k-images'}",
+            "evaluation_datasets.flickr30k_eval.vis_processor.eval.image_size=56",
+            "run.device=cpu",
+            "run.max_new_tokens=8",
+            "run.num_workers=0",
+            f"run.feature_cache={tmp_path / 'features'}",
+        ],
+        timeout=400,
+    )
     log = proc.stdout + proc.stderr
     assert "low_resource: true loads the LLM in 8-bit on a GPU, but this process runs on cpu" in log
     assert "not used by the evaluation" in log

@@ -2,6 +2,7 @@
 files: ``llama_proj(view(ln_vision(ViT(x))[:, 1:], B, N/4, 4W))`` with a default-initialised
 ``ln_vision``; the ``[INST]`` template with ``</s>`` supervised, generation stopping at EOS; and
 checkpoints of the wrong variant named."""
+
 import logging
 
 import pytest
@@ -57,8 +58,7 @@ def test_four_consecutive_patches_of_a_row_make_one_token(llama2):
     assert tokens[0].view(4, 4, 64)[:, :, 0].tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]
 
 
-def test_ln_vision_keeps_its_default_init_and_the_blip2_file_is_ignored(tiny_llama2_stack, tiny_stack, tmp_path,
-                                                                      caplog):
+def test_ln_vision_keeps_its_default_init_and_the_blip2_file_is_ignored(tiny_llama2_stack, tiny_stack, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="minigpt4"):
         m = _build(tmp_path, tiny_llama2_stack, q_former_model=tiny_stack["q_former_model"])
     ln = m.visual_encoder.post_layernorm
@@ -80,7 +80,7 @@ def test_inst_template_supervises_eos_as_the_official_tokenisation(llama2):
     assert answer[-1] == tok.eos_token_id
     n_prompt = 1 + len(before) + 4 + len(after)
     assert labels[0].tolist() == [-100] * n_prompt + answer and mask.sum() == n_prompt + len(answer)
-    text = embeds[0, 1 + len(before) + 4:]
+    text = embeds[0, 1 + len(before) + 4 :]
     assert torch.equal(text, llama2.llama_model.get_input_embeddings()(torch.tensor(after + answer)))
 
 
@@ -104,8 +104,11 @@ def test_generation_stops_at_eos(tiny_llama2_stack, tmp_path):
 
 
 def test_a_checkpoint_of_another_variant_names_both_shapes_and_the_variant(llama2, tiny_stack):
-    with pytest.raises(WeightsError, match=r"llama_proj\.weight has shape \(64, 64\) but the model expects "
-                                           r"\(64, 256\).*this model's is 256 -> 64 \(4 ViT patches"):
+    with pytest.raises(
+        WeightsError,
+        match=r"llama_proj\.weight has shape \(64, 64\) but the model expects "
+        r"\(64, 256\).*this model's is 256 -> 64 \(4 ViT patches",
+    ):
         llama2.load_checkpoint(tiny_stack["ckpt"], check_only=True)  # a Q-Former checkpoint
     hint = llama2._variant_hint((4096, 5632))
     assert "5632 -> 4096, as in MiniGPT-4 Llama-2-7b-chat-hf (model_type llama2, pretrained_minigpt4_llama2_7b.pth)" in hint

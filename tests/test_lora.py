@@ -1,6 +1,7 @@
 """LoRA adapters on the frozen LLM (``model.lora``): the config's checks, what trains and what a
 checkpoint holds, exact resume, gradient checkpointing, the export to a merged Hugging Face LLM, and
 how an evaluation gets a LoRA run's settings. (2 torchrun ranks + evaluate.sh: test_llama2_e2e.py.)"""
+
 from __future__ import annotations
 
 import pytest
@@ -27,8 +28,9 @@ INSTRUCTION = "<Img><ImageHere></Img> Describe this image."
 
 
 def model_cfg(stack, tmp_path, name="m.yaml", **overrides):
-    return load_model_config(write_yaml(tmp_path / name, {"custom_imports": ["minigpt4.testing"],
-                                                          "model": tiny_model_section(stack, ckpt=None, **overrides)}))
+    return load_model_config(
+        write_yaml(tmp_path / name, {"custom_imports": ["minigpt4.testing"], "model": tiny_model_section(stack, ckpt=None, **overrides)})
+    )
 
 
 def images(n=3, seed=0):
@@ -42,21 +44,32 @@ def adapter_names(model):
 def test_lora_settings_default_to_minigpt_v2_and_bad_ones_are_refused(tiny_stack, tmp_path):
     assert model_cfg(tiny_stack, tmp_path).lora is None  # projection only unless asked
     assert OmegaConf.to_container(model_cfg(tiny_stack, tmp_path, lora={}).lora) == {
-        "r": 64, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
+        "r": 64,
+        "alpha": 16,
+        "dropout": 0.05,
+        "target_modules": ["q_proj", "v_proj"],
+    }
     assert model_cfg(tiny_stack, tmp_path, lora={"r": 8}).lora.alpha == 16
 
     with pytest.raises(ConfigError) as e:
         model_cfg(tiny_stack, tmp_path, "bad.yaml", lora={"target_modules": ["q_proj", "qproj"]})
-    assert (f"model.lora.target_modules in {tmp_path / 'bad.yaml'}: 'qproj' matches no linear module of the LLM "
-            "(LlamaForCausalLM); its linear modules are: down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, "
-            "up_proj, v_proj") in str(e.value)
+    assert (
+        f"model.lora.target_modules in {tmp_path / 'bad.yaml'}: 'qproj' matches no linear module of the LLM "
+        "(LlamaForCausalLM); its linear modules are: down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, "
+        "up_proj, v_proj"
+    ) in str(e.value)
     with pytest.raises(ConfigError, match=r"model.lora in .*: LoRA adapts a frozen LLM, but model.freeze_llm is false"):
         model_cfg(tiny_stack, tmp_path, lora={}, freeze_llm=False)
     with pytest.raises(ConfigError) as e:
         model_cfg(tiny_stack, tmp_path, lora={"r": 0, "dropout": 1.5, "rank": 4})
-    for text in ("model.lora.r in", "expected a value >= 1, got 0", "model.lora.dropout in",
-                 "expected a dropout probability in [0, 1), got 1.5", "model.lora.rank in",
-                 "Allowed keys: alpha, dropout, r, target_modules"):
+    for text in (
+        "model.lora.r in",
+        "expected a value >= 1, got 0",
+        "model.lora.dropout in",
+        "expected a dropout probability in [0, 1), got 1.5",
+        "model.lora.rank in",
+        "Allowed keys: alpha, dropout, r, target_modules",
+    ):
         assert text in str(e.value)
 
 
@@ -68,15 +81,19 @@ def test_fresh_adapters_leave_the_model_as_it_was_and_only_they_and_llama_proj_t
     layers = range(2)
     assert adapter_names(adapted) == sorted(
         f"llama_model.base_model.model.model.layers.{i}.self_attn.{m}.lora_{ab}.default.weight"
-        for i in layers for m in ("q_proj", "v_proj") for ab in "AB")
+        for i in layers
+        for m in ("q_proj", "v_proj")
+        for ab in "AB"
+    )
     assert {n for n, p in adapted.named_parameters() if p.requires_grad} - set(adapter_names(adapted)) == {
-        "llama_proj.weight", "llama_proj.bias"}
+        "llama_proj.weight",
+        "llama_proj.bias",
+    }
     batch = {"image": images(2), "instruction_input": [INSTRUCTION] * 2, "answer": ["a red circle", "a blue square"]}
     assert torch.equal(plain(batch)["loss"], adapted(batch)["loss"])  # lora_B starts at zero
     assert plain.generate(images(), [INSTRUCTION] * 3, 6) == adapted.generate(images(), [INSTRUCTION] * 3, 6)
     again = minigpt4.build_model(model_cfg(tiny_stack, tmp_path, lora=LORA))  # lora_A from a fixed seed
-    assert all(torch.equal(a, b) for a, b in zip(adapted.trainable_state_dict().values(),
-                                                 again.trainable_state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(adapted.trainable_state_dict().values(), again.trainable_state_dict().values()))
 
 
 def test_llm_grad_checkpoint_recomputes_each_layer_and_gives_the_same_gradients(tiny_stack, tmp_path):
@@ -103,13 +120,19 @@ def _train(cfg, run_dir):
     info = du.init_distributed("cpu")
     setup_logger(0)
     task = TASKS.build(cfg.run.task, cfg.run)
-    runner = RUNNERS.build(cfg.run.runner, cfg, task=task, model=minigpt4.build_model(cfg.model),
-                           datasets=task.build_datasets(cfg.datasets), run_dir=run_dir, dist_info=info)
+    runner = RUNNERS.build(
+        cfg.run.runner,
+        cfg,
+        task=task,
+        model=minigpt4.build_model(cfg.model),
+        datasets=task.build_datasets(cfg.datasets),
+        run_dir=run_dir,
+        dist_info=info,
+    )
     return runner, runner.train()
 
 
-def test_a_lora_checkpoint_holds_projection_and_adapters_and_resumes_bit_identical(tiny_stack, synthetic_flickr,
-                                                                                  tmp_path):
+def test_a_lora_checkpoint_holds_projection_and_adapters_and_resumes_bit_identical(tiny_stack, synthetic_flickr, tmp_path):
     """Training with the feature cache: the checkpoint is llama_proj + adapters only (kilobytes against
     the LLM's weights), the LLM's own weights do not move, and stopping after epoch 0 then resuming
     ends with exactly the weights of the uninterrupted run (the adapters' dropout RNG included)."""
@@ -121,8 +144,9 @@ def test_a_lora_checkpoint_holds_projection_and_adapters_and_resumes_bit_identic
     ckpt = load_checkpoint(tmp_path / "reference" / "checkpoint_1.pth")
     assert sorted(ckpt["model"]) == sorted(["llama_proj.weight", "llama_proj.bias", *adapter_names(model)])
     assert all(ckpt["model"][n].abs().sum() > 0 for n in adapter_names(model) if ".lora_B." in n)  # they trained
-    llm_bytes = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if not p.requires_grad
-                    and n.startswith("llama_model."))
+    llm_bytes = sum(
+        p.numel() * p.element_size() for n, p in model.named_parameters() if not p.requires_grad and n.startswith("llama_model.")
+    )
     weights = sum(v.numel() * v.element_size() for v in ckpt["model"].values())
     assert weights == (4160 + 2048) * 4 and weights < llm_bytes / 10
     base = load_file(f"{tiny_stack['llama_model']}/model.safetensors")
@@ -181,8 +205,11 @@ def test_export_merges_the_adapters_into_a_plain_llm_with_the_same_captions(tiny
 def test_a_checkpoint_with_adapters_on_a_model_without_them_says_what_to_do(tiny_stack, tmp_path):
     _, _, ckpt = _adapted_checkpoint(tiny_stack, tmp_path)
     plain = minigpt4.build_model(model_cfg(tiny_stack, tmp_path))
-    with pytest.raises(WeightsError, match=r"holds LoRA adapters \(r=4 on q_proj, v_proj\) but this model has none: "
-                                           r"set model.lora as in its training run"):
+    with pytest.raises(
+        WeightsError,
+        match=r"holds LoRA adapters \(r=4 on q_proj, v_proj\) but this model has none: "
+        r"set model.lora as in its training run",
+    ):
         plain.load_checkpoint(ckpt)
 
 
@@ -208,8 +235,10 @@ def test_an_evaluation_takes_the_runs_lora_and_refuses_another(tiny_stack, tmp_p
     assert settings(taken)["model"]["lora"] == LORA  # a LoRA eval never shares results with a projection-only one
 
 
-@pytest.mark.parametrize("size, trainable", [("vicuna-7b", 3_149_824 + 33_554_432), ("vicuna-13b", 3_937_280 + 52_428_800),
-                                             ("llama2-7b", 23_072_768 + 33_554_432)])
+@pytest.mark.parametrize(
+    "size, trainable",
+    [("vicuna-7b", 3_149_824 + 33_554_432), ("vicuna-13b", 3_937_280 + 52_428_800), ("llama2-7b", 23_072_768 + 33_554_432)],
+)
 def test_memory_estimate_counts_the_official_sizes_with_minigpt_v2_adapters(size, trainable):
     """MiniGPT4 with r 64 adapters on q_proj and v_proj at each official size, on the meta device."""
     from minigpt4.benchmarks.memory import static_bytes
@@ -238,11 +267,14 @@ def test_activation_bytes_are_what_autograd_keeps(tiny_stack):
 
 
 def test_export_of_a_projection_only_checkpoint_writes_the_projection_only(tiny_stack, tmp_path):
-    cfg_path = write_yaml(tmp_path / "run.yaml", {"custom_imports": ["minigpt4.testing"],
-                                                  "model": tiny_model_section(tiny_stack, ckpt=None)})
+    cfg_path = write_yaml(
+        tmp_path / "run.yaml", {"custom_imports": ["minigpt4.testing"], "model": tiny_model_section(tiny_stack, ckpt=None)}
+    )
     written = export_job.export(cfg_path, tiny_stack["ckpt"], tmp_path / "out")
     assert sorted(written) == ["model_yaml", "projection"] and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "llama_proj.pth", "model.yaml"]
+        "llama_proj.pth",
+        "model.yaml",
+    ]
     exported = load_model_config(written["model_yaml"])
     assert exported.llama_model == tiny_stack["llama_model"] and exported.ckpt == str(written["projection"])
     original = torch.load(tiny_stack["ckpt"], weights_only=True)["model"]

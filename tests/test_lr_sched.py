@@ -1,4 +1,5 @@
 """The lr schedules: values at chosen global steps equal spec section 9's formula."""
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,7 @@ def test_flickr_defaults_at_chosen_steps():
 
 def test_warmup_uses_the_global_step_across_epochs():
     """warmup_steps > iters_per_epoch: epoch 1 continues the warmup (the original restarted it)."""
-    sched = LR_SCHEDULERS.get("linear_warmup_cosine_lr").from_config(
-        _run(iters_per_epoch=10, max_epoch=4, warmup_steps=25), _optimizer())
+    sched = LR_SCHEDULERS.get("linear_warmup_cosine_lr").from_config(_run(iters_per_epoch=10, max_epoch=4, warmup_steps=25), _optimizer())
     for epoch in range(4):
         for step in range(10):
             t = epoch * 10 + step

@@ -1,4 +1,5 @@
 """The MiniGPT-4 model on the tiny stack: freezing, labels, loss, training signal, generation."""
+
 import logging
 
 import pytest
@@ -28,8 +29,7 @@ def test_only_llama_proj_trains_and_frozen_parts_stay_eval(model):
     for part in (model.visual_encoder, model.qformer, model.llama_model):
         assert not part.training and not any(m.training for m in part.modules())
     model.zero_grad(set_to_none=True)
-    model({"image": _images(2), "instruction_input": [INSTR, INSTR2], "answer": ["a red circle", "two squares"]})[
-        "loss"].backward()
+    model({"image": _images(2), "instruction_input": [INSTR, INSTR2], "answer": ["a red circle", "two squares"]})["loss"].backward()
     with_grad = sorted(n for n, p in model.named_parameters() if p.grad is not None)
     assert with_grad == ["llama_proj.bias", "llama_proj.weight"]
     assert model.query_tokens.grad is None
@@ -45,8 +45,7 @@ def test_labels_are_exactly_the_answer_and_end_sym(model):
     n_img = img.shape[1]
     for i, (instr, ans) in enumerate(zip([INSTR, INSTR2], answers)):
         before, after = model.template.split(instr)
-        n_prompt = 1 + len(tok(before, add_special_tokens=False).input_ids) + n_img + \
-            len(tok(after, add_special_tokens=False).input_ids)
+        n_prompt = 1 + len(tok(before, add_special_tokens=False).input_ids) + n_img + len(tok(after, add_special_tokens=False).input_ids)
         ans_ids = tok(ans, add_special_tokens=False).input_ids + model.end_ids
         n = n_prompt + len(ans_ids)
         assert (labels[i, :n_prompt] == -100).all()
@@ -64,7 +63,7 @@ def test_labels_are_exactly_the_answer_and_end_sym(model):
 def test_truncation_keeps_end_sym(model):
     long = " ".join(["red"] * 200)
     ids = model.answer_ids(long)
-    assert len(ids) == model.max_txt_len and ids[-len(model.end_ids):] == model.end_ids
+    assert len(ids) == model.max_txt_len and ids[-len(model.end_ids) :] == model.end_ids
 
 
 def test_train_and_eval_prompt_prefix_identical(model):
@@ -76,8 +75,11 @@ def test_train_and_eval_prompt_prefix_identical(model):
 
 
 def test_few_steps_lower_the_loss(model):
-    batch = {"image": _images(4, seed=1), "instruction_input": [INSTR] * 4,
-             "answer": ["a red circle", "a blue square", "two green triangles", "a white star"]}
+    batch = {
+        "image": _images(4, seed=1),
+        "instruction_input": [INSTR] * 4,
+        "answer": ["a red circle", "a blue square", "two green triangles", "a white star"],
+    }
     proj0 = {k: v.clone() for k, v in model.llama_proj.state_dict().items()}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
@@ -108,7 +110,7 @@ def test_generate_stops_at_end_sym_and_respects_max_new_tokens(tiny_stack, tmp_p
     for s in short:
         assert len(m.llama_tokenizer(s, add_special_tokens=False).input_ids) <= 2 and "###" not in s
     # batched = one by one (left padding is masked correctly)
-    assert [m.generate(images[i:i + 1], [ins])[0] for i, ins in enumerate([INSTR, INSTR2])] == out
+    assert [m.generate(images[i : i + 1], [ins])[0] for i, ins in enumerate([INSTR, INSTR2])] == out
     beams = m.generate(images, [INSTR, INSTR2], max_new_tokens=30, num_beams=2)
     assert beams == ["a red circle", "a red circle"]
 
@@ -134,8 +136,7 @@ def test_fresh_projection_is_the_same_in_every_build(tiny_stack, tmp_path):
 
 @pytest.mark.parametrize("grad_checkpoint", [False, True])
 def test_unfrozen_vit_gets_gradients_through_a_frozen_qformer(tiny_stack, tmp_path, grad_checkpoint):
-    path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(
-        tiny_stack, freeze_vit=False, use_grad_checkpoint=grad_checkpoint)})
+    path = write_yaml(tmp_path / "m.yaml", {"model": tiny_model_section(tiny_stack, freeze_vit=False, use_grad_checkpoint=grad_checkpoint)})
     m = minigpt4.build_model(minigpt4.load_config(path).model)
     m.train()
     assert m.visual_encoder.training and not m.qformer.training
@@ -173,8 +174,7 @@ def test_an_8bit_llm_stays_where_it_is_and_image_embeddings_follow_it(tiny_cfg_p
     model.place("cpu")
     assert model.llama_model.get_input_embeddings().weight.device.type == "meta"
     assert {p.device.type for n, p in model.named_parameters() if not n.startswith("llama_model.")} == {"cpu"}
-    embeds, atts = model.encode_img(torch.randn(2, 3, model.visual_encoder.config.image_size,
-                                                model.visual_encoder.config.image_size))
+    embeds, atts = model.encode_img(torch.randn(2, 3, model.visual_encoder.config.image_size, model.visual_encoder.config.image_size))
     assert embeds.device.type == atts.device.type == "meta"
     inputs, mask, labels = model.assemble(embeds, [model.instructions[0]] * 2, ["a dog", "a cat"])
     assert inputs.device.type == mask.device.type == labels.device.type == "meta"

@@ -1,5 +1,6 @@
 """prepare_flickr30k: per-split files in CSV order, 5 separate captions, byte-identical reruns,
 Karpathy JSON equivalence, image checks, and a clear error (file + line) for each bad input."""
+
 import json
 import shutil
 import subprocess
@@ -37,11 +38,18 @@ def _karpathy_from_csv(df: pd.DataFrame, path: Path, restval_first_train: bool =
         if restval_first_train and split == "train" and not done:
             split, done = "restval", True
         sentids = json.loads(row["sentids"])
-        images.append({
-            "filename": row["filename"], "imgid": int(row["img_id"]), "split": split, "sentids": sentids,
-            "sentences": [{"raw": c, "tokens": c.lower().split(), "imgid": int(row["img_id"]), "sentid": s}
-                          for c, s in zip(json.loads(row["raw"]), sentids)],
-        })
+        images.append(
+            {
+                "filename": row["filename"],
+                "imgid": int(row["img_id"]),
+                "split": split,
+                "sentids": sentids,
+                "sentences": [
+                    {"raw": c, "tokens": c.lower().split(), "imgid": int(row["img_id"]), "sentid": s}
+                    for c, s in zip(json.loads(row["raw"]), sentids)
+                ],
+            }
+        )
     path.write_text(json.dumps({"images": images, "dataset": "flickr30k"}))
     return path
 
@@ -67,8 +75,7 @@ def test_splits_order_and_separate_captions(sample, tmp_path):
         assert len(records) == len(rows) == summary.rows[split]
         assert [r["image"] for r in records] == rows["filename"].tolist()  # CSV order
         for rec, (_, row) in zip(records, rows.iterrows()):
-            assert rec == {"image": row["filename"], "image_id": Path(row["filename"]).stem,
-                           "captions": json.loads(row["raw"])}
+            assert rec == {"image": row["filename"], "image_id": Path(row["filename"]).stem, "captions": json.loads(row["raw"])}
             assert len(rec["captions"]) == 5
         assert summary.captions[split] == 5 * len(rows)
     assert summary.rows == {"train": 24, "val": 3, "test": 3} and summary.dropped == 0
@@ -107,8 +114,9 @@ def test_karpathy_restval_counts_as_train(sample, tmp_path):
 
 def test_whitespace_normalised_only(tmp_path):
     caps = ["  A  dog\truns.  ", "Two CATS sit (quietly)!", "x", "y", "z"]
-    pd.DataFrame({"raw": [json.dumps(caps)], "sentids": ["[0, 1, 2, 3, 4]"], "split": ["test"],
-                  "filename": ["1.jpg"], "img_id": ["0"]}).to_csv(tmp_path / "flickr_annotations_30k.csv", index=False)
+    pd.DataFrame(
+        {"raw": [json.dumps(caps)], "sentids": ["[0, 1, 2, 3, 4]"], "split": ["test"], "filename": ["1.jpg"], "img_id": ["0"]}
+    ).to_csv(tmp_path / "flickr_annotations_30k.csv", index=False)
     prepare_flickr30k(tmp_path, skip_image_check=True)  # no image files here
     rec = json.loads((tmp_path / "flickr30k_test.json").read_text())[0]
     assert rec["captions"] == ["A dog runs.", "Two CATS sit (quietly)!", "x", "y", "z"]
@@ -153,20 +161,26 @@ def _set(row: int, col: str, value: str):
     def edit(df):
         df.loc[row, col] = value
         return df
+
     return edit
 
 
-@pytest.mark.parametrize("edit,match", [
-    (lambda df: df.drop(columns=["split"]), r"flickr_annotations_30k.csv: missing column\(s\) split"),
-    (_set(4, "raw", "not json"), r"flickr_annotations_30k.csv line 6 \(row 4\): column 'raw' is not a JSON list"),
-    (_set(4, "raw", '{"a": 1}'), r"line 6 \(row 4\): column 'raw' must be a non-empty list of strings"),
-    (_set(7, "raw", "[1, 2]"), r"line 9 \(row 7\): column 'raw' must be a non-empty list of strings"),
-    (_set(7, "raw", '["ok", "   "]'), r"line 9 \(row 7\): column 'raw' contains an empty caption"),
-    (_set(2, "split", "trian"), r"line 4 \(row 2\): unknown split 'trian'; expected one of train, val, test"),
-    (_set(2, "split", "restval"), r"line 4 \(row 2\): unknown split 'restval'"),
-    (_set(9, "filename", "synth_00003.jpg"),
-     r"line 11 \(row 9\): duplicate filename 'synth_00003.jpg' \(first at .*line 5 \(row 3\)\)"),
-])
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda df: df.drop(columns=["split"]), r"flickr_annotations_30k.csv: missing column\(s\) split"),
+        (_set(4, "raw", "not json"), r"flickr_annotations_30k.csv line 6 \(row 4\): column 'raw' is not a JSON list"),
+        (_set(4, "raw", '{"a": 1}'), r"line 6 \(row 4\): column 'raw' must be a non-empty list of strings"),
+        (_set(7, "raw", "[1, 2]"), r"line 9 \(row 7\): column 'raw' must be a non-empty list of strings"),
+        (_set(7, "raw", '["ok", "   "]'), r"line 9 \(row 7\): column 'raw' contains an empty caption"),
+        (_set(2, "split", "trian"), r"line 4 \(row 2\): unknown split 'trian'; expected one of train, val, test"),
+        (_set(2, "split", "restval"), r"line 4 \(row 2\): unknown split 'restval'"),
+        (
+            _set(9, "filename", "synth_00003.jpg"),
+            r"line 11 \(row 9\): duplicate filename 'synth_00003.jpg' \(first at .*line 5 \(row 3\)\)",
+        ),
+    ],
+)
 def test_bad_csv_errors_and_no_output(sample, tmp_path, edit, match):
     root = _bad_csv(sample, tmp_path, edit)
     out = tmp_path / "out"
@@ -190,12 +204,18 @@ def test_missing_csv(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda d: {"dataset": "flickr30k"}, r"k.json: expected an object with an 'images' list"),
-    (lambda d: d["images"][3]["sentences"][1].update(raw=5), r"k.json images\[3\]: 'sentences\[\].raw' must be"),
-    (lambda d: d["images"][6].update(split="dev"), r"k.json images\[6\]: unknown split 'dev'; expected one of train, val, test, restval"),
-    (lambda d: d["images"][6].update(filename=d["images"][0]["filename"]), r"images\[6\]: duplicate filename"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda d: {"dataset": "flickr30k"}, r"k.json: expected an object with an 'images' list"),
+        (lambda d: d["images"][3]["sentences"][1].update(raw=5), r"k.json images\[3\]: 'sentences\[\].raw' must be"),
+        (
+            lambda d: d["images"][6].update(split="dev"),
+            r"k.json images\[6\]: unknown split 'dev'; expected one of train, val, test, restval",
+        ),
+        (lambda d: d["images"][6].update(filename=d["images"][0]["filename"]), r"images\[6\]: duplicate filename"),
+    ],
+)
 def test_bad_karpathy_json(sample, tmp_path, mutate, match):
     path = _karpathy_from_csv(_csv(sample), tmp_path / "k.json")
     data = json.loads(path.read_text())
@@ -241,12 +261,15 @@ def test_main_prints_summary_and_errors(sample, tmp_path, capsys):
 
 def test_script_cli(sample, tmp_path):
     root = _bad_csv(sample, tmp_path, _set(3, "raw", "[oops"))
-    r = subprocess.run([sys.executable, "prepare_flickr30k.py", "--root", str(root)], cwd=REPO,
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "prepare_flickr30k.py", "--root", str(root)], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "\nerror: " in r.stderr and "Traceback" not in r.stderr
     assert "line 5 (row 3): column 'raw' is not a JSON list of strings" in r.stderr
     assert sorted(p.name for p in root.iterdir()) == ["flickr_annotations_30k.csv"]
-    ok = subprocess.run([sys.executable, "prepare_flickr30k.py", "--root", str(sample), "--out-dir", str(tmp_path / "o")],
-                        cwd=REPO, capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "prepare_flickr30k.py", "--root", str(sample), "--out-dir", str(tmp_path / "o")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "val  :      3 images,      15 captions" in ok.stdout

@@ -1,4 +1,5 @@
 """Image and caption processors: exact CLIP normalisation, shapes, seeded crops, caption cleaning."""
+
 from pathlib import Path
 
 import pytest
@@ -90,12 +91,15 @@ def test_random_resized_crop_box_bounds():
     assert max(areas) - min(areas) > 0.3  # actually random
 
 
-@pytest.mark.parametrize("text,kwargs,want", [
-    ('A man (in a RED hat) is: "jumping"!!  ~over~ a fence.', {}, "a man in a red hat is jumping over a fence"),
-    ("Two   dogs\tplay #fun; *really*", {}, "two dogs play fun really"),
-    ("A dog's ball, blue-green.", {}, "a dog's ball, blue-green"),
-    ("one two three four five", {"max_words": 3}, "one two three"),
-])
+@pytest.mark.parametrize(
+    "text,kwargs,want",
+    [
+        ('A man (in a RED hat) is: "jumping"!!  ~over~ a fence.', {}, "a man in a red hat is jumping over a fence"),
+        ("Two   dogs\tplay #fun; *really*", {}, "two dogs play fun really"),
+        ("A dog's ball, blue-green.", {}, "a dog's ball, blue-green"),
+        ("one two three four five", {"max_words": 3}, "one two three"),
+    ],
+)
 def test_clean_caption_examples(text, kwargs, want):
     assert clean_caption(text, **kwargs) == want
 
@@ -106,12 +110,15 @@ def test_blip_caption_processor_prompt_and_max_words():
     assert PROCESSORS.get("blip_caption").from_config({})("Hi.") == "hi"
 
 
-@pytest.mark.parametrize("spec,match", [
-    ({"name": "blip2_image_evl"}, r"Unknown processor 'blip2_image_evl'. Did you mean 'blip2_image_eval'"),
-    ({"name": "blip2_image_eval", "img_size": 5}, r"key 'img_size': unknown key. Did you mean 'image_size'"),
-    ({"name": "blip2_image_train", "min_scale": "half"}, r"key 'min_scale': expected float, got str"),
-    ({"image_size": 5}, r"'name' is missing"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ({"name": "blip2_image_evl"}, r"Unknown processor 'blip2_image_evl'. Did you mean 'blip2_image_eval'"),
+        ({"name": "blip2_image_eval", "img_size": 5}, r"key 'img_size': unknown key. Did you mean 'image_size'"),
+        ({"name": "blip2_image_train", "min_scale": "half"}, r"key 'min_scale': expected float, got str"),
+        ({"image_size": 5}, r"'name' is missing"),
+    ],
+)
 def test_bad_processor_config_is_clear(spec, match):
     with pytest.raises(ValueError, match=match):
         build_processor(spec)

@@ -1,5 +1,6 @@
 """The front door: quickstart.sh end to end at a reduced size (one process, few steps), and README's
 runnable code blocks on its files."""
+
 import os
 import re
 import subprocess
@@ -41,10 +42,17 @@ def test_readme_has_runnable_blocks():
 @pytest.mark.slow
 def test_quickstart_reduced(tmp_path):
     cache = tmp_path / "qs"
-    env = {**os.environ, "QS_CACHE": str(cache), "QS_IMAGES": "40", "QS_VISION_STEPS": "20", "QS_STAGE1_STEPS": "15",
-           "QS_NPROC": "1", "QS_EPOCHS": "2", "QS_ITERS": "3"}
-    proc = subprocess.run(["bash", str(REPO / "quickstart.sh")], env=env, capture_output=True, text=True,
-                          timeout=900)
+    env = {
+        **os.environ,
+        "QS_CACHE": str(cache),
+        "QS_IMAGES": "40",
+        "QS_VISION_STEPS": "20",
+        "QS_STAGE1_STEPS": "15",
+        "QS_NPROC": "1",
+        "QS_EPOCHS": "2",
+        "QS_ITERS": "3",
+    }
+    proc = subprocess.run(["bash", str(REPO / "quickstart.sh")], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dirs = list((cache / "runs" / "minigpt4_flickr_quickstart").iterdir())
     assert len(run_dirs) == 1
@@ -63,7 +71,8 @@ def test_quickstart_reduced(tmp_path):
     printed = [line for line in api.splitlines() if " -> " in line]
     assert len(printed) == 3 and all(line.split(" -> ")[1].strip() for line in printed), api
     # a second run reuses the prepared sample and the stand-ins
-    again = subprocess.run(["bash", str(REPO / "quickstart.sh")], env={**env, "QS_EPOCHS": "1"},
-                           capture_output=True, text=True, timeout=900)
+    again = subprocess.run(
+        ["bash", str(REPO / "quickstart.sh")], env={**env, "QS_EPOCHS": "1"}, capture_output=True, text=True, timeout=900
+    )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "reusing the prepared sample" in again.stdout and "up to date; reusing" in again.stdout + again.stderr

@@ -1,5 +1,6 @@
 """Random stacks beyond the tiny one: the official-size preset (for measuring a GPU before downloading)
 and the writer options it uses (fp16 files, an LLM vocabulary larger than the tokenizer's)."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,12 @@ from minigpt4.testing.stacks import (
 )
 
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."
-CAPTIONS = ["A man in an orange hat starring at something.", "Two dogs run across a snowy field.",
-            "A woman in a red dress is dancing on a stage.", "Children play soccer in a park."]
+CAPTIONS = [
+    "A man in an orange hat starring at something.",
+    "Two dogs run across a snowy field.",
+    "A woman in a red dress is dancing on a stage.",
+    "Children play soccer in a park.",
+]
 
 
 def test_vicuna0_size_is_the_official_stack():
@@ -40,8 +45,13 @@ def test_vicuna0_size_is_the_official_stack():
         llm = LlamaForCausalLM(LlamaConfig(**s["llm"]))
     assert sum(p.numel() for p in llm.parameters()) == 6_738_415_616  # LLaMA-7B / Vicuna-7B
     vit = vision_config(s["image_size"], s["vit"])
-    assert (vit.hidden_size, vit.intermediate_size, vit.num_hidden_layers, vit.num_attention_heads,
-            vit.patch_size) == (1408, 6144, 39, 16, 14)
+    assert (vit.hidden_size, vit.intermediate_size, vit.num_hidden_layers, vit.num_attention_heads, vit.patch_size) == (
+        1408,
+        6144,
+        39,
+        16,
+        14,
+    )
     qf = qformer_config(vit.hidden_size, s["qformer"])
     assert (qf.hidden_size, qf.num_hidden_layers, qf.encoder_hidden_size) == (768, 12, 1408)
     assert s["num_query_token"] == 32 and s["dtype"] == torch.float16
@@ -49,12 +59,15 @@ def test_vicuna0_size_is_the_official_stack():
     assert qf.hidden_size * s["llm"]["hidden_size"] + s["llm"]["hidden_size"] == 3_149_824
 
 
-@pytest.mark.parametrize("size, file, llm_params, trainable", [
-    ("vicuna-7b", "prerained_minigpt4_7b.pth", 6_738_415_616, 3_149_824),
-    ("vicuna-13b", "pretrained_minigpt4.pth", 13_015_864_320, 3_937_280),
-    ("llama2-7b", "pretrained_minigpt4_llama2_7b.pth", 6_738_415_616, 23_072_768)])
-def test_every_official_size_builds_the_shapes_of_its_released_checkpoint(size, file, llm_params, trainable,
-                                                                          tiny_stack):
+@pytest.mark.parametrize(
+    "size, file, llm_params, trainable",
+    [
+        ("vicuna-7b", "prerained_minigpt4_7b.pth", 6_738_415_616, 3_149_824),
+        ("vicuna-13b", "pretrained_minigpt4.pth", 13_015_864_320, 3_937_280),
+        ("llama2-7b", "pretrained_minigpt4_llama2_7b.pth", 6_738_415_616, 23_072_768),
+    ],
+)
+def test_every_official_size_builds_the_shapes_of_its_released_checkpoint(size, file, llm_params, trainable, tiny_stack):
     """MiniGPT4 itself at each official size, on the meta device: llama_proj's width comes from the LLM."""
     s, released = SIZES[size], next(c for c in OFFICIAL_CHECKPOINTS if c.file == file)
     with torch.device("meta"):  # shapes only: no memory, no time
@@ -73,8 +86,19 @@ def test_every_official_size_builds_the_shapes_of_its_released_checkpoint(size, 
 def fp16_stack(tmp_path_factory) -> dict[str, str]:
     """Tiny sizes written the way the official-size preset writes: fp16 files, LLM vocab > tokenizer."""
     out = tmp_path_factory.mktemp("fp16_stack")
-    return write_random_stack(out, 0, CAPTIONS * 5, TINY_IMAGE_SIZE, TINY_NUM_QUERY_TOKEN, TINY_VIT, TINY_QFORMER,
-                              {**TINY_LLM, "vocab_size": 700}, torch.float16, "cpu", tokenizer_vocab=500)
+    return write_random_stack(
+        out,
+        0,
+        CAPTIONS * 5,
+        TINY_IMAGE_SIZE,
+        TINY_NUM_QUERY_TOKEN,
+        TINY_VIT,
+        TINY_QFORMER,
+        {**TINY_LLM, "vocab_size": 700},
+        torch.float16,
+        "cpu",
+        tokenizer_vocab=500,
+    )
 
 
 def test_fp16_files_and_larger_llm_vocab_are_written(fp16_stack):
@@ -92,8 +116,7 @@ def test_fp16_stack_with_larger_vocab_trains_and_generates(fp16_stack, tmp_path)
     model = minigpt4.build_model(minigpt4.load_config(path).model)
     assert model.llama_model.get_input_embeddings().weight.shape[0] == 700
     images = torch.randn(2, 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE)
-    loss = model({"image": images, "instruction_input": [INSTR] * 2,
-                  "answer": CAPTIONS[:2]})["loss"]
+    loss = model({"image": images, "instruction_input": [INSTR] * 2, "answer": CAPTIONS[:2]})["loss"]
     loss.backward()
     assert torch.isfinite(loss) and model.llama_proj.weight.grad.abs().sum() > 0
     captions = model.generate(images, [INSTR] * 2, max_new_tokens=8)

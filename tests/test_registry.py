@@ -44,8 +44,7 @@ def test_duplicate_name_is_an_error():
 
 
 def test_locations_are_imported_on_first_lookup(tmp_path, monkeypatch):
-    (tmp_path / "my_widgets.py").write_text(
-        "from test_registry import LAZY\n@LAZY.register('spring')\nclass Spring:\n    pass\n")
+    (tmp_path / "my_widgets.py").write_text("from test_registry import LAZY\n@LAZY.register('spring')\nclass Spring:\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert "my_widgets" not in sys.modules
     assert LAZY.names() == ["spring"] and "my_widgets" in sys.modules
@@ -56,8 +55,10 @@ LAZY = Registry("lazy widget", ["my_widgets"])
 
 
 def test_real_registries_load_their_modules_lazily():
-    code = ("import sys; from minigpt4.registry import MODELS, RUNNERS; "
-            "assert 'minigpt4.models.minigpt4' not in sys.modules; "
-            "assert MODELS.names() == ['minigpt4'] and 'minigpt4.models.minigpt4' in sys.modules; "
-            "assert 'runner_iter' in RUNNERS")
+    code = (
+        "import sys; from minigpt4.registry import MODELS, RUNNERS; "
+        "assert 'minigpt4.models.minigpt4' not in sys.modules; "
+        "assert MODELS.names() == ['minigpt4'] and 'minigpt4.models.minigpt4' in sys.modules; "
+        "assert 'runner_iter' in RUNNERS"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

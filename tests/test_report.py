@@ -1,4 +1,5 @@
 """report.html, the caption gallery beside the summary: its HTML, and the page in a real headless Chromium."""
+
 from __future__ import annotations
 
 import json
@@ -38,21 +39,43 @@ def make_eval(tmp_path: Path, n: int = 60, names=NAMES, drop: dict | None = None
         folder = run / "eval" / name
         folder.mkdir(parents=True)
         scores = {m: round(0.1 * (k + 1) + 0.01 * j, 4) for j, m in enumerate(METRICS)}
-        (folder / "metrics.json").write_text(json.dumps({
-            "name": name, "epoch": epoch, "dataset": "flickr30k_eval", "split": "test", "num_images": n,
-            "limit": None, "scores": scores, "fingerprint": {"settings_digest": "s1"},
-            "config": {"evaluation_datasets": {"flickr30k_eval": {"build_info": {"image_path": str(images)}}}}}))
+        (folder / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "name": name,
+                    "epoch": epoch,
+                    "dataset": "flickr30k_eval",
+                    "split": "test",
+                    "num_images": n,
+                    "limit": None,
+                    "scores": scores,
+                    "fingerprint": {"settings_digest": "s1"},
+                    "config": {"evaluation_datasets": {"flickr30k_eval": {"build_info": {"image_path": str(images)}}}},
+                }
+            )
+        )
         skip = (drop or {}).get(name, ())
-        (folder / "captions.json").write_text(json.dumps([
-            {"image_id": str(i), "image": f"{i}.jpg", "caption": caption(name, i),
-             "references": [f"true caption {i}", "another one"]} for i in range(n) if i not in skip]))
+        (folder / "captions.json").write_text(
+            json.dumps(
+                [
+                    {
+                        "image_id": str(i),
+                        "image": f"{i}.jpg",
+                        "caption": caption(name, i),
+                        "references": [f"true caption {i}", "another one"],
+                    }
+                    for i in range(n)
+                    if i not in skip
+                ]
+            )
+        )
     return run
 
 
 def test_report_html_content(tmp_path):
     run = make_eval(tmp_path, n=5, drop={"checkpoint_0": {4}})
     data = json.loads((run / "eval" / "pretrained" / "captions.json").read_text())
-    data[0]["caption"] = "<script>alert(1)</script> & \"quotes\""
+    data[0]["caption"] = '<script>alert(1)</script> & "quotes"'
     data[1]["image"] = str(tmp_path / "gone.jpg")  # a missing image file (absolute: not under image_path)
     data[1]["references"] = ["a <b>bold</b> reference"]
     (run / "eval" / "pretrained" / "captions.json").write_text(json.dumps(data))
@@ -111,15 +134,18 @@ def test_report_in_headless_chromium(tmp_path, browser):
     page.goto(out["html"].as_uri())
     to_bottom = "() => window.scrollTo(0, document.body.scrollHeight)"  # thumbnails are loading="lazy"
     page.evaluate(to_bottom)
-    visible_images = ("() => [...document.querySelectorAll('section.page')].filter(s => s.offsetParent)"
-                      ".flatMap(s => [...s.querySelectorAll('td.thumb img')])")
+    visible_images = (
+        "() => [...document.querySelectorAll('section.page')].filter(s => s.offsetParent)"
+        ".flatMap(s => [...s.querySelectorAll('td.thumb img')])"
+    )
     loaded = f"({visible_images})().filter(i => i.complete && i.naturalWidth > 0).length"
     page.wait_for_function(f"() => {loaded} === {PAGE_SIZE}", timeout=5000)
     assert page.evaluate(f"() => ({visible_images})().length") == PAGE_SIZE
     assert page.evaluate("() => document.querySelector('img.chart').naturalWidth") > 0
     assert page.locator("table.metrics tbody tr").count() == len(NAMES)
-    assert page.locator("section.page.current td.cap.changed").count() == \
-        sum(caption(a, i) != caption(b, i) for i in range(PAGE_SIZE) for (a, _), (b, _) in zip(NAMES, NAMES[1:]))
+    assert page.locator("section.page.current td.cap.changed").count() == sum(
+        caption(a, i) != caption(b, i) for i in range(PAGE_SIZE) for (a, _), (b, _) in zip(NAMES, NAMES[1:])
+    )
     assert page.locator("nav.pager .where").first.inner_text() == f"page 1 of 2: images 1-{PAGE_SIZE} of {n}"
 
     page.locator("nav.pager").first.get_by_text("next").click()

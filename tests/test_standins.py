@@ -1,4 +1,5 @@
 """Stand-ins: stage 0 (ViT on caption words), stage 1 (the rest jointly), saved in the official formats."""
+
 import json
 from pathlib import Path
 
@@ -74,14 +75,16 @@ def test_stage1_answers_as_the_fine_tunes_text_processor_writes_captions(tmp_pat
 
     seen = {}
     real_stage1 = standin_training._stage1
-    monkeypatch.setattr(standin_training, "_stage1", lambda model, images, captions, *a: (
-        seen.setdefault(len(seen), captions), real_stage1(model, images, captions, *a))[1])
+    monkeypatch.setattr(
+        standin_training,
+        "_stage1",
+        lambda model, images, captions, *a: (seen.setdefault(len(seen), captions), real_stage1(model, images, captions, *a))[1],
+    )
     ann, images = _sample(tmp_path)
     raw = json.loads(ann.read_text())[0]["captions"]
     train_standins(ann, images, tmp_path / "a", steps=1, batch_size=2, vision_steps=1)
     assert seen[0][0] == [c.lower().rstrip(".") for c in raw] and raw[0][0].isupper() and raw[0].endswith(".")
-    b = train_standins(ann, images, tmp_path / "b", steps=1, batch_size=2, vision_steps=1,
-                       text_processor="caption_as_written")
+    b = train_standins(ann, images, tmp_path / "b", steps=1, batch_size=2, vision_steps=1, text_processor="caption_as_written")
     assert seen[1][0] == raw
     assert json.loads((tmp_path / "b" / DONE).read_text())["settings"]["text_processor"] == "caption_as_written"
     assert b["llama_model"].startswith(str(tmp_path / "b"))

@@ -1,4 +1,5 @@
 """Run folders (checkpoint names and order) and the summary table and plot."""
+
 from __future__ import annotations
 
 import json
@@ -17,14 +18,32 @@ from minigpt4.quickstart.report import report
 from minigpt4.run_dir import checkpoint_epoch, result_name, run_checkpoints
 
 
-def write_metrics(eval_dir: Path, name: str, epoch: int | None, scores: dict, limit: int | None = None,
-                  settings: str = "s1", dataset: str = "flickr30k_eval") -> Path:
+def write_metrics(
+    eval_dir: Path,
+    name: str,
+    epoch: int | None,
+    scores: dict,
+    limit: int | None = None,
+    settings: str = "s1",
+    dataset: str = "flickr30k_eval",
+) -> Path:
     """A metrics.json in the layout the evaluation job writes (the fields the summary reads)."""
     path = eval_dir / name / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"name": name, "epoch": epoch, "dataset": dataset, "split": "test",
-                                "num_images": 6 if limit is None else limit, "limit": limit, "scores": scores,
-                                "fingerprint": {"settings_digest": settings}}))
+    path.write_text(
+        json.dumps(
+            {
+                "name": name,
+                "epoch": epoch,
+                "dataset": dataset,
+                "split": "test",
+                "num_images": 6 if limit is None else limit,
+                "limit": limit,
+                "scores": scores,
+                "fingerprint": {"settings_digest": settings},
+            }
+        )
+    )
     return path
 
 
@@ -59,8 +78,9 @@ def test_summary_files(tmp_path):
     run = make_run(tmp_path)
     eval_dir = run / "eval"
     # written out of order on purpose; checkpoint_10 must come after checkpoint_2
-    for i, (name, epoch) in enumerate([("checkpoint_10", 10), ("pretrained", -1), ("checkpoint_2", 2),
-                                       ("checkpoint_0", 0), ("checkpoint_1", 1)]):
+    for i, (name, epoch) in enumerate(
+        [("checkpoint_10", 10), ("pretrained", -1), ("checkpoint_2", 2), ("checkpoint_0", 0), ("checkpoint_1", 1)]
+    ):
         write_metrics(eval_dir, name, epoch, scores_for(i))
     out = write_summary(run)
     assert set(out) == {"csv", "md", "png", "html"} and all(p.is_file() for p in out.values())
@@ -103,8 +123,7 @@ def test_results_of_different_settings_never_share_a_summary(tmp_path, capsys):
         assert im.text["Title"].startswith("my_coco test captioning")
     assert summarise([str(run)]) == 2
     err = capsys.readouterr().err
-    assert "evaluated with different settings and cannot share one summary: ['pretrained', 'checkpoint_0'] vs " \
-           "['checkpoint_1']" in err
+    assert "evaluated with different settings and cannot share one summary: ['pretrained', 'checkpoint_0'] vs ['checkpoint_1']" in err
 
 
 def test_subset_rows_are_flagged(tmp_path):
@@ -143,8 +162,11 @@ def test_markdown_of_unknown_epoch(tmp_path):
 def write_captions(eval_dir: Path, name: str, captions: list[str], references: list[list[str]]) -> Path:
     """A captions.json in the layout the evaluation job writes (caption and references per image)."""
     path = eval_dir / name / "captions.json"
-    path.write_text(json.dumps([{"image_id": str(i), "image": f"{i}.jpg", "caption": c, "references": r}
-                                for i, (c, r) in enumerate(zip(captions, references))]))
+    path.write_text(
+        json.dumps(
+            [{"image_id": str(i), "image": f"{i}.jpg", "caption": c, "references": r} for i, (c, r) in enumerate(zip(captions, references))]
+        )
+    )
     return path
 
 
@@ -153,8 +175,7 @@ def test_report(tmp_path):
     eval_dir = run / "eval_limit2"  # only a --limit evaluation exists: the report finds it
     for n, (name, epoch) in enumerate([("pretrained", -1), ("checkpoint_0", 0)]):
         write_metrics(eval_dir, name, epoch, scores_for(n), limit=2)
-        write_captions(eval_dir, name, [f"{name} says {i}" for i in range(2)],
-                       [[f"true caption {i}", "other"] for i in range(2)])
+        write_captions(eval_dir, name, [f"{name} says {i}" for i in range(2)], [[f"true caption {i}", "other"] for i in range(2)])
     text = report(run, samples=1)
     assert "true caption 0" in text and "pretrained says 0" in text and "checkpoint_0 says 0" in text
     assert "says 1" not in text and str((eval_dir / "summary.png").resolve()) in text

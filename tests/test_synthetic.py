@@ -1,4 +1,5 @@
 """Synthetic Flickr30k sample: exact CSV layout, real JPEGs, true captions, byte-identical reruns."""
+
 import json
 import random
 import subprocess
@@ -78,8 +79,13 @@ def test_captions_are_true_to_the_pixels(sample):
         for x0, y0, x1, y1 in shape_boxes(scene, SIZE):
             assert _colour_close(img.getpixel((int((x0 + x1) / 2), int((y0 + y1) / 2))), scene.color)
         allowed_places = {
-            "left": {"left"}, "right": {"right"}, "top": {"top"}, "bottom": {"bottom"},
-            "center": {"center", "middle"}, "row": {"row", "side"}, "column": {"column", "above"},
+            "left": {"left"},
+            "right": {"right"},
+            "top": {"top"},
+            "bottom": {"bottom"},
+            "center": {"center", "middle"},
+            "row": {"row", "side"},
+            "column": {"column", "above"},
         }[scene.place]
         for cap in json.loads(row["raw"]):
             words = set(cap.lower().rstrip(".").replace(",", "").split())
@@ -114,11 +120,31 @@ def test_deterministic_bytes(tmp_path, sample):
 
 
 def test_cli(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "minigpt4.quickstart.synthetic", "--out", str(tmp_path), "--images", "5",
-                        "--seed", "1", "--image-size", "56"], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "minigpt4.quickstart.synthetic",
+            "--out",
+            str(tmp_path),
+            "--images",
+            "5",
+            "--seed",
+            "1",
+            "--image-size",
+            "56",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert "train 3, val 1, test 1" in r.stdout
     assert len(list((tmp_path / "flickr30k-images").glob("*.jpg"))) == 5
-    bad = subprocess.run([sys.executable, "-m", "minigpt4.quickstart.synthetic", "--out", str(tmp_path / "x"),
-                          "--images", "2"], cwd=REPO, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "minigpt4.quickstart.synthetic", "--out", str(tmp_path / "x"), "--images", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "at least 3 images" in bad.stderr

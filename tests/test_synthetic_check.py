@@ -1,4 +1,5 @@
 """Reading shape and colours back from synthetic captions, and scoring a run's captions by them."""
+
 import math
 import random
 
@@ -22,13 +23,16 @@ def test_every_template_reads_back_the_scene():
         assert true_attributes(captions) == {"shape": scene.shape, "color": scene.color, "background": scene.background}
 
 
-@pytest.mark.parametrize("caption, want", [
-    ("A black background with a white square at the top.", ("square", "white", "black")),
-    ("There are three circles, all yellow, on a red background.", ("circle", "yellow", "red")),
-    ("The triangles are green and the background is blue.", ("triangle", "green", "blue")),
-    ("A square.", ("square", None, None)),
-    ("Nothing to see.", (None, None, None)),
-])
+@pytest.mark.parametrize(
+    "caption, want",
+    [
+        ("A black background with a white square at the top.", ("square", "white", "black")),
+        ("There are three circles, all yellow, on a red background.", ("circle", "yellow", "red")),
+        ("The triangles are green and the background is blue.", ("triangle", "green", "blue")),
+        ("A square.", ("square", None, None)),
+        ("Nothing to see.", (None, None, None)),
+    ],
+)
 def test_caption_attributes(caption, want):
     got = caption_attributes(caption)
     assert (got["shape"], got["color"], got["background"]) == want

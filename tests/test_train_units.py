@@ -1,4 +1,5 @@
 """Optimizer groups, the endless resumable data stream and the console line, on small modules."""
+
 from __future__ import annotations
 
 import pytest

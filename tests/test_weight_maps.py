@@ -1,4 +1,5 @@
 """Official file layouts: key maps both ways, strict loading, clear errors."""
+
 import pytest
 import torch
 from conftest import tiny_model_section, write_yaml
@@ -26,8 +27,14 @@ def test_files_written_from_a_model_reproduce_its_encode_img(tmp_path, tiny_stac
     atomic_torch_save(eva, tmp_path / "vit.pth")
     atomic_torch_save(official_blip2_state(src.qformer, src.query_tokens, ln_vision), tmp_path / "blip2.pth")
     atomic_torch_save({"model": src.trainable_state_dict()}, tmp_path / "proj.pth")
-    dst = _build(tmp_path, tiny_stack, "d.yaml", vit_ckpt=str(tmp_path / "vit.pth"),
-                 q_former_model=str(tmp_path / "blip2.pth"), ckpt=str(tmp_path / "proj.pth"))
+    dst = _build(
+        tmp_path,
+        tiny_stack,
+        "d.yaml",
+        vit_ckpt=str(tmp_path / "vit.pth"),
+        q_former_model=str(tmp_path / "blip2.pth"),
+        ckpt=str(tmp_path / "proj.pth"),
+    )
     images = torch.randn(2, 3, 56, 56)
     a, b = src.encode_img(images)[0], dst.encode_img(images)[0]
     assert torch.equal(a, b)
@@ -45,9 +52,13 @@ def test_vit_and_qformer_maps_round_trip(tiny_stack):
     assert "layernorm.weight" in q and "encoder.layer.0.crossattention.attention.query.weight" in q
     assert sorted(ignored) == ["Qformer.cls.predictions.bias", "t5_proj.weight"]
     again = hf_to_blip2(q, extra["query_tokens"], {k: v for k, v in extra.items() if k.startswith("ln_vision")})
-    dropped = {"Qformer.bert.embeddings.word_embeddings.weight", "Qformer.bert.embeddings.position_embeddings.weight",
-               "Qformer.bert.embeddings.position_ids", "Qformer.bert.encoder.layer.0.intermediate.dense.weight",
-               "Qformer.bert.encoder.layer.0.output.dense.weight"}
+    dropped = {
+        "Qformer.bert.embeddings.word_embeddings.weight",
+        "Qformer.bert.embeddings.position_embeddings.weight",
+        "Qformer.bert.embeddings.position_ids",
+        "Qformer.bert.encoder.layer.0.intermediate.dense.weight",
+        "Qformer.bert.encoder.layer.0.output.dense.weight",
+    }
     assert set(again) == set(blip2) - dropped - set(ignored)
     assert all(torch.equal(again[k], blip2[k]) for k in again)
 
@@ -94,15 +105,13 @@ def test_pos_embed_is_resized_for_another_image_size(tmp_path, tiny_stack):
 
 
 def test_minigpt4_ckpt_without_projection_fails(tmp_path, tiny_stack):
-    atomic_torch_save({"model": {"llama_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(2)}},
-                tmp_path / "c.pth")
+    atomic_torch_save({"model": {"llama_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(2)}}, tmp_path / "c.pth")
     with pytest.raises(WeightsError, match="no llama_proj.weight/llama_proj.bias"):
         _build(tmp_path, tiny_stack, ckpt=str(tmp_path / "c.pth"))
 
 
 def test_minigpt4_ckpt_size_mismatch_names_both_sizes(tmp_path, tiny_stack):
-    atomic_torch_save({"model": {"llama_proj.weight": torch.zeros(5120, 64), "llama_proj.bias": torch.zeros(5120)}},
-                tmp_path / "c.pth")
+    atomic_torch_save({"model": {"llama_proj.weight": torch.zeros(5120, 64), "llama_proj.bias": torch.zeros(5120)}}, tmp_path / "c.pth")
     with pytest.raises(ValueError, match=r"shape \(5120, 64\) but the model expects \(64, 64\)"):
         _build(tmp_path, tiny_stack, ckpt=str(tmp_path / "c.pth"))
 

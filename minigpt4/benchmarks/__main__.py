@@ -1,4 +1,5 @@
 """``python -m minigpt4.benchmarks {cpu,full,memory} ...``: see ``minigpt4.benchmarks``."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,15 +13,21 @@ from . import cpu, full, memory
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m minigpt4.benchmarks",
-                                 description="Training and evaluation throughput through the real commands.")
+    ap = argparse.ArgumentParser(
+        prog="python -m minigpt4.benchmarks", description="Training and evaluation throughput through the real commands."
+    )
     sub = ap.add_subparsers(dest="benchmark", required=True)
-    cpu.add_arguments(sub.add_parser("cpu", help="stand-in size on the CPU: feature cache, length grouping, "
-                                                 "evaluation of k checkpoints"))
-    full.add_arguments(sub.add_parser("full", help="official sizes with random weights (a GPU): samples/s, peak "
-                                                   "memory, MFU, evaluation images/s"))
-    memory.add_arguments(sub.add_parser("memory", help="official sizes on a CPU: the GPU memory of a training step, "
-                                                       "projection only vs LoRA (weights exact, activations measured)"))
+    cpu.add_arguments(sub.add_parser("cpu", help="stand-in size on the CPU: feature cache, length grouping, evaluation of k checkpoints"))
+    full.add_arguments(
+        sub.add_parser("full", help="official sizes with random weights (a GPU): samples/s, peak memory, MFU, evaluation images/s")
+    )
+    memory.add_arguments(
+        sub.add_parser(
+            "memory",
+            help="official sizes on a CPU: the GPU memory of a training step, "
+            "projection only vs LoRA (weights exact, activations measured)",
+        )
+    )
     return ap
 
 

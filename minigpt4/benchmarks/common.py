@@ -1,6 +1,7 @@
 """What both benchmarks share: running the real commands as subprocesses (timed, logged), reading
 what they write (``log.txt``, ``metrics.json``), the benchmark data (real captions on synthetic
 images), the machine description and the Markdown pieces of ``BENCHMARKS.md``."""
+
 from __future__ import annotations
 
 import datetime
@@ -46,8 +47,7 @@ def run(cmd: Sequence[str], log_file: Path, env: dict[str, str] | None = None, e
     seconds = time.perf_counter() - t0
     if rc != 0:
         tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-25:])
-        raise BenchmarkError(f"exit status {rc} after {seconds:.0f} s: {shlex.join(cmd)}\n"
-                             f"--- end of {log_file} ---\n{tail}")
+        raise BenchmarkError(f"exit status {rc} after {seconds:.0f} s: {shlex.join(cmd)}\n--- end of {log_file} ---\n{tail}")
     if echo:
         print(f"    {seconds:.1f} s", flush=True)
     return seconds
@@ -102,13 +102,16 @@ def write_caption_json(out: Path, image_ann: Path, images: int, seed: int = 0) -
     annotation file) with the REAL captions of ``images`` Flickr30k images (drawn with ``seed``), so
     that caption lengths, hence padding and length grouping, are those of real captions."""
     if not image_ann.is_file():
-        raise BenchmarkError(f"{image_ann} is missing: run `bash quickstart.sh` once (it writes the synthetic "
-                             "images and the stand-ins under cache/quickstart), or pass other paths")
+        raise BenchmarkError(
+            f"{image_ann} is missing: run `bash quickstart.sh` once (it writes the synthetic "
+            "images and the stand-ins under cache/quickstart), or pass other paths"
+        )
     pictures = json.loads(image_ann.read_text())
     captions = real_caption_records()
     if images > min(len(pictures), len(captions)):
-        raise BenchmarkError(f"{images} images asked for, but {image_ann} has {len(pictures)} and "
-                             f"{REAL_CAPTIONS.name} has {len(captions)} caption records")
+        raise BenchmarkError(
+            f"{images} images asked for, but {image_ann} has {len(pictures)} and {REAL_CAPTIONS.name} has {len(captions)} caption records"
+        )
     random.Random(seed).shuffle(captions)
     records = [{"image": p["image"], "image_id": p["image_id"], "captions": c} for p, c in zip(pictures, captions)]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -146,9 +149,16 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info = {"cpu": cpu, "cores": cores, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-            "commit": _git_commit(), "load_end": load_average()}
+    info = {
+        "cpu": cpu,
+        "cores": cores,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "commit": _git_commit(),
+        "load_end": load_average(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -156,10 +166,8 @@ def machine() -> dict[str, Any]:
 
 def _git_commit() -> str | None:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{sha}{' + uncommitted changes' if dirty else ''}" if sha else None
@@ -183,12 +191,17 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 def machine_lines(info: dict[str, Any], command: str, wall: float) -> str:
     gpu = f"; GPU {info['gpu']}" if info.get("gpu") else ""
-    load = (f"; 1-minute load average {info.get('load_start')} before the runs, {info.get('load_end')} after them "
-            "(their own work included)" if info.get("load_end") is not None else "")
-    return (f"- machine: {info['cpu']}, {info['cores']} cores{gpu}; torch {info['torch']} "
-            f"({info['torch_threads']} threads), Python {info['python']}{load}\n"
-            f"- date: {info['date']}; code: {info.get('commit') or 'unknown'}\n"
-            f"- command: `{command}` ({wall:.0f} s in all)\n")
+    load = (
+        f"; 1-minute load average {info.get('load_start')} before the runs, {info.get('load_end')} after them (their own work included)"
+        if info.get("load_end") is not None
+        else ""
+    )
+    return (
+        f"- machine: {info['cpu']}, {info['cores']} cores{gpu}; torch {info['torch']} "
+        f"({info['torch_threads']} threads), Python {info['python']}{load}\n"
+        f"- date: {info['date']}; code: {info.get('commit') or 'unknown'}\n"
+        f"- command: `{command}` ({wall:.0f} s in all)\n"
+    )
 
 
 def begin(name: str) -> str:

@@ -10,6 +10,7 @@ runs' first epoch pairs with the cold one, their later epochs with the warm ones
 Evaluation: ``--ckpt`` x k (k = 1 and 5) in one job on the quickstart's synthetic test split, with an
 empty feature-cache folder (cold) and then the same folder again (warm).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,41 +35,73 @@ class TrainCell:
     grouped: bool
 
 
-TRAIN_CELLS = (TrainCell("nocache-random", False, False), TrainCell("nocache-grouped", False, True),
-               TrainCell("cache-random", True, False), TrainCell("cache-grouped", True, True))
+TRAIN_CELLS = (
+    TrainCell("nocache-random", False, False),
+    TrainCell("nocache-grouped", False, True),
+    TrainCell("cache-random", True, False),
+    TrainCell("cache-grouped", True, True),
+)
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--out", type=Path, default=None, help="Markdown file whose CPU section is (re)written, "
-                    "e.g. BENCHMARKS.md (default: print the section only)")
-    ap.add_argument("--json", type=Path, default=None, help="where the raw results go (default: WORK/results.json "
-                    "with --work, else cache/benchmarks/<the temporary work folder's name>.json)")
-    ap.add_argument("--work", type=Path, default=None, help="work folder (default: a new one under cache/benchmarks/, "
-                    "removed at the end unless --keep)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="Markdown file whose CPU section is (re)written, e.g. BENCHMARKS.md (default: print the section only)",
+    )
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where the raw results go (default: WORK/results.json "
+        "with --work, else cache/benchmarks/<the temporary work folder's name>.json)",
+    )
+    ap.add_argument(
+        "--work", type=Path, default=None, help="work folder (default: a new one under cache/benchmarks/, removed at the end unless --keep)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the work folder (runs, logs, caches)")
     ap.add_argument("--standins", type=Path, default=QUICKSTART / "standins", help="the quickstart's stand-ins")
     ap.add_argument("--data", type=Path, default=QUICKSTART / "synthetic_flickr30k", help="the quickstart's sample")
     ap.add_argument("--images", type=int, default=960, help="training images (= samples per pass and epoch)")
     ap.add_argument("--batch-size", type=int, default=12, help="training samples per step (1 process)")
     ap.add_argument("--epochs", type=int, default=3, help="epochs per training run (>= 2: cold/first, warm/later)")
-    ap.add_argument("--max-txt-len", type=int, default=300, help="model.max_txt_len (the stand-in's 40 truncates "
-                    "about half of the real captions, whose 12 words are ~40 stand-in tokens; 300 as the real fine-tune)")
-    ap.add_argument("--eval-limit", type=int, default=None, help="test images per evaluation (--limit; default: the "
-                    "whole synthetic test split, 188)")
+    ap.add_argument(
+        "--max-txt-len",
+        type=int,
+        default=300,
+        help="model.max_txt_len (the stand-in's 40 truncates "
+        "about half of the real captions, whose 12 words are ~40 stand-in tokens; 300 as the real fine-tune)",
+    )
+    ap.add_argument(
+        "--eval-limit", type=int, default=None, help="test images per evaluation (--limit; default: the whole synthetic test split, 188)"
+    )
     ap.add_argument("--eval-k", type=int, nargs="+", default=[1, 5], help="checkpoints per evaluation job")
-    ap.add_argument("--eval-cache", nargs="+", default=["cold", "warm"], choices=["cold", "warm"],
-                    help="evaluation jobs per k: over an empty cache folder, then over the same folder again")
+    ap.add_argument(
+        "--eval-cache",
+        nargs="+",
+        default=["cold", "warm"],
+        choices=["cold", "warm"],
+        help="evaluation jobs per k: over an empty cache folder, then over the same folder again",
+    )
     ap.add_argument("--max-new-tokens", type=int, default=None, help="evaluation run.max_new_tokens (default: the config's)")
-    ap.add_argument("--train-cells", nargs="+", default=[c.name for c in TRAIN_CELLS],
-                    choices=[c.name for c in TRAIN_CELLS], help="training runs to make (default: all four)")
+    ap.add_argument(
+        "--train-cells",
+        nargs="+",
+        default=[c.name for c in TRAIN_CELLS],
+        choices=[c.name for c in TRAIN_CELLS],
+        help="training runs to make (default: all four)",
+    )
     ap.add_argument("--no-eval", action="store_true", help="training only")
 
 
 def check_args(args: argparse.Namespace) -> None:
     """Argument and input problems, before anything runs."""
     if args.images < args.batch_size or args.images % args.batch_size:
-        raise BenchmarkError(f"--images {args.images}: must be a positive multiple of --batch-size {args.batch_size} "
-                             "(an epoch is exactly one pass, so a cold epoch encodes every image once)")
+        raise BenchmarkError(
+            f"--images {args.images}: must be a positive multiple of --batch-size {args.batch_size} "
+            "(an epoch is exactly one pass, so a cold epoch encodes every image once)"
+        )
     if args.epochs < 2:
         raise BenchmarkError("--epochs must be >= 2 (the first epoch is the cold / warm-up one)")
     if (args.eval_limit is not None and args.eval_limit < 1) or any(k < 1 for k in args.eval_k):
@@ -77,14 +110,19 @@ def check_args(args: argparse.Namespace) -> None:
         raise BenchmarkError("--eval-cache warm needs cold too (the warm job reuses the cold job's cache folder)")
     available = args.epochs * len(args.train_cells) + 1  # + pretrained
     if not args.no_eval and max(args.eval_k) > available:
-        raise BenchmarkError(f"--eval-k {max(args.eval_k)}: the training runs give {available - 1} checkpoints "
-                             "(+ pretrained)")
-    for path in (args.standins / "llama" / "config.json", args.standins / "eva_vit_g.pth",
-                 args.standins / "blip2_pretrained.pth", args.data / "flickr30k_train.json",
-                 args.data / "flickr30k_test.json"):
+        raise BenchmarkError(f"--eval-k {max(args.eval_k)}: the training runs give {available - 1} checkpoints (+ pretrained)")
+    for path in (
+        args.standins / "llama" / "config.json",
+        args.standins / "eva_vit_g.pth",
+        args.standins / "blip2_pretrained.pth",
+        args.data / "flickr30k_train.json",
+        args.data / "flickr30k_test.json",
+    ):
         if not path.exists():
-            raise BenchmarkError(f"{path} is missing: run `bash quickstart.sh` once (it builds the stand-ins and "
-                                 "the synthetic sample under cache/quickstart), or pass --standins / --data")
+            raise BenchmarkError(
+                f"{path} is missing: run `bash quickstart.sh` once (it builds the stand-ins and "
+                "the synthetic sample under cache/quickstart), or pass --standins / --data"
+            )
 
 
 def selected_cells(args: argparse.Namespace) -> list[TrainCell]:
@@ -92,22 +130,38 @@ def selected_cells(args: argparse.Namespace) -> list[TrainCell]:
 
 
 def model_options(standins: Path, max_txt_len: int) -> list[str]:
-    return [f"model.max_txt_len={max_txt_len}", f"model.llama_model={standins / 'llama'}",
-            f"model.vit_ckpt={standins / 'eva_vit_g.pth'}", f"model.q_former_model={standins / 'blip2_pretrained.pth'}"]
+    return [
+        f"model.max_txt_len={max_txt_len}",
+        f"model.llama_model={standins / 'llama'}",
+        f"model.vit_ckpt={standins / 'eva_vit_g.pth'}",
+        f"model.q_former_model={standins / 'blip2_pretrained.pth'}",
+    ]
 
 
 def train_command(args: argparse.Namespace, work: Path, ann: Path, cell: TrainCell) -> list[str]:
     steps = args.images // args.batch_size
     entry = "datasets.flickr30k_caption"
     cache = str(work / "features" / cell.name) if cell.cache else "null"
-    return python_cmd("train.py", "--cfg-path", str(TRAIN_CONFIG),
-                      "--options", *model_options(args.standins, args.max_txt_len),
-                      f"{entry}.builder=caption_json", f"{entry}.build_info.ann_path={ann}",
-                      f"{entry}.build_info.image_path={args.data / 'flickr30k-images'}",
-                      f"{entry}.caption_sampling=random", f"run.batch_size_train={args.batch_size}",
-                      f"run.iters_per_epoch={steps}", f"run.max_epoch={args.epochs}", f"run.log_freq={steps}",
-                      f"run.group_by_length={str(cell.grouped).lower()}", f"run.feature_cache={cache}",
-                      "run.device=cpu", f"run.output_dir={work / 'runs'}", f"run.job_name={cell.name}")
+    return python_cmd(
+        "train.py",
+        "--cfg-path",
+        str(TRAIN_CONFIG),
+        "--options",
+        *model_options(args.standins, args.max_txt_len),
+        f"{entry}.builder=caption_json",
+        f"{entry}.build_info.ann_path={ann}",
+        f"{entry}.build_info.image_path={args.data / 'flickr30k-images'}",
+        f"{entry}.caption_sampling=random",
+        f"run.batch_size_train={args.batch_size}",
+        f"run.iters_per_epoch={steps}",
+        f"run.max_epoch={args.epochs}",
+        f"run.log_freq={steps}",
+        f"run.group_by_length={str(cell.grouped).lower()}",
+        f"run.feature_cache={cache}",
+        "run.device=cpu",
+        f"run.output_dir={work / 'runs'}",
+        f"run.job_name={cell.name}",
+    )
 
 
 def train(args: argparse.Namespace, work: Path, ann: Path) -> dict[str, Any]:
@@ -117,8 +171,12 @@ def train(args: argparse.Namespace, work: Path, ann: Path) -> dict[str, Any]:
         print(f"== training: {cell.name} ({args.epochs} epochs of {args.images // args.batch_size} steps)", flush=True)
         wall = run(train_command(args, work, ann, cell), work / "logs" / f"train-{cell.name}.txt")
         run_dir = run_folder(work / "runs", cell.name)
-        out[cell.name] = {**asdict(cell), "wall_s": round(wall, 1), "records": epoch_records(run_dir),
-                          "checkpoints": [str(p) for p in sorted(run_dir.glob("checkpoint_[0-9]*.pth"))]}
+        out[cell.name] = {
+            **asdict(cell),
+            "wall_s": round(wall, 1),
+            "records": epoch_records(run_dir),
+            "checkpoints": [str(p) for p in sorted(run_dir.glob("checkpoint_[0-9]*.pth"))],
+        }
     return out
 
 
@@ -139,12 +197,24 @@ def eval_command(args: argparse.Namespace, specs: list[str], cache: Path, save: 
     entry = "evaluation_datasets.flickr30k_eval.build_info"
     tokens = [f"run.max_new_tokens={args.max_new_tokens}"] if args.max_new_tokens else []
     limit = ["--limit", str(args.eval_limit)] if args.eval_limit else []
-    return python_cmd("-m", "minigpt4.cli", "eval", "--cfg-path", str(EVAL_CONFIG),
-                      *[a for s in specs for a in ("--ckpt", s)], "--save-path", str(save), *limit,
-                      "--options", *model_options(args.standins, args.max_txt_len),
-                      f"{entry}.ann_path={args.data / 'flickr30k_test.json'}",
-                      f"{entry}.image_path={args.data / 'flickr30k-images'}", f"run.feature_cache={cache}",
-                      "run.device=cpu", *tokens)
+    return python_cmd(
+        "-m",
+        "minigpt4.cli",
+        "eval",
+        "--cfg-path",
+        str(EVAL_CONFIG),
+        *[a for s in specs for a in ("--ckpt", s)],
+        "--save-path",
+        str(save),
+        *limit,
+        "--options",
+        *model_options(args.standins, args.max_txt_len),
+        f"{entry}.ann_path={args.data / 'flickr30k_test.json'}",
+        f"{entry}.image_path={args.data / 'flickr30k-images'}",
+        f"run.feature_cache={cache}",
+        "run.device=cpu",
+        *tokens,
+    )
 
 
 def evaluate(args: argparse.Namespace, work: Path, specs: list[str]) -> dict[str, Any]:
@@ -160,8 +230,12 @@ def evaluate(args: argparse.Namespace, work: Path, specs: list[str]) -> dict[str
             save = work / "eval" / name
             wall = run(eval_command(args, chosen, cache, save), work / "logs" / f"eval-{name}.txt")
             results = read_metrics(save, [Path(s).stem if s != "pretrained" else s for s in chosen])
-            out[name] = {"k": k, "cache": state, "wall_s": round(wall, 1), "results": [
-                {key: r.get(key) for key in ("name", "num_images", "feature_cache", "seconds")} for r in results]}
+            out[name] = {
+                "k": k,
+                "cache": state,
+                "wall_s": round(wall, 1),
+                "results": [{key: r.get(key) for key in ("name", "num_images", "feature_cache", "seconds")} for r in results],
+            }
     return out
 
 
@@ -186,11 +260,16 @@ def main(args: argparse.Namespace, command: str) -> dict[str, Any]:
         trained = train(args, work, ann)
         evals = {} if args.no_eval else evaluate(args, work, eval_checkpoints(trained, work))
         images = args.data / "flickr30k-images"
-        data = {"train": distinct_images(ann, images),
-                "test": distinct_images(args.data / "flickr30k_test.json", images, args.eval_limit)}
-        results = {"machine": {**machine(), "load_start": load_start}, "command": command, "data": data, "settings": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func",)},
-            "train": trained, "eval": evals, "wall_s": round(time.perf_counter() - t0, 1)}
+        data = {"train": distinct_images(ann, images), "test": distinct_images(args.data / "flickr30k_test.json", images, args.eval_limit)}
+        results = {
+            "machine": {**machine(), "load_start": load_start},
+            "command": command,
+            "data": data,
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func",)},
+            "train": trained,
+            "eval": evals,
+            "wall_s": round(time.perf_counter() - t0, 1),
+        }
         json_path = args.json or (work.parent / f"{work.name}.json" if temporary else work / "results.json")
         json_path.write_text(json.dumps(results, indent=1, default=str))
         print(f"raw results: {json_path}")

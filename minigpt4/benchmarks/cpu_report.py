@@ -1,4 +1,5 @@
 """The CPU section of BENCHMARKS.md from the results of ``cpu.main`` (epoch records and metrics.json)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,15 +19,20 @@ def epoch_stats(records: list[dict[str, Any]], epochs: list[int]) -> dict[str, A
     iters = records[0]["global_step"] // (records[0]["epoch"] + 1)
     seconds = sum(r["seconds"] for r in rs)
     tokens = sum((r.get("tokens_per_s") or 0) * r["seconds"] for r in rs)
-    positions = sum((r.get("tokens_per_s") or 0) * r["seconds"] / (1 - r["padding"]) for r in rs
-                    if r.get("padding") is not None)
+    positions = sum((r.get("tokens_per_s") or 0) * r["seconds"] / (1 - r["padding"]) for r in rs if r.get("padding") is not None)
     cache = [r.get("feature_cache") or {} for r in rs]
     per_epoch = [iters / r["seconds"] for r in rs]
-    return {"epochs": epochs, "steps_per_s": iters * len(rs) / seconds, "range": (min(per_epoch), max(per_epoch)),
-            "samples_per_s": sum(r["samples"] for r in rs) / seconds,
-            "tokens_per_s": tokens / seconds, "padding": 1 - tokens / positions if positions else None,
-            "encoded": sum(c.get("encoded", 0) for c in cache), "hits": sum(c.get("hits", 0) for c in cache),
-            "seconds_per_epoch": seconds / len(rs)}
+    return {
+        "epochs": epochs,
+        "steps_per_s": iters * len(rs) / seconds,
+        "range": (min(per_epoch), max(per_epoch)),
+        "samples_per_s": sum(r["samples"] for r in rs) / seconds,
+        "tokens_per_s": tokens / seconds,
+        "padding": 1 - tokens / positions if positions else None,
+        "encoded": sum(c.get("encoded", 0) for c in cache),
+        "hits": sum(c.get("hits", 0) for c in cache),
+        "seconds_per_epoch": seconds / len(rs),
+    }
 
 
 def train_rows(train: dict[str, Any]) -> tuple[list[list[Any]], dict[str, dict[str, Any]]]:
@@ -41,14 +47,16 @@ def train_rows(train: dict[str, Any]) -> tuple[list[list[Any]], dict[str, dict[s
             stats[f"{name}/{'warm' if run['cache'] else 'later'}"] = later
         if run["cache"]:
             stats[f"{name}/cold"] = stats.pop(f"{name}/first")
-    labels = [("nocache-random/first", "no cache", "random", "nocache-random/first"),
-              ("nocache-grouped/first", "no cache", "grouped", "nocache-grouped/first"),
-              ("cache-random/cold", "cold (empty folder)", "random", "nocache-random/first"),
-              ("cache-grouped/cold", "cold (empty folder)", "grouped", "nocache-grouped/first"),
-              ("nocache-random/later", "no cache", "random", "nocache-random/later"),
-              ("nocache-grouped/later", "no cache", "grouped", "nocache-grouped/later"),
-              ("cache-random/warm", "warm", "random", "nocache-random/later"),
-              ("cache-grouped/warm", "warm", "grouped", "nocache-grouped/later")]
+    labels = [
+        ("nocache-random/first", "no cache", "random", "nocache-random/first"),
+        ("nocache-grouped/first", "no cache", "grouped", "nocache-grouped/first"),
+        ("cache-random/cold", "cold (empty folder)", "random", "nocache-random/first"),
+        ("cache-grouped/cold", "cold (empty folder)", "grouped", "nocache-grouped/first"),
+        ("nocache-random/later", "no cache", "random", "nocache-random/later"),
+        ("nocache-grouped/later", "no cache", "grouped", "nocache-grouped/later"),
+        ("cache-random/warm", "warm", "random", "nocache-random/later"),
+        ("cache-grouped/warm", "warm", "grouped", "nocache-grouped/later"),
+    ]
     rows = []
     for key, cache, batches, base in labels:
         s = stats.get(key)
@@ -57,10 +65,22 @@ def train_rows(train: dict[str, Any]) -> tuple[list[list[Any]], dict[str, dict[s
         b = stats.get(base)
         epochs = "first" if s["epochs"] == [0] else ", ".join(map(str, s["epochs"]))
         spread = f"{s['range'][0]:.2f}-{s['range'][1]:.2f}" if len(s["epochs"]) > 1 else ""
-        rows.append([cache, batches, epochs, fmt(s["steps_per_s"], 3), spread, fmt(s["samples_per_s"], 1),
-                     fmt(s["tokens_per_s"], 0), fmt(s["tokens_per_s"] / s["samples_per_s"], 0), pct(s["padding"]),
-                     f"{s['encoded']:,} / {s['hits']:,}",
-                     fmt(s["seconds_per_epoch"], 1), f"{s['steps_per_s'] / b['steps_per_s']:.2f}x" if b else "n/a"])
+        rows.append(
+            [
+                cache,
+                batches,
+                epochs,
+                fmt(s["steps_per_s"], 3),
+                spread,
+                fmt(s["samples_per_s"], 1),
+                fmt(s["tokens_per_s"], 0),
+                fmt(s["tokens_per_s"] / s["samples_per_s"], 0),
+                pct(s["padding"]),
+                f"{s['encoded']:,} / {s['hits']:,}",
+                fmt(s["seconds_per_epoch"], 1),
+                f"{s['steps_per_s'] / b['steps_per_s']:.2f}x" if b else "n/a",
+            ]
+        )
     return rows, stats
 
 
@@ -72,9 +92,22 @@ def eval_rows(evals: dict[str, Any]) -> list[list[Any]]:
         fc, sec = rs[0]["feature_cache"] or {}, rs[0]["seconds"] or {}
         gen = sum((r["seconds"] or {}).get("generate", 0) for r in rs)
         score = sum((r["seconds"] or {}).get("score", 0) for r in rs)
-        rows.append([e["k"], e["cache"], n, fc.get("encoded"), fc.get("hits"), fc.get("shared_by"),
-                     fmt(sec.get("encode"), 2), fmt(gen, 2), fmt(score, 2), fmt(e["wall_s"], 1),
-                     fmt(e["k"] * n / gen if gen else None, 1), fmt(e["k"] * n / e["wall_s"], 1)])
+        rows.append(
+            [
+                e["k"],
+                e["cache"],
+                n,
+                fc.get("encoded"),
+                fc.get("hits"),
+                fc.get("shared_by"),
+                fmt(sec.get("encode"), 2),
+                fmt(gen, 2),
+                fmt(score, 2),
+                fmt(e["wall_s"], 1),
+                fmt(e["k"] * n / gen if gen else None, 1),
+                fmt(e["k"] * n / e["wall_s"], 1),
+            ]
+        )
     return rows
 
 
@@ -84,8 +117,7 @@ def _eval_parts(e: dict[str, Any]) -> tuple[float, float]:
     return (rs[0]["seconds"] or {}).get("encode", 0.0), sum((r["seconds"] or {}).get("generate", 0) for r in rs)
 
 
-def eval_target(one: dict[str, Any], many: dict[str, Any], warm: dict[str, Any] | None,
-                test: dict[str, int]) -> list[str]:
+def eval_target(one: dict[str, Any], many: dict[str, Any], warm: dict[str, Any] | None, test: dict[str, int]) -> list[str]:
     """The evaluation target, judged on encoder passes (each test image encoded once, or served from the
     cache for a byte-identical copy, for all k checkpoints together); its time ratios stated."""
     k, n = many["k"], many["results"][0]["num_images"]
@@ -110,33 +142,46 @@ def eval_target(one: dict[str, Any], many: dict[str, Any], warm: dict[str, Any] 
         "(the smaller job's generation time includes the first generate call's warm-up, which every job pays once); "
         f"whole jobs (start-up, model load, METEOR's JVM, scoring): {many['wall_s']:.0f} s vs {one['wall_s']:.0f} s = "
         f"{many['wall_s'] / one['wall_s']:.2f}x, and {many['wall_s'] / (copies * one['wall_s']):.2f}x of {copies} "
-        f"separate {one['k']}-checkpoint jobs")
-    return [f"evaluating {k} checkpoints encodes each test image exactly once and takes <= {EVAL_OVERHEAD}x (one "
-            f"encoding pass + {k} generation passes); judged on the encoder passes, the times stated", measured,
-            _met(ok)]
+        f"separate {one['k']}-checkpoint jobs"
+    )
+    return [
+        f"evaluating {k} checkpoints encodes each test image exactly once and takes <= {EVAL_OVERHEAD}x (one "
+        f"encoding pass + {k} generation passes); judged on the encoder passes, the times stated",
+        measured,
+        _met(ok),
+    ]
 
 
 def targets(stats: dict[str, dict[str, Any]], evals: dict[str, Any], test: dict[str, int]) -> list[list[str]]:
     rows = []
-    speedups = [(g, stats[f"cache-{g}/warm"]["steps_per_s"] / stats[f"nocache-{g}/later"]["steps_per_s"])
-                for g in ("random", "grouped") if f"cache-{g}/warm" in stats and f"nocache-{g}/later" in stats]
+    speedups = [
+        (g, stats[f"cache-{g}/warm"]["steps_per_s"] / stats[f"nocache-{g}/later"]["steps_per_s"])
+        for g in ("random", "grouped")
+        if f"cache-{g}/warm" in stats and f"nocache-{g}/later" in stats
+    ]
     if speedups:
-        rows.append([f"warm-cache training >= {WARM_SPEEDUP}x the steps/s of no cache",
-                     "; ".join(f"{g} batches: {s:.2f}x" for g, s in speedups),
-                     _met(all(s >= WARM_SPEEDUP for _, s in speedups))])
-    grouped = [s["padding"] for k, s in stats.items() if k.startswith(("nocache-grouped", "cache-grouped"))
-               and s["padding"] is not None]
+        rows.append(
+            [
+                f"warm-cache training >= {WARM_SPEEDUP}x the steps/s of no cache",
+                "; ".join(f"{g} batches: {s:.2f}x" for g, s in speedups),
+                _met(all(s >= WARM_SPEEDUP for _, s in speedups)),
+            ]
+        )
+    grouped = [s["padding"] for k, s in stats.items() if k.startswith(("nocache-grouped", "cache-grouped")) and s["padding"] is not None]
     plain = [s["padding"] for k, s in stats.items() if "-random/" in k and s["padding"] is not None]
     if grouped:
-        rows.append([f"length-grouped batches (real caption lengths) waste <= {pct(MAX_GROUPED_PADDING, 0)} of positions "
-                     "on padding (random batches: about 16% at batch 12)",
-                     f"grouped: {pct(min(grouped))} to {pct(max(grouped))}; random: "
-                     + (f"{pct(min(plain))} to {pct(max(plain))}" if plain else "not measured"),
-                     _met(max(grouped) <= MAX_GROUPED_PADDING)])
+        rows.append(
+            [
+                f"length-grouped batches (real caption lengths) waste <= {pct(MAX_GROUPED_PADDING, 0)} of positions "
+                "on padding (random batches: about 16% at batch 12)",
+                f"grouped: {pct(min(grouped))} to {pct(max(grouped))}; random: "
+                + (f"{pct(min(plain))} to {pct(max(plain))}" if plain else "not measured"),
+                _met(max(grouped) <= MAX_GROUPED_PADDING),
+            ]
+        )
     ks = sorted({e["k"] for e in evals.values()})
     if len(ks) >= 2 and f"k{ks[0]}-cold" in evals and f"k{ks[-1]}-cold" in evals:
-        rows.append(eval_target(evals[f"k{ks[0]}-cold"], evals[f"k{ks[-1]}-cold"], evals.get(f"k{ks[-1]}-warm"),
-                                test))
+        rows.append(eval_target(evals[f"k{ks[0]}-cold"], evals[f"k{ks[-1]}-cold"], evals.get(f"k{ks[-1]}-warm"), test))
     return rows
 
 
@@ -161,8 +206,24 @@ def render(results: dict[str, Any]) -> str:
         "",
         "### Training",
         "",
-        table(["feature cache", "batches", "epoch", "steps/s", "per epoch", "samples/s", "tokens/s", "tokens/sample",
-               "padding", "encoded / cache hits", "s per epoch", "vs no cache"], rows, "lllrrrrrrrrr"),
+        table(
+            [
+                "feature cache",
+                "batches",
+                "epoch",
+                "steps/s",
+                "per epoch",
+                "samples/s",
+                "tokens/s",
+                "tokens/sample",
+                "padding",
+                "encoded / cache hits",
+                "s per epoch",
+                "vs no cache",
+            ],
+            rows,
+            "lllrrrrrrrrr",
+        ),
         "",
         "*per epoch*: the slowest and fastest epoch's steps/s (other work on the machine shows here). "
         "*cold*: the first epoch over an empty cache folder (every image encoded once and stored), compared with "
@@ -177,14 +238,34 @@ def render(results: dict[str, Any]) -> str:
     if results["eval"]:
         limit = f" --limit {s['eval_limit']}" if s["eval_limit"] else ""
         tokens = f"`run.max_new_tokens={s['max_new_tokens']}`" if s.get("max_new_tokens") else "the config's max_new_tokens"
-        out += ["", "### Evaluation", "",
-                f"`python -m minigpt4.cli eval --ckpt ...{limit}` on the quickstart's synthetic test split ({tokens}, "
-                "the config's batch_size_eval), k checkpoints in one job, over an empty feature-cache folder (*cold*), "
-                "then the same folder again (*warm*); the per-phase seconds are the `seconds` of each `metrics.json`; "
-                "*encoder passes*: `feature_cache.encoded` (images run through the frozen ViT + Q-Former).", "",
-                table(["checkpoints", "cache", "images", "encoder passes", "cache hits", "shared by", "encode s",
-                       "generate s (sum)", "score s (sum)", "job s (wall)", "images/s generating", "images/s job"],
-                      eval_rows(results["eval"]), "rlrrrrrrrrrr")]
+        out += [
+            "",
+            "### Evaluation",
+            "",
+            f"`python -m minigpt4.cli eval --ckpt ...{limit}` on the quickstart's synthetic test split ({tokens}, "
+            "the config's batch_size_eval), k checkpoints in one job, over an empty feature-cache folder (*cold*), "
+            "then the same folder again (*warm*); the per-phase seconds are the `seconds` of each `metrics.json`; "
+            "*encoder passes*: `feature_cache.encoded` (images run through the frozen ViT + Q-Former).",
+            "",
+            table(
+                [
+                    "checkpoints",
+                    "cache",
+                    "images",
+                    "encoder passes",
+                    "cache hits",
+                    "shared by",
+                    "encode s",
+                    "generate s (sum)",
+                    "score s (sum)",
+                    "job s (wall)",
+                    "images/s generating",
+                    "images/s job",
+                ],
+                eval_rows(results["eval"]),
+                "rlrrrrrrrrrr",
+            ),
+        ]
         ks = sorted({e["k"] for e in results["eval"].values()})
         for state in ("cold", "warm"):
             a, b = results["eval"].get(f"k{ks[0]}-{state}"), results["eval"].get(f"k{ks[-1]}-{state}")

@@ -15,6 +15,7 @@ on a GPU.
 Data: synthetic images (``cache/quickstart``) with the REAL Flickr30k captions, as the CPU benchmark.
 ``--dry-run`` checks every command's config and options (``load_config``) and runs nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,28 +54,49 @@ def configs(size: str) -> tuple[Path, Path]:
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--size", default="vicuna-7b", choices=list(VARIANTS),
-                    help="official sizes of a MiniGPT-4 variant (vicuna0 = vicuna-7b, its earlier name)")
+    ap.add_argument(
+        "--size",
+        default="vicuna-7b",
+        choices=list(VARIANTS),
+        help="official sizes of a MiniGPT-4 variant (vicuna0 = vicuna-7b, its earlier name)",
+    )
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="run.device of every command")
-    ap.add_argument("--stack", type=Path, default=None,
-                    help="random stack folder (llama/, eva_vit_g.pth, blip2_pretrained.pth), built when missing "
-                         "(default: cache/benchmarks/random-SIZE)")
-    ap.add_argument("--data", type=Path, default=QUICKSTART / "synthetic_flickr30k",
-                    help="prepared sample whose images are used (flickr30k_train.json + flickr30k-images/)")
+    ap.add_argument(
+        "--stack",
+        type=Path,
+        default=None,
+        help="random stack folder (llama/, eva_vit_g.pth, blip2_pretrained.pth), built when missing "
+        "(default: cache/benchmarks/random-SIZE)",
+    )
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=QUICKSTART / "synthetic_flickr30k",
+        help="prepared sample whose images are used (flickr30k_train.json + flickr30k-images/)",
+    )
     ap.add_argument("--work", type=Path, default=None, help="runs, logs, caches (default: cache/benchmarks/full-SIZE-<time>)")
     ap.add_argument("--out", type=Path, default=None, help="Markdown file whose full-size section is (re)written")
-    ap.add_argument("--images", type=int, default=960, help="training images (one pass per epoch; a multiple of "
-                                                            "every batch size)")
+    ap.add_argument("--images", type=int, default=960, help="training images (one pass per epoch; a multiple of every batch size)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[12, 64])
     ap.add_argument("--epochs", type=int, default=2, help="epochs per run; the last one is reported")
     ap.add_argument("--cache", nargs="+", default=list(CACHES), choices=CACHES, help="training with the cache off / warm")
     ap.add_argument("--eval-images", type=int, default=200)
     ap.add_argument("--max-new-tokens", type=int, default=30)
     ap.add_argument("--peak-tflops", type=float, default=None, help="run.peak_tflops (default: known GPUs by name)")
-    ap.add_argument("--train-options", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="more overrides for the cache fill and training commands (e.g. run.num_workers=8)")
-    ap.add_argument("--eval-options", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="more overrides for the evaluation command (e.g. run.batch_size_eval=32)")
+    ap.add_argument(
+        "--train-options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more overrides for the cache fill and training commands (e.g. run.num_workers=8)",
+    )
+    ap.add_argument(
+        "--eval-options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more overrides for the evaluation command (e.g. run.batch_size_eval=32)",
+    )
     ap.add_argument("--dry-run", action="store_true", help="check the commands' configs and print them; run nothing")
 
 
@@ -96,15 +118,23 @@ def model_options(stack: Path, size: str) -> list[str]:
     return [f"model.llama_model={stack / 'llama'}", f"model.vit_ckpt={stack / 'eva_vit_g.pth'}", *blip2, "model.ckpt=null"]
 
 
-def train_options(args: argparse.Namespace, stack: Path, work: Path, ann: Path, batch: int | None, cache: str,
-                  job: str) -> list[str]:
+def train_options(args: argparse.Namespace, stack: Path, work: Path, ann: Path, batch: int | None, cache: str, job: str) -> list[str]:
     entry = "datasets.flickr30k_caption"
     steps = args.images // (batch or max(args.batch_sizes))
-    opts = [*model_options(stack, args.size), f"{entry}.builder=caption_json", f"{entry}.build_info.ann_path={ann}",
-            f"{entry}.build_info.image_path={args.data / 'flickr30k-images'}", f"{entry}.caption_sampling=random",
-            f"run.feature_cache={work / 'features' if cache == 'warm' else 'null'}", f"run.device={args.device}",
-            f"run.output_dir={work / 'runs'}", f"run.job_name={job}", f"run.iters_per_epoch={steps}",
-            f"run.max_epoch={args.epochs}", f"run.log_freq={steps}"]
+    opts = [
+        *model_options(stack, args.size),
+        f"{entry}.builder=caption_json",
+        f"{entry}.build_info.ann_path={ann}",
+        f"{entry}.build_info.image_path={args.data / 'flickr30k-images'}",
+        f"{entry}.caption_sampling=random",
+        f"run.feature_cache={work / 'features' if cache == 'warm' else 'null'}",
+        f"run.device={args.device}",
+        f"run.output_dir={work / 'runs'}",
+        f"run.job_name={job}",
+        f"run.iters_per_epoch={steps}",
+        f"run.max_epoch={args.epochs}",
+        f"run.log_freq={steps}",
+    ]
     if batch:
         opts.append(f"run.batch_size_train={batch}")
     if args.peak_tflops:
@@ -114,25 +144,54 @@ def train_options(args: argparse.Namespace, stack: Path, work: Path, ann: Path, 
 
 def eval_options(args: argparse.Namespace, stack: Path, work: Path, ann: Path) -> list[str]:
     entry = "evaluation_datasets.flickr30k_eval"
-    return [*model_options(stack, args.size), f"{entry}.builder=caption_json", f"{entry}.split=test",
-            f"{entry}.build_info.ann_path={ann}", f"{entry}.build_info.image_path={args.data / 'flickr30k-images'}",
-            f"run.feature_cache={work / 'eval-features'}", f"run.device={args.device}",
-            f"run.max_new_tokens={args.max_new_tokens}", *args.eval_options]
+    return [
+        *model_options(stack, args.size),
+        f"{entry}.builder=caption_json",
+        f"{entry}.split=test",
+        f"{entry}.build_info.ann_path={ann}",
+        f"{entry}.build_info.image_path={args.data / 'flickr30k-images'}",
+        f"run.feature_cache={work / 'eval-features'}",
+        f"run.device={args.device}",
+        f"run.max_new_tokens={args.max_new_tokens}",
+        *args.eval_options,
+    ]
 
 
 def commands(args: argparse.Namespace, stack: Path, work: Path, ann: Path, eval_ann: Path) -> dict[str, list[str]]:
     """Every command of the benchmark, by name, in the order they run (the stack build aside)."""
     train_config, eval_config = configs(args.size)
-    out = {"cache-fill": python_cmd("-m", "minigpt4.cli", "cache", "--cfg-path", str(train_config), "--options",
-                                    *train_options(args, stack, work, ann, None, "warm", "fill"))}
+    out = {
+        "cache-fill": python_cmd(
+            "-m",
+            "minigpt4.cli",
+            "cache",
+            "--cfg-path",
+            str(train_config),
+            "--options",
+            *train_options(args, stack, work, ann, None, "warm", "fill"),
+        )
+    }
     for batch in args.batch_sizes:
         for cache in args.cache:
             job = f"b{batch}-cache-{cache}"
-            out[f"train-{job}"] = python_cmd("train.py", "--cfg-path", str(train_config), "--options",
-                                             *train_options(args, stack, work, ann, batch, cache, job))
-    out["eval"] = python_cmd("-m", "minigpt4.cli", "eval", "--cfg-path", str(eval_config), "--ckpt", "pretrained",
-                             "--save-path", str(work / "eval"), "--limit", str(args.eval_images), "--options",
-                             *eval_options(args, stack, work, eval_ann))
+            out[f"train-{job}"] = python_cmd(
+                "train.py", "--cfg-path", str(train_config), "--options", *train_options(args, stack, work, ann, batch, cache, job)
+            )
+    out["eval"] = python_cmd(
+        "-m",
+        "minigpt4.cli",
+        "eval",
+        "--cfg-path",
+        str(eval_config),
+        "--ckpt",
+        "pretrained",
+        "--save-path",
+        str(work / "eval"),
+        "--limit",
+        str(args.eval_images),
+        "--options",
+        *eval_options(args, stack, work, eval_ann),
+    )
     if "warm" not in args.cache:
         del out["cache-fill"]
     return out
@@ -149,7 +208,7 @@ def dry_run(cmds: dict[str, list[str]], stack: Path) -> None:
     for name, cmd in cmds.items():
         print(f"{name}: {' '.join(cmd)}")
         try:
-            load_config(cmd[cmd.index("--cfg-path") + 1], cmd[cmd.index("--options") + 1:])
+            load_config(cmd[cmd.index("--cfg-path") + 1], cmd[cmd.index("--options") + 1 :])
         except ConfigError as e:
             problems = [p for p in e.problems if str(stack) not in p]
             if problems:
@@ -162,16 +221,24 @@ def build_stack(args: argparse.Namespace, stack: Path, ann: Path, work: Path) ->
         print(f"== random {args.size} stack: reusing {stack}")
         return None
     print(f"== random {args.size} stack: building {stack} (about {28 if '13b' in args.size else 16} GB)", flush=True)
-    return run(python_cmd("-m", "minigpt4.testing.stacks", "--size", args.size, "--device", args.device, "--out",
-                          str(stack), "--captions", str(ann)), work / "logs" / "stack.txt")
+    return run(
+        python_cmd(
+            "-m", "minigpt4.testing.stacks", "--size", args.size, "--device", args.device, "--out", str(stack), "--captions", str(ann)
+        ),
+        work / "logs" / "stack.txt",
+    )
 
 
 def train_result(work: Path, job: str, log_file: Path, wall: float) -> dict[str, Any]:
     records = epoch_records(run_folder(work / "runs", job))
     last = records[-1]
     keys = ("epoch", "seconds", "samples_per_s", "tokens_per_s", "padding", "mfu", "feature_cache", "samples")
-    return {"wall_s": round(wall, 1), "last_epoch": {k: last.get(k) for k in keys},
-            "peak_memory_mib": peak_memory_mb(log_file), "records": records}
+    return {
+        "wall_s": round(wall, 1),
+        "last_epoch": {k: last.get(k) for k in keys},
+        "peak_memory_mib": peak_memory_mb(log_file),
+        "records": records,
+    }
 
 
 def main(args: argparse.Namespace, command: str) -> dict[str, Any]:
@@ -195,9 +262,12 @@ def main(args: argparse.Namespace, command: str) -> dict[str, Any]:
     if args.dry_run:
         dry_run(cmds, stack)
         return {"commands": cmds}
-    results: dict[str, Any] = {"command": command, "settings": {k: str(v) if isinstance(v, Path) else v
-                                                                 for k, v in vars(args).items()},
-                               "stack_build_s": build_stack(args, stack, ann, work), "train": {}}
+    results: dict[str, Any] = {
+        "command": command,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "stack_build_s": build_stack(args, stack, ann, work),
+        "train": {},
+    }
     for name, cmd in cmds.items():
         print(f"== {name}", flush=True)
         log_file = work / "logs" / f"{name}.txt"
@@ -205,11 +275,10 @@ def main(args: argparse.Namespace, command: str) -> dict[str, Any]:
         if name == "cache-fill":
             results["cache_fill"] = {"wall_s": round(wall, 1), "images": args.images}
         elif name.startswith("train-"):
-            results["train"][name[len("train-"):]] = train_result(work, name[len("train-"):], log_file, wall)
+            results["train"][name[len("train-") :]] = train_result(work, name[len("train-") :], log_file, wall)
         else:
             m = read_metrics(work / "eval", ["pretrained"])[0]
-            results["eval"] = {"wall_s": round(wall, 1), **{k: m.get(k) for k in
-                                                            ("num_images", "feature_cache", "seconds", "generation")}}
+            results["eval"] = {"wall_s": round(wall, 1), **{k: m.get(k) for k in ("num_images", "feature_cache", "seconds", "generation")}}
     results["machine"] = {**machine(), "load_start": load_start}
     results["wall_s"] = round(time.perf_counter() - t0, 1)
     (work / "results.json").write_text(json.dumps(results, indent=1, default=str))

@@ -14,6 +14,7 @@ Not included: the CUDA context and allocator slack (about 1-2 GB in practice), t
 (it is frozen and runs without a graph) and temporary buffers inside kernels. A lower bound to check
 with ``python -m minigpt4.benchmarks full`` on a GPU (``--train-options model.lora.r=64``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,14 +87,19 @@ def static_bytes(size: str, with_lora: bool) -> dict[str, float]:
         llm = LlamaForCausalLM(LlamaConfig(**OFFICIAL_LLMS[size]))
         qformer = Blip2QFormerModel(qformer_config(vit.config.hidden_size, {})) if VARIANTS[size][2] else None
         queries = torch.nn.Parameter(torch.zeros(1, 32, qformer.config.hidden_size)) if qformer else None
-        model = MiniGPT4(vit, qformer, queries, llm, _Tokenizer(), ["<Img><ImageHere></Img> x"],
-                         lora=LORA if with_lora else None)
+        model = MiniGPT4(vit, qformer, queries, llm, _Tokenizer(), ["<Img><ImageHere></Img> x"], lora=LORA if with_lora else None)
     count = lambda m: sum(p.numel() for p in m.parameters() if not p.requires_grad)  # noqa: E731
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen_rest = count(model) - count(model.llama_model) - count(model.visual_encoder)
-    return {"llm": 2 * count(model.llama_model), "vit": 2 * count(model.visual_encoder), "qformer": 4 * frozen_rest,
-            "trainable": 16 * trainable, "trainable_params": trainable,
-            "layers": OFFICIAL_LLMS[size]["num_hidden_layers"], "hidden": OFFICIAL_LLMS[size]["hidden_size"]}
+    return {
+        "llm": 2 * count(model.llama_model),
+        "vit": 2 * count(model.visual_encoder),
+        "qformer": 4 * frozen_rest,
+        "trainable": 16 * trainable,
+        "trainable_params": trainable,
+        "layers": OFFICIAL_LLMS[size]["num_hidden_layers"],
+        "hidden": OFFICIAL_LLMS[size]["hidden_size"],
+    }
 
 
 class _Tokenizer:
@@ -116,14 +122,20 @@ def estimate(size: str, batch: int, with_lora: bool, checkpointing: bool) -> dic
     else:
         acts = batch * (st["layers"] * act["per_layer"] + act["rest"])
     weights = st["llm"] + st["vit"] + st["qformer"]
-    return {"weights": weights, "trainable": st["trainable"], "trainable_params": st["trainable_params"],
-            "activations": acts, "total": weights + st["trainable"] + acts}
+    return {
+        "weights": weights,
+        "trainable": st["trainable"],
+        "trainable_params": st["trainable_params"],
+        "activations": acts,
+        "total": weights + st["trainable"] + acts,
+    }
 
 
 def main(args: argparse.Namespace, command: str) -> None:
     print(f"`{command}`\n")
-    print("| size | tokens/sample | trainable | batch | LLM checkpointing | weights GiB | trainable state GiB | "
-          "activations GiB | total GiB |")
+    print(
+        "| size | tokens/sample | trainable | batch | LLM checkpointing | weights GiB | trainable state GiB | activations GiB | total GiB |"
+    )
     print("|---|---:|---|---:|---|---:|---:|---:|---:|")
     for size in args.sizes:
         for lora in (False, True):
@@ -131,6 +143,9 @@ def main(args: argparse.Namespace, command: str) -> None:
                 for ckpt in (False, True):
                     e = estimate(size, batch, lora, ckpt)
                     what = f"{'LoRA r 64 q,v + ' if lora else ''}llama_proj: {e['trainable_params']:,}"
-                    print(f"| {size} | {SEQ_LEN[size]} | {what} | {batch} | {'on' if ckpt else 'off'} | "
-                          f"{e['weights'] / GiB:.1f} | {e['trainable'] / GiB:.2f} | {e['activations'] / GiB:.1f} | "
-                          f"{e['total'] / GiB:.1f} |", flush=True)
+                    print(
+                        f"| {size} | {SEQ_LEN[size]} | {what} | {batch} | {'on' if ckpt else 'off'} | "
+                        f"{e['weights'] / GiB:.1f} | {e['trainable'] / GiB:.2f} | {e['activations'] / GiB:.1f} | "
+                        f"{e['total'] / GiB:.1f} |",
+                        flush=True,
+                    )

@@ -4,6 +4,7 @@
 ``--check`` exits 1 when docs/config.md is out of date (a test runs the same comparison), so a key
 added to a schema without documentation, or a changed default, cannot go unnoticed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,11 +41,19 @@ def render() -> str:
     for name in MODELS.names():
         out += _table(f"model (arch: {name})", "The `model` section.", MODELS.get(name).SCHEMA, "model.")
     for name in DATASETS.names():
-        out += _table(f"datasets: {name}", f"An entry `datasets.<name>` (or `evaluation_datasets.<name>`) "
-                      f"whose builder is `{name}`.", DATASETS.get(name).SCHEMA, "")
+        out += _table(
+            f"datasets: {name}",
+            f"An entry `datasets.<name>` (or `evaluation_datasets.<name>`) whose builder is `{name}`.",
+            DATASETS.get(name).SCHEMA,
+            "",
+        )
     for name in PROCESSORS.names():
-        out += _table(f"processor: {name}", f"Keys of a processor mapping `{{name: {name}, ...}}` under "
-                      "`vis_processor` / `text_processor`.", PROCESSORS.get(name).SCHEMA, "")
+        out += _table(
+            f"processor: {name}",
+            f"Keys of a processor mapping `{{name: {name}, ...}}` under `vis_processor` / `text_processor`.",
+            PROCESSORS.get(name).SCHEMA,
+            "",
+        )
     for name in RUNNERS.names():
         out += _table(f"run (runner: {name})", "The `run` section.", RUNNERS.get(name).SCHEMA, "run.")
     return "\n".join(out).rstrip() + "\n"
@@ -72,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     current = update(Path(args.readme), check=args.check)
     if args.check and not current:
-        print(f"{args.readme}: the config-key table is out of date; run python -m minigpt4.config.docs",
-              file=sys.stderr)
+        print(f"{args.readme}: the config-key table is out of date; run python -m minigpt4.config.docs", file=sys.stderr)
         return 1
     print(f"{args.readme}: config-key table {'is up to date' if current else 'updated'}")
     return 0

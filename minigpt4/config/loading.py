@@ -4,6 +4,7 @@ Each source is validated on its own against the owning class's schema, so an err
 the file (or ``--options``) it came from and what is allowed; the merged result is then checked for
 required keys and existing paths. Nothing is built here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,9 +29,13 @@ OPTIONS = "--options"
 DEFAULT_RUNNER = "runner_iter"
 DEFAULT_EVALUATION = "flickr30k_eval"  # scored when an evaluation config has no evaluation_datasets
 TOP_LEVEL_SCHEMA: dict[str, Key] = {
-    CUSTOM_IMPORTS: Key("Modules imported before the rest of the config is read, so that the components they "
-                        "register (models, model types, datasets, tasks, ...) can be named, e.g. "
-                        "[minigpt4.testing] for model_type tiny.", list, []),
+    CUSTOM_IMPORTS: Key(
+        "Modules imported before the rest of the config is read, so that the components they "
+        "register (models, model types, datasets, tasks, ...) can be named, e.g. "
+        "[minigpt4.testing] for model_type tiny.",
+        list,
+        [],
+    ),
 }
 
 
@@ -249,14 +254,12 @@ def _custom_imports(user: dict, opts: dict, cfg_path: str) -> list[str]:
         if value is None:
             continue
         if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
-            raise ConfigError([f"{CUSTOM_IMPORTS} in {origin}: expected a list of module names, "
-                               f"e.g. [minigpt4.testing], got {value!r}"])
+            raise ConfigError([f"{CUSTOM_IMPORTS} in {origin}: expected a list of module names, e.g. [minigpt4.testing], got {value!r}"])
         for module in value:
             try:
                 import_modules([module])
             except ImportError as e:
-                raise ConfigError([f"{CUSTOM_IMPORTS} in {origin}: cannot import {module!r}: "
-                                   f"{type(e).__name__}: {e}"]) from None
+                raise ConfigError([f"{CUSTOM_IMPORTS} in {origin}: cannot import {module!r}: {type(e).__name__}: {e}"]) from None
             if module not in modules:
                 modules.append(module)
     return modules
@@ -287,7 +290,8 @@ def _image_size_problems(model: dict | None, sections: dict[str, dict], ck: _Che
                 problems.append(
                     f"{key}.{which}.image_size is {proc['image_size']} (set in {ck.origins.get(key, 'defaults')}) but "
                     f"model.image_size is {size} (set in {ck.origins.get('model.image_size', 'defaults')}): the ViT's "
-                    "position embeddings are sized for model.image_size; give both the same value")
+                    "position embeddings are sized for model.image_size; give both the same value"
+                )
     return problems
 
 
@@ -297,15 +301,15 @@ def _batch_size_problems(datasets: dict[str, dict], run: dict, ck: _Checker) -> 
     given = {name: b for name, entry in datasets.items() if (b := entry.pop("batch_size", None)) is not None}
     if not given:
         return []
-    where = ", ".join(f"datasets.{n}.batch_size = {b} ({ck.origins.get(f'datasets.{n}.batch_size')})"
-                      for n, b in given.items())
+    where = ", ".join(f"datasets.{n}.batch_size = {b} ({ck.origins.get(f'datasets.{n}.batch_size')})" for n, b in given.items())
     if len(set(given.values())) > 1:
-        return [f"{where}: one batch size is used for every dataset here; give them the same value "
-                "(or set run.batch_size_train instead)"]
+        return [f"{where}: one batch size is used for every dataset here; give them the same value (or set run.batch_size_train instead)"]
     size = next(iter(given.values()))
     if "run.batch_size_train" in ck.origins and run.get("batch_size_train") != size:
-        return [f"{where} but run.batch_size_train = {run.get('batch_size_train')} "
-                f"({ck.origins['run.batch_size_train']}): give one of them, or the same value"]
+        return [
+            f"{where} but run.batch_size_train = {run.get('batch_size_train')} "
+            f"({ck.origins['run.batch_size_train']}): give one of them, or the same value"
+        ]
     run["batch_size_train"] = size
     ck.notes.append(f"{where}: used as run.batch_size_train (the official per-dataset batch size)")
     return []
@@ -350,9 +354,7 @@ def load_config(cfg_path: str | Path, options: Iterable[str] | None = None, eval
     for src, origin in ((user, cfg_path), (opts, OPTIONS)):
         for name in src:
             if name not in SECTIONS:
-                ck.problems.append(
-                    f"{name} in {origin}: unknown section. Allowed sections: {', '.join(SECTIONS)}"
-                )
+                ck.problems.append(f"{name} in {origin}: unknown section. Allowed sections: {', '.join(SECTIONS)}")
     if "model" not in user and "model" not in opts:
         ck.problems.append(f"{cfg_path}: the 'model' section is missing")
     if evaluation:
@@ -361,8 +363,10 @@ def load_config(cfg_path: str | Path, options: Iterable[str] | None = None, eval
                 ck.notes.append(f"datasets in {origin}: not used by the evaluation (it scores evaluation_datasets)")
         if user.get("evaluation_datasets") is None and opts.get("evaluation_datasets") is None:
             user["evaluation_datasets"] = {DEFAULT_EVALUATION: {}}
-            ck.notes.append(f"{cfg_path} has no evaluation_datasets: scoring {DEFAULT_EVALUATION} with its defaults "
-                            f"(set evaluation_datasets.{DEFAULT_EVALUATION}.build_info to its files)")
+            ck.notes.append(
+                f"{cfg_path} has no evaluation_datasets: scoring {DEFAULT_EVALUATION} with its defaults "
+                f"(set evaluation_datasets.{DEFAULT_EVALUATION}.build_info to its files)"
+            )
     model = _model_section(user, opts, cfg_path, ck)
     datasets = _datasets_section("datasets", user, opts, cfg_path, ck)
     eval_datasets = _datasets_section("evaluation_datasets", user, opts, cfg_path, ck)

@@ -4,6 +4,7 @@ A schema is a ``dict[str, Key]``. Model classes, dataset builders, processors an
 own one (``SCHEMA`` class attribute); ``minigpt4.config`` validates YAML against them and
 the key table in docs/config.md is generated from them (``python -m minigpt4.config.docs``).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -53,8 +54,7 @@ class Key:
         return name + (" or null" if self.nullable else "")
 
 
-def ignored_key(reason: str, type: type | tuple[type, ...] = object,
-                check: Callable[[Any], list[str]] | None = None) -> Key:
+def ignored_key(reason: str, type: type | tuple[type, ...] = object, check: Callable[[Any], list[str]] | None = None) -> Key:
     """A key of the official configs that has no effect here (``reason``), accepted so those files load."""
     return Key(f"Official config key, ignored: {reason}", type, None, nullable=True, check=check, ignored=reason)
 

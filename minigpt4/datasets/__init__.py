@@ -5,6 +5,7 @@ the registered builders ``flickr30k_caption`` (training), ``flickr30k_eval`` (ev
 A builder is built from one config entry: ``DATASETS.build(entry.builder, entry, strict=...)
 .build_datasets() -> {split: Dataset}``; datasets have a ``collater``. See docs/data.md.
 """
+
 from typing import Any
 
 from minigpt4.errors import DataError, ImageLoadError
@@ -23,7 +24,17 @@ def __getattr__(name: str) -> Any:
         return getattr(caption_datasets, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
-    "CaptionRecord", "DataError", "ImageLoadError", "SPLITS", "collate", "read_caption_json", "read_flickr30k",
-    "split_file_name", "CaptionEvalDataset", "CaptionTrainDataset", "join_captions",
+    "CaptionRecord",
+    "DataError",
+    "ImageLoadError",
+    "SPLITS",
+    "collate",
+    "read_caption_json",
+    "read_flickr30k",
+    "split_file_name",
+    "CaptionEvalDataset",
+    "CaptionTrainDataset",
+    "join_captions",
 ]

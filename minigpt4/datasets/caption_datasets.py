@@ -1,4 +1,5 @@
 """Training and evaluation datasets over a list of ``CaptionRecord``s (Flickr30k or any caption JSON)."""
+
 from __future__ import annotations
 
 import logging
@@ -48,8 +49,9 @@ def torch_generator(rng: random.Random) -> torch.Generator:
     return torch.Generator().manual_seed(rng.getrandbits(63))
 
 
-def image_fields(path: Path, process: Callable[[Image.Image], torch.Tensor], strict: bool, where: str,
-                 features: Any = None) -> dict[str, Any] | None:
+def image_fields(
+    path: Path, process: Callable[[Image.Image], torch.Tensor], strict: bool, where: str, features: Any = None
+) -> dict[str, Any] | None:
     """``{"image": tensor}`` of one image; with a feature cache (``features``) ``{"image": tensor or
     None, "features": tensor or None, "image_sha256", "feature_status", "feature_cache" (its folder)}``:
     a cached image is not even decoded. None when the image is missing or corrupt (``strict`` raises)."""
@@ -60,15 +62,25 @@ def image_fields(path: Path, process: Callable[[Image.Image], torch.Tensor], str
         except FileNotFoundError:  # a missing image: reported (or raised) by the load below
             found = None
         if found is not None and found.features is not None:
-            return {"image": None, "features": found.features, "image_sha256": found.sha256, "feature_status": "hit",
-                    "feature_cache": str(features.folder)}
+            return {
+                "image": None,
+                "features": found.features,
+                "image_sha256": found.sha256,
+                "feature_status": "hit",
+                "feature_cache": str(features.folder),
+            }
     image = load_image_or_none(path, strict, where)
     if image is None:
         return None
     if features is None:
         return {"image": process(image)}
-    return {"image": process(image), "features": None, "image_sha256": found.sha256 if found else None,
-            "feature_status": found.status if found else "miss", "feature_cache": str(features.folder)}
+    return {
+        "image": process(image),
+        "features": None,
+        "image_sha256": found.sha256 if found else None,
+        "feature_status": found.status if found else "miss",
+        "feature_cache": str(features.folder),
+    }
 
 
 def collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
@@ -85,7 +97,6 @@ def collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
             batch[key] = torch.stack(values) if all(isinstance(v, torch.Tensor) for v in values) else values
     batch["skipped"] = len(samples) - len(kept)
     return batch
-
 
 
 class CaptionTrainDataset(Dataset):
@@ -189,8 +200,9 @@ class CaptionTrainDataset(Dataset):
             caption = rec.captions[c]
         crop_generator = torch_generator(rng)
         where = f"{self.source} item {r}" if self.source else f"item {r}"
-        fields = image_fields(self.image_root / rec.image, lambda im: self.vis_processor(im, crop_generator),
-                              self.strict, where, self.features)
+        fields = image_fields(
+            self.image_root / rec.image, lambda im: self.vis_processor(im, crop_generator), self.strict, where, self.features
+        )
         if fields is None:
             return None
         return {

@@ -1,5 +1,6 @@
 """``caption_json``: any JSON list of ``{image, captions}`` records as a training or evaluation set,
 added by a YAML entry alone (``builder: caption_json`` under a dataset name of your choice)."""
+
 from __future__ import annotations
 
 from torch.utils.data import Dataset
@@ -20,8 +21,9 @@ class CaptionJsonBuilder(CaptionBuilder):
     SCHEMA = {
         "builder": builder_key("caption_json"),
         "build_info": build_info_key("JSON file: a list of records with an image file name and its caption(s).", "file"),
-        "split": Key("train: training samples (instruction, answer); val/test: evaluation samples (references).",
-                     str, "train", choices=SPLITS),
+        "split": Key(
+            "train: training samples (instruction, answer); val/test: evaluation samples (references).", str, "train", choices=SPLITS
+        ),
         "image_key": Key("Record key of the image file name (relative to build_info.image_path).", str, "image"),
         "captions_key": Key("Record key of the captions: a list of strings or a single string.", str, "captions"),
         "image_id_key": Key("Record key of the image id; null = the image file name's stem.", str, None, nullable=True),

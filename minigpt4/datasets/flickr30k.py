@@ -1,5 +1,6 @@
 """Flickr30k builders over the annotation files written by ``prepare_flickr30k.py``
 (``flickr30k_{train,val,test}.json``: a list of ``{"image", "image_id", "captions": [5 strings]}``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,8 +36,7 @@ class Flickr30kCaptionBuilder(CaptionBuilder):
     DEFAULT_CONFIG_PATH = "configs/datasets/flickr30k/caption.yaml"
     SCHEMA = {
         "builder": builder_key("flickr30k_caption"),
-        "build_info": build_info_key(
-            "flickr30k_train.json, or the folder holding it (prepare_flickr30k.py's --out-dir).", "any"),
+        "build_info": build_info_key("flickr30k_train.json, or the folder holding it (prepare_flickr30k.py's --out-dir).", "any"),
         "vis_processor": VIS_KEY,
         "text_processor": TEXT_KEY,
         **TRAIN_KEYS,
@@ -59,8 +59,8 @@ class Flickr30kEvalBuilder(CaptionBuilder):
     SCHEMA = {
         "builder": builder_key("flickr30k_eval"),
         "build_info": build_info_key(
-            "The split's annotation file, or the folder holding flickr30k_<split>.json "
-            "(prepare_flickr30k.py's --out-dir).", "any"),
+            "The split's annotation file, or the folder holding flickr30k_<split>.json (prepare_flickr30k.py's --out-dir).", "any"
+        ),
         "split": Key("Split to evaluate.", str, "test", choices=("test", "val")),
         "vis_processor": VIS_KEY,
     }

@@ -7,6 +7,7 @@ Input: ``ROOT/flickr_annotations_30k.csv`` (Hugging Face ``nlphuji/flickr30k``: 
 text (whitespace normalised only). Everything is validated before anything is written; files are
 written atomically, and a rerun gives byte-identical files. The CLI is ``prepare_flickr30k.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -125,16 +126,19 @@ def read_csv_rows(path: str | Path) -> tuple[list[Row], int]:
     """Validated rows of a ``flickr_annotations_30k.csv`` (and 0 restval rows)."""
     path = Path(path)
     if not path.is_file():
-        raise PrepareError(f"{path}: file not found (expected the nlphuji/flickr30k annotation CSV "
-                           f"{CSV_NAME}; or pass --karpathy-json PATH)")
+        raise PrepareError(
+            f"{path}: file not found (expected the nlphuji/flickr30k annotation CSV {CSV_NAME}; or pass --karpathy-json PATH)"
+        )
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise PrepareError(f"{path}: cannot parse as CSV: {e}") from None
     missing = [c for c in CSV_COLUMNS if c not in df.columns]
     if missing:
-        raise PrepareError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}; "
-                           f"expected raw, sentids, split, filename, img_id")
+        raise PrepareError(
+            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}; "
+            f"expected raw, sentids, split, filename, img_id"
+        )
     v = _Validator(allow_restval=False)
     rows = zip(df["raw"], df["split"], df["filename"])
     for i, (raw, split, filename) in enumerate(progress(rows, total=len(df), desc="reading CSV", unit="row")):
@@ -228,8 +232,7 @@ def prepare_flickr30k(
     if caption_mode not in CAPTION_MODES:
         raise PrepareError(f"caption_mode must be one of {CAPTION_MODES}, got {caption_mode!r}")
     if skip_image_check and (strict or check_images):
-        raise PrepareError("--skip-image-check does not look at the images: it cannot be combined with "
-                           "--check-images or --strict")
+        raise PrepareError("--skip-image-check does not look at the images: it cannot be combined with --check-images or --strict")
     root = Path(root)
     out_dir = Path(out_dir) if out_dir is not None else root
     source = Path(karpathy_json) if karpathy_json is not None else root / CSV_NAME
@@ -239,15 +242,16 @@ def prepare_flickr30k(
     if check != "none":
         image_dir = root / IMAGE_DIR
         if not image_dir.is_dir():
-            raise PrepareError(f"{image_dir}: image folder not found (the rows of missing images are dropped; "
-                               f"give --root the folder with {IMAGE_DIR}/, or pass --skip-image-check to write the "
-                               "annotations without looking at the images)")
+            raise PrepareError(
+                f"{image_dir}: image folder not found (the rows of missing images are dropped; "
+                f"give --root the folder with {IMAGE_DIR}/, or pass --skip-image-check to write the "
+                "annotations without looking at the images)"
+            )
         bad = find_bad_images(rows, image_dir, decode=check == "decode")
         examples = [f"{r.filename} ({reason}; {r.where})" for r, reason in bad[:MAX_EXAMPLES]]
         if bad and strict:
             what = "missing or undecodable" if check == "decode" else "missing"
-            raise PrepareError(f"{len(bad)} of {len(rows)} images {what} under {image_dir} "
-                               f"(--strict); first: " + "; ".join(examples))
+            raise PrepareError(f"{len(bad)} of {len(rows)} images {what} under {image_dir} (--strict); first: " + "; ".join(examples))
         dropped = {id(r) for r, _ in bad}
         rows = [r for r in rows if id(r) not in dropped]
         summary.dropped, summary.dropped_examples = len(bad), examples
@@ -267,19 +271,30 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Write flickr30k_{train,val,test}.json from the Flickr30k annotations.")
     ap.add_argument("--root", required=True, help=f"folder with {CSV_NAME} and {IMAGE_DIR}/")
     ap.add_argument("--out-dir", default=None, help="where to write the split files (default: --root)")
-    ap.add_argument("--check-images", action="store_true",
-                    help="also open and decode every image; undecodable ones are dropped and counted like missing ones")
+    ap.add_argument(
+        "--check-images",
+        action="store_true",
+        help="also open and decode every image; undecodable ones are dropped and counted like missing ones",
+    )
     ap.add_argument("--strict", action="store_true", help="a missing (or undecodable) image is an error instead")
-    ap.add_argument("--skip-image-check", action="store_true",
-                    help="write the annotations without looking for the images (by default the rows of missing "
-                         "images are dropped and counted)")
-    ap.add_argument("--caption-mode", choices=CAPTION_MODES, default="separate",
-                    help="separate: 5 captions per image (default); concat: one joined caption "
-                         "(older practice, kept only for comparison; writes flickr30k_<split>_concat.json)")
-    ap.add_argument("--karpathy-json", default=None, help="read Karpathy's dataset_flickr30k.json instead of the CSV "
-                                                           "('restval' is counted as train)")
+    ap.add_argument(
+        "--skip-image-check",
+        action="store_true",
+        help="write the annotations without looking for the images (by default the rows of missing images are dropped and counted)",
+    )
+    ap.add_argument(
+        "--caption-mode",
+        choices=CAPTION_MODES,
+        default="separate",
+        help="separate: 5 captions per image (default); concat: one joined caption "
+        "(older practice, kept only for comparison; writes flickr30k_<split>_concat.json)",
+    )
+    ap.add_argument(
+        "--karpathy-json", default=None, help="read Karpathy's dataset_flickr30k.json instead of the CSV ('restval' is counted as train)"
+    )
     args = ap.parse_args(argv)
-    summary = prepare_flickr30k(args.root, args.out_dir, args.check_images, args.strict,
-                                args.caption_mode, args.karpathy_json, args.skip_image_check)
+    summary = prepare_flickr30k(
+        args.root, args.out_dir, args.check_images, args.strict, args.caption_mode, args.karpathy_json, args.skip_image_check
+    )
     print(summary.format())
     return 0

@@ -4,6 +4,7 @@
 ``prepare_flickr30k.py`` writes: a list of ``{"image", "image_id", "captions"}``) and the splits;
 ``filter_cap.json`` + ``image/`` (the official MiniGPT-4 stage-2 data, ``cc_sbu_align``).
 """
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,9 @@ def read_caption_json(
         if isinstance(caps, str):
             caps = [caps]
         if not isinstance(caps, list) or not caps or not all(isinstance(c, str) and c.strip() for c in caps):
-            raise DataError(f"{where}: key {captions_key!r} must be a non-empty string or a non-empty list of "
-                            f"non-empty strings, got {caps!r}")
+            raise DataError(
+                f"{where}: key {captions_key!r} must be a non-empty string or a non-empty list of non-empty strings, got {caps!r}"
+            )
         if image_id_key is not None:
             image_id = str(item[image_id_key])
         else:
@@ -117,14 +119,16 @@ def read_cc_sbu_align(path: str | Path) -> list[CaptionRecord]:
                 raise DataError(f"{where}: key {key!r} is missing; the record has keys {sorted(item)}")
         image_id, caption = item["image_id"], item["caption"]
         if isinstance(image_id, bool) or not isinstance(image_id, (str, int)) or not str(image_id).strip():
-            raise DataError(f"{where}: 'image_id' must be a non-empty string or an integer (the image is "
-                            f"image/<image_id>.jpg), got {image_id!r}")
+            raise DataError(
+                f"{where}: 'image_id' must be a non-empty string or an integer (the image is image/<image_id>.jpg), got {image_id!r}"
+            )
         if not isinstance(caption, str) or not caption.strip():
             raise DataError(f"{where}: 'caption' must be a non-empty string, got {caption!r}")
         image_id = str(image_id)
         if image_id in seen:
-            raise DataError(f"{where}: image_id {image_id!r} already used by annotations[{seen[image_id]}] "
-                            "(one caption per image expected)")
+            raise DataError(
+                f"{where}: image_id {image_id!r} already used by annotations[{seen[image_id]}] (one caption per image expected)"
+            )
         seen[image_id] = i
         records.append(CaptionRecord(f"{image_id}.jpg", image_id, (caption,)))
     if not records:

@@ -6,6 +6,7 @@ well: the METEOR start-up (several seconds) is no longer waited for before the s
 generated, and on a GPU the scoring of every checkpoint but the last costs no time. Jobs run one at a
 time, in the order submitted, so results are written in checkpoint order.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

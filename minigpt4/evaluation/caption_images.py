@@ -11,6 +11,7 @@ line per image (tabs and line breaks in a caption become spaces), stderr everyth
 image is reported (``warning: cannot read IMAGE: reason``) and skipped; the others are still captioned and
 the exit status is then 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,18 +48,30 @@ EXIT_SKIPPED = 1
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="Caption image files with an evaluation config and a checkpoint, "
-                                             "exactly as minigpt4-eval would; prints path<TAB>caption lines.")
-    ap.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
-                    help=f"image files, or folders: their {'/'.join(IMAGE_SUFFIXES)} files (not sub-folders)")
+    ap = argparse.ArgumentParser(
+        description="Caption image files with an evaluation config and a checkpoint, "
+        "exactly as minigpt4-eval would; prints path<TAB>caption lines."
+    )
+    ap.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE_OR_DIR",
+        help=f"image files, or folders: their {'/'.join(IMAGE_SUFFIXES)} files (not sub-folders)",
+    )
     ap.add_argument("--cfg-path", required=True, help="evaluation config (model + evaluation_datasets + run)")
-    ap.add_argument("--ckpt", default=PRETRAINED, metavar="PATH",
-                    help="checkpoint to caption with (default: the config's model.ckpt; null = the fresh projection)")
-    ap.add_argument("--train-config", default=None, metavar="RUN_DIR/config.yaml",
-                    help="the run's config, for the LoRA settings of a checkpoint with adapters (default: the "
-                         "config.yaml next to the checkpoint)")
-    ap.add_argument("--json", default=None, metavar="FILE",
-                    help='also write the captions to FILE: [{"image": path, "caption": text}, ...]')
+    ap.add_argument(
+        "--ckpt",
+        default=PRETRAINED,
+        metavar="PATH",
+        help="checkpoint to caption with (default: the config's model.ckpt; null = the fresh projection)",
+    )
+    ap.add_argument(
+        "--train-config",
+        default=None,
+        metavar="RUN_DIR/config.yaml",
+        help="the run's config, for the LoRA settings of a checkpoint with adapters (default: the config.yaml next to the checkpoint)",
+    )
+    ap.add_argument("--json", default=None, metavar="FILE", help='also write the captions to FILE: [{"image": path, "caption": text}, ...]')
     ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides (after the images)")
     return ap.parse_args(argv)
 
@@ -70,8 +83,7 @@ def expand(paths: Sequence[str]) -> list[tuple[str, str | None]]:
         p = Path(given)
         if p.is_dir():
             found = sorted(c for c in p.iterdir() if c.is_file() and c.suffix.lower() in IMAGE_SUFFIXES)
-            out += [(str(c), unreadable(c)) for c in found] or [
-                (given, f"a folder without image files ({' '.join(IMAGE_SUFFIXES)})")]
+            out += [(str(c), unreadable(c)) for c in found] or [(given, f"a folder without image files ({' '.join(IMAGE_SUFFIXES)})")]
         else:
             out.append((given, unreadable(p) if p.exists() else "no such file or directory"))
     return out
@@ -96,9 +108,11 @@ def adopt_lora(cfg: DictConfig, ckpt: Checkpoint, train_config: str | None) -> N
     found = Path(ckpt.file).parent / CONFIG
     train_config = train_config or (str(found) if found.is_file() else None)
     if train_config is None:
-        raise EvalError(f"{ckpt.file}: the checkpoint holds {describe_adapters(state)}, the config has no model.lora "
-                        f"and there is no {CONFIG} next to it: pass --train-config RUN_DIR/{CONFIG}, or set "
-                        "model.lora as in the training run with --options")
+        raise EvalError(
+            f"{ckpt.file}: the checkpoint holds {describe_adapters(state)}, the config has no model.lora "
+            f"and there is no {CONFIG} next to it: pass --train-config RUN_DIR/{CONFIG}, or set "
+            "model.lora as in the training run with --options"
+        )
     adopt_training_lora(cfg, train_config)
 
 
@@ -106,8 +120,10 @@ def image_dataset(cfg: DictConfig, files: list[str]) -> tuple[str, Dataset]:
     """(entry name, ``files`` as an eval dataset of the one ``evaluation_datasets`` entry's builder)."""
     entries = cfg.get("evaluation_datasets") or {}
     if len(entries) != 1:
-        raise EvalError(f"the config needs exactly one evaluation_datasets entry (its vis_processor.eval prepares "
-                        f"the images), found {list(entries) or 'none'}")
+        raise EvalError(
+            f"the config needs exactly one evaluation_datasets entry (its vis_processor.eval prepares "
+            f"the images), found {list(entries) or 'none'}"
+        )
     name, entry = next(iter(entries.items()))
     builder = DATASETS.build(entry.builder, entry, strict=True)
     if not hasattr(builder, "eval_dataset"):
@@ -147,13 +163,20 @@ def caption(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
     if ckpt.spec != PRETRAINED:
         model.load_checkpoint(ckpt.file)
     if ckpt.file is None:
-        log.info("checkpoint: none (model.ckpt is null): the fresh llama_proj (MiniGPT4.reset_projection's fixed "
-                 "seed) that training starts from, i.e. an untrained projection")
+        log.info(
+            "checkpoint: none (model.ckpt is null): the fresh llama_proj (MiniGPT4.reset_projection's fixed "
+            "seed) that training starts from, i.e. an untrained projection"
+        )
     else:
         log.info("checkpoint: %s%s", ckpt.file, " (the config's model.ckpt)" if ckpt.spec == PRETRAINED else "")
-    log.info("captioning %d image(s) on %s in batches of %d; prompt %r, stop at %r", len(readable), info.device,
-             batch_size_eval(cfg.run, info.device), PromptTemplate(cfg.model.prompt_template).wrap(instruction),
-             model.end_sym)
+    log.info(
+        "captioning %d image(s) on %s in batches of %d; prompt %r, stop at %r",
+        len(readable),
+        info.device,
+        batch_size_eval(cfg.run, info.device),
+        PromptTemplate(cfg.model.prompt_template).wrap(instruction),
+        model.end_sym,
+    )
     encoded = task.encode(model, dataset, cfg.run, use_cache=not ckpt.vision, desc="encoding")
     results = task.generate(model, encoded, instruction, cfg.run, desc="captioning")
     dist.cleanup()

@@ -6,6 +6,7 @@ prompt, evaluation entry (processor, files, split, annotation contents), limit, 
 scorer. ``settings`` is all of it but the checkpoint: results whose settings differ never share a
 summary. ``changes`` says in words what differs between two fingerprints.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,23 +38,39 @@ def _version(package: str) -> str | None:
         return None
 
 
-def eval_settings(model_cfg: dict[str, Any], entry_name: str, entry_cfg: dict[str, Any], split: str,
-                  annotations: str | os.PathLike | None, limit: int | None, generation: dict[str, Any],
-                  instruction: str, prompt: str, device_type: str) -> dict[str, Any]:
+def eval_settings(
+    model_cfg: dict[str, Any],
+    entry_name: str,
+    entry_cfg: dict[str, Any],
+    split: str,
+    annotations: str | os.PathLike | None,
+    limit: int | None,
+    generation: dict[str, Any],
+    instruction: str,
+    prompt: str,
+    device_type: str,
+) -> dict[str, Any]:
     """Everything but the checkpoint that decides a caption or a score (plain, JSON-able values)."""
     # the baseline's ckpt is its checkpoint; checkpointing changes no caption; lora: null is left out, so
     # results from before model.lora existed keep their fingerprints
-    model = {k: v for k, v in model_cfg.items() if k not in ("ckpt", "llm_grad_checkpoint")
-             and not (k == "lora" and v is None)}
+    model = {k: v for k, v in model_cfg.items() if k not in ("ckpt", "llm_grad_checkpoint") and not (k == "lora" and v is None)}
     files = {k: file_stamp(model[k]) for k in STAMPED_FILE_KEYS if model.get(k)}
     files["llama_model"] = folder_stamp(model["llama_model"])
     ann = Path(annotations) if annotations else None
     return {
         "format": FORMAT,
-        "model": model, "model_files": files,
-        "generation": dict(generation), "instruction": instruction, "prompt": prompt,
-        "dataset": {"entry": entry_name, "config": entry_cfg, "split": split, "limit": limit,
-                    "annotations_sha256": sha256_file(ann) if ann and ann.is_file() else None},
+        "model": model,
+        "model_files": files,
+        "generation": dict(generation),
+        "instruction": instruction,
+        "prompt": prompt,
+        "dataset": {
+            "entry": entry_name,
+            "config": entry_cfg,
+            "split": split,
+            "limit": limit,
+            "annotations_sha256": sha256_file(ann) if ann and ann.is_file() else None,
+        },
         "device_type": device_type,
         "scorer": {"pycocoevalcap": _version("pycocoevalcap")},
     }
@@ -68,8 +85,12 @@ def checkpoint_identity(spec: str, file: str | None) -> dict[str, Any]:
 
 def fingerprint(settings: dict[str, Any], checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The record stored under ``metrics.json``'s ``fingerprint``."""
-    return {"digest": digest({"settings": settings, "checkpoint": checkpoint}), "settings_digest": digest(settings),
-            "settings": settings, "checkpoint": checkpoint}
+    return {
+        "digest": digest({"settings": settings, "checkpoint": checkpoint}),
+        "settings_digest": digest(settings),
+        "settings": settings,
+        "checkpoint": checkpoint,
+    }
 
 
 def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:

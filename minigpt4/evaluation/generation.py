@@ -6,6 +6,7 @@ The split is cut into fixed batches of ``batch_size`` consecutive images; rank r
 r, r + world, r + 2*world, ... Every image is therefore generated in the same batch, with the same
 instruction, whatever the number of ranks, and the gathered captions do not depend on it.
 """
+
 from __future__ import annotations
 
 import re
@@ -83,13 +84,16 @@ def encode_split(
     try:
         for indices, batch in zip(batches, loader):
             if batch.get("skipped"):
-                raise EvalError(f"{batch['skipped']} image(s) of batch {indices[0]}..{indices[-1]} could not "
-                                "be read (see the warnings above); evaluation scores every image")
+                raise EvalError(
+                    f"{batch['skipped']} image(s) of batch {indices[0]}..{indices[-1]} could not "
+                    "be read (see the warnings above); evaluation scores every image"
+                )
             feats, hits, encoded = features(batch)
             out.hits += hits
             out.encoded += encoded
-            out.batches.append(EncodedBatch(indices, feats.cpu(), list(batch["image_id"]), list(batch["image_path"]),
-                                            [list(c) for c in batch["captions"]]))
+            out.batches.append(
+                EncodedBatch(indices, feats.cpu(), list(batch["image_id"]), list(batch["image_path"]), [list(c) for c in batch["captions"]])
+            )
             bar.update(1)
     except EvalError:
         raise
@@ -97,7 +101,8 @@ def encode_split(
         if "cannot load image" in str(e):
             raise EvalError(
                 f"{_image_error(e)}. Evaluation scores every image of the split and does not skip unreadable "
-                "ones: restore the file or remove it from the annotation file") from e
+                "ones: restore the file or remove it from the annotation file"
+            ) from e
         raise
     finally:
         bar.close()
@@ -121,11 +126,18 @@ def generate_captions(
     bar = progress(total=len(encoded.batches), desc=desc, unit="batch", disable=rank != 0, dynamic_ncols=True)
     try:
         for b in encoded.batches:
-            captions = model.generate(None, [instruction] * len(b.indices), max_new_tokens=max_new_tokens,
-                                      num_beams=num_beams, features=b.features.to(model.device), cut=encoded.cut)
+            captions = model.generate(
+                None,
+                [instruction] * len(b.indices),
+                max_new_tokens=max_new_tokens,
+                num_beams=num_beams,
+                features=b.features.to(model.device),
+                cut=encoded.cut,
+            )
             for i, idx in enumerate(b.indices):
-                local.append({"index": idx, "image_id": b.image_id[i], "image": b.image[i], "caption": captions[i],
-                              "references": b.references[i]})
+                local.append(
+                    {"index": idx, "image_id": b.image_id[i], "image": b.image[i], "caption": captions[i], "references": b.references[i]}
+                )
             bar.update(1)
     finally:
         bar.close()

@@ -18,6 +18,7 @@ rank 0, which scores them with one METEOR process for the whole job and writes
 ``<dir>/<name>/captions.json`` (caption and references per image) and ``metrics.json``; it scores a
 checkpoint in a background thread while the ranks generate the next one (``evaluation.background``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,6 +66,7 @@ from minigpt4.utils.prompt import PromptTemplate
 
 log = logging.getLogger("minigpt4")
 
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -73,25 +75,38 @@ def _positive(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="Caption a split with MiniGPT-4 checkpoints and score it (BLEU, "
-                                             "METEOR, ROUGE-L, CIDEr).")
-    ap.add_argument("run_dir", nargs="?", default=None,
-                    help="training run folder: evaluate pretrained + every checkpoint not yet scored with these "
-                         "settings, then summarise")
+    ap = argparse.ArgumentParser(description="Caption a split with MiniGPT-4 checkpoints and score it (BLEU, METEOR, ROUGE-L, CIDEr).")
+    ap.add_argument(
+        "run_dir",
+        nargs="?",
+        default=None,
+        help="training run folder: evaluate pretrained + every checkpoint not yet scored with these settings, then summarise",
+    )
     ap.add_argument("--cfg-path", required=True, help="evaluation config (model + evaluation_datasets + run)")
-    ap.add_argument("--ckpt", action="append", default=None, metavar="PATH",
-                    help="without RUN_DIR: checkpoint to evaluate; repeat for several (one METEOR start-up for "
-                         "all). 'pretrained' (the default) = the config's model.ckpt")
+    ap.add_argument(
+        "--ckpt",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="without RUN_DIR: checkpoint to evaluate; repeat for several (one METEOR start-up for "
+        "all). 'pretrained' (the default) = the config's model.ckpt",
+    )
     ap.add_argument("--save-path", default=None, help="without RUN_DIR: results go to <save-path>/<name>/")
     ap.add_argument("--split", default=None, help="split to score (default: the dataset entry's split)")
-    ap.add_argument("--limit", type=_positive, default=None,
-                    help="score only the first N images (CIDEr is then not comparable with the full split)")
-    ap.add_argument("--train-config", default=None, metavar="RUN_DIR/config.yaml",
-                    help="the training run's config, whose model the eval config must match (default with "
-                         "RUN_DIR: RUN_DIR/config.yaml)")
-    ap.add_argument("--allow-model-mismatch", action="store_true",
-                    help="evaluate although the eval config's model differs from the training run's (recorded "
-                         "in metrics.json)")
+    ap.add_argument(
+        "--limit", type=_positive, default=None, help="score only the first N images (CIDEr is then not comparable with the full split)"
+    )
+    ap.add_argument(
+        "--train-config",
+        default=None,
+        metavar="RUN_DIR/config.yaml",
+        help="the training run's config, whose model the eval config must match (default with RUN_DIR: RUN_DIR/config.yaml)",
+    )
+    ap.add_argument(
+        "--allow-model-mismatch",
+        action="store_true",
+        help="evaluate although the eval config's model differs from the training run's (recorded in metrics.json)",
+    )
     ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
     args = ap.parse_args(argv)
     if (args.run_dir is None) == (args.save_path is None):
@@ -132,8 +147,7 @@ def resolve_checkpoints(specs: list[str], cfg: DictConfig) -> list[Checkpoint]:
         if name in seen:
             raise EvalError(f"--ckpt {spec} and --ckpt {seen[name]} would both write to <save-path>/{name}/")
         seen[name] = spec
-        out.append(Checkpoint(name, spec if spec == PRETRAINED else file, file,
-                              vision=any(k.startswith(VISION_PREFIXES) for k in keys)))
+        out.append(Checkpoint(name, spec if spec == PRETRAINED else file, file, vision=any(k.startswith(VISION_PREFIXES) for k in keys)))
     return out
 
 
@@ -143,8 +157,10 @@ VISION_PREFIXES = ("visual_encoder.", "qformer.", "query_tokens")
 def limit_note(limit: int | None, scored: int, total: int) -> str | None:
     if limit is None:
         return None
-    return (f"scored the first {scored} of {total} images (--limit {limit}): CIDEr's idf (and corpus-level BLEU) "
-            "depend on the scored set, so these scores are not comparable with the full split")
+    return (
+        f"scored the first {scored} of {total} images (--limit {limit}): CIDEr's idf (and corpus-level BLEU) "
+        "depend on the scored set, so these scores are not comparable with the full split"
+    )
 
 
 def on_main(fn: Any) -> Any:
@@ -207,24 +223,49 @@ def make_plan(args: argparse.Namespace, cfg: DictConfig, info: dist.DistInfo) ->
         ckpts = resolve_checkpoints(specs, cfg)
         entry = OmegaConf.to_container(cfg.evaluation_datasets[entry_name], resolve=True)
         settings = eval_settings(
-            OmegaConf.to_container(cfg.model, resolve=True), entry_name, entry, split, getattr(full, "source", None),
-            limit, {"max_new_tokens": cfg.run.max_new_tokens, "num_beams": cfg.run.num_beams,
-                    "batch_size_eval": batch_size_eval(cfg.run, info.device),
-                    "features": cfg.run.feature_cache_dtype if cfg.run.feature_cache else "fp32"},
-            instruction, prompt, info.device.type)
+            OmegaConf.to_container(cfg.model, resolve=True),
+            entry_name,
+            entry,
+            split,
+            getattr(full, "source", None),
+            limit,
+            {
+                "max_new_tokens": cfg.run.max_new_tokens,
+                "num_beams": cfg.run.num_beams,
+                "batch_size_eval": batch_size_eval(cfg.run, info.device),
+                "features": cfg.run.feature_cache_dtype if cfg.run.feature_cache else "fp32",
+            },
+            instruction,
+            prompt,
+            info.device.type,
+        )
         for c in ckpts:
             c.fingerprint = fingerprint(settings, checkpoint_identity(c.spec, c.file))
             old = read_metrics(save_path / c.name)
             if old is not None:
                 c.up_to_date = (old.get(FINGERPRINT) or {}).get("digest") == c.fingerprint["digest"]
                 c.why = ("settings changed: " if old.get(FINGERPRINT) else "fingerprint: ") + "; ".join(
-                    changes(old.get(FINGERPRINT), c.fingerprint))
+                    changes(old.get(FINGERPRINT), c.fingerprint)
+                )
         return ckpts, digest(settings)
 
     ckpts, settings_digest = on_main(fingerprints)
     todo = [c for c in ckpts if args.run_dir is None or not c.up_to_date]  # --save-path: always evaluate
-    return Plan(args, select(full, limit), len(full), entry_name, split, limit, instruction, prompt, save_path, ckpts,
-                todo, settings_digest, mismatch)
+    return Plan(
+        args,
+        select(full, limit),
+        len(full),
+        entry_name,
+        split,
+        limit,
+        instruction,
+        prompt,
+        save_path,
+        ckpts,
+        todo,
+        settings_digest,
+        mismatch,
+    )
 
 
 def _set_aside(out: Path, digest: str) -> Path | None:
@@ -252,8 +293,15 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
             if c.spec != PRETRAINED:
                 model.load_checkpoint(c.file, check_only=True)
         built = model.trainable_state_dict()  # "pretrained": model.ckpt, or the fresh projection
-        log.info("evaluating %d checkpoint(s) on %d %s images, %d rank(s); prompt %r, stop at %r",
-                 len(plan.todo), len(plan.dataset), plan.split, info.world_size, plan.prompt, model.end_sym)
+        log.info(
+            "evaluating %d checkpoint(s) on %d %s images, %d rank(s); prompt %r, stop at %r",
+            len(plan.todo),
+            len(plan.dataset),
+            plan.split,
+            info.world_size,
+            plan.prompt,
+            model.end_sym,
+        )
         shared = not any(c.vision for c in plan.todo)  # one encoding pass serves every checkpoint
         encoded = None
         for c in plan.todo:
@@ -262,21 +310,44 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
                 model.load_checkpoint(c.file)
             if encoded is None or not shared:
                 encoded = task.encode(model, plan.dataset, cfg.run, use_cache=shared, desc=f"encoding [{plan.split}]")
-                counts = dist.all_reduce_sum(torch.tensor([encoded.encoded, encoded.hits], dtype=torch.float64,
-                                                          device=info.device)).tolist()
-                cache = {"encoded": int(counts[0]), "hits": int(counts[1]), "shared_by": len(plan.todo) if shared else 1,
-                         "folder": str(cfg.run.feature_cache) if cfg.run.feature_cache and shared else None,
-                         "seconds": round(encoded.seconds, 2)}
+                counts = dist.all_reduce_sum(
+                    torch.tensor([encoded.encoded, encoded.hits], dtype=torch.float64, device=info.device)
+                ).tolist()
+                cache = {
+                    "encoded": int(counts[0]),
+                    "hits": int(counts[1]),
+                    "shared_by": len(plan.todo) if shared else 1,
+                    "folder": str(cfg.run.feature_cache) if cfg.run.feature_cache and shared else None,
+                    "seconds": round(encoded.seconds, 2),
+                }
                 if info.is_main:
-                    log.info("encoded %d images through the frozen vision stack, %d read from the feature cache "
-                             "(%.1fs)%s", cache["encoded"], cache["hits"], encoded.seconds,
-                             f"; shared by {len(plan.todo)} checkpoint(s)" if shared else "")
+                    log.info(
+                        "encoded %d images through the frozen vision stack, %d read from the feature cache (%.1fs)%s",
+                        cache["encoded"],
+                        cache["hits"],
+                        encoded.seconds,
+                        f"; shared by {len(plan.todo)} checkpoint(s)" if shared else "",
+                    )
             t0 = time.time()
             results = task.generate(model, encoded, plan.instruction, cfg.run, desc=f"{c.name} [{plan.split}]")
             t_gen = time.time() - t0
             if info.is_main:
-                background.submit(partial(_score_and_write, cfg, plan, c, results, task, scorer, model, info.world_size,
-                                          {"encode": cache["seconds"], "generate": round(t_gen, 2)}, cache, written))
+                background.submit(
+                    partial(
+                        _score_and_write,
+                        cfg,
+                        plan,
+                        c,
+                        results,
+                        task,
+                        scorer,
+                        model,
+                        info.world_size,
+                        {"encode": cache["seconds"], "generate": round(t_gen, 2)},
+                        cache,
+                        written,
+                    )
+                )
         if background is not None:
             background.wait()
     finally:
@@ -287,9 +358,19 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
     return written
 
 
-def _score_and_write(cfg: DictConfig, plan: Plan, c: Checkpoint, results: list[dict[str, Any]], task: Any,
-                     scorer: CaptionScorer, model: Any, world_size: int, seconds: dict[str, float],
-                     feature_cache: dict[str, Any], written: list[Path]) -> None:
+def _score_and_write(
+    cfg: DictConfig,
+    plan: Plan,
+    c: Checkpoint,
+    results: list[dict[str, Any]],
+    task: Any,
+    scorer: CaptionScorer,
+    model: Any,
+    world_size: int,
+    seconds: dict[str, float],
+    feature_cache: dict[str, Any],
+    written: list[Path],
+) -> None:
     """Score one checkpoint's captions and write its captions.json and metrics.json (rank 0, in the
     background thread; it reads only the model's fixed settings while the next checkpoint loads)."""
     t0 = time.time()
@@ -299,33 +380,65 @@ def _score_and_write(cfg: DictConfig, plan: Plan, c: Checkpoint, results: list[d
     aside = _set_aside(out, c.fingerprint["digest"])
     if aside is not None:
         log.info("%s: the earlier result (other settings) is kept in %s", c.name, aside)
-    atomic_write_json(out / CAPTIONS_JSON, [{k: r[k] for k in ("image_id", "image", "caption", "references")}
-                                            for r in results])
-    atomic_write_json(out / METRICS_JSON, _metrics_record(cfg, plan, c, len(results), scores, scorer, model, world_size,
-                                                          seconds, feature_cache))
+    atomic_write_json(out / CAPTIONS_JSON, [{k: r[k] for k in ("image_id", "image", "caption", "references")} for r in results])
+    atomic_write_json(
+        out / METRICS_JSON, _metrics_record(cfg, plan, c, len(results), scores, scorer, model, world_size, seconds, feature_cache)
+    )
     written.append(out / METRICS_JSON)
-    log.info("%s: %s (generate %.1fs, score %.1fs) -> %s", c.name, " ".join(f"{k} {v:.4f}" for k, v in scores.items()),
-             seconds["generate"], seconds["score"], out)
+    log.info(
+        "%s: %s (generate %.1fs, score %.1fs) -> %s",
+        c.name,
+        " ".join(f"{k} {v:.4f}" for k, v in scores.items()),
+        seconds["generate"],
+        seconds["score"],
+        out,
+    )
 
 
-def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, scores: dict[str, float],
-                    scorer: CaptionScorer, model: Any, world_size: int, seconds: dict[str, float],
-                    feature_cache: dict[str, Any]) -> dict[str, Any]:
+def _metrics_record(
+    cfg: DictConfig,
+    plan: Plan,
+    c: Checkpoint,
+    scored: int,
+    scores: dict[str, float],
+    scorer: CaptionScorer,
+    model: Any,
+    world_size: int,
+    seconds: dict[str, float],
+    feature_cache: dict[str, Any],
+) -> dict[str, Any]:
     return {
-        "name": c.name, "checkpoint": c.spec, "checkpoint_file": c.file,
-        "checkpoint_note": None if c.file else (
+        "name": c.name,
+        "checkpoint": c.spec,
+        "checkpoint_file": c.file,
+        "checkpoint_note": None
+        if c.file
+        else (
             "model.ckpt is null: the fresh llama_proj (MiniGPT4.reset_projection's fixed seed), "
-            "the projection a training run without model.ckpt starts from"),
+            "the projection a training run without model.ckpt starts from"
+        ),
         "epoch": checkpoint_epoch(c.spec),
-        "split": plan.split, "dataset": plan.entry_name, "num_images": scored, "split_size": plan.split_size,
-        "limit": plan.limit, "limit_note": limit_note(plan.limit, scored, plan.split_size),
-        "scores": scores, "spice": scorer.spice_note,
-        "prompt_template": model.prompt_template, "instruction": plan.instruction, "prompt": plan.prompt,
+        "split": plan.split,
+        "dataset": plan.entry_name,
+        "num_images": scored,
+        "split_size": plan.split_size,
+        "limit": plan.limit,
+        "limit_note": limit_note(plan.limit, scored, plan.split_size),
+        "scores": scores,
+        "spice": scorer.spice_note,
+        "prompt_template": model.prompt_template,
+        "instruction": plan.instruction,
+        "prompt": plan.prompt,
         "stop_string": model.end_sym,
-        "generation": {"max_new_tokens": cfg.run.max_new_tokens, "num_beams": cfg.run.num_beams,
-                       "do_sample": False, "batch_size_eval": batch_size_eval(cfg.run, model.device)},
+        "generation": {
+            "max_new_tokens": cfg.run.max_new_tokens,
+            "num_beams": cfg.run.num_beams,
+            "do_sample": False,
+            "batch_size_eval": batch_size_eval(cfg.run, model.device),
+        },
         "model_mismatch": plan.model_mismatch,
-        "world_size": world_size, "seconds": seconds,
+        "world_size": world_size,
+        "seconds": seconds,
         "feature_cache": feature_cache,
         FINGERPRINT: c.fingerprint,
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -335,8 +448,12 @@ def _metrics_record(cfg: DictConfig, plan: Plan, c: Checkpoint, scored: int, sco
 def _log_plan(plan: Plan) -> None:
     todo = {c.name for c in plan.todo}
     where = plan.args.run_dir or plan.save_path
-    log.info("%s: %d checkpoint(s) + pretrained, %d to evaluate", where, len(plan.checkpoints) - 1
-             if plan.args.run_dir else len(plan.checkpoints), len(plan.todo))
+    log.info(
+        "%s: %d checkpoint(s) + pretrained, %d to evaluate",
+        where,
+        len(plan.checkpoints) - 1 if plan.args.run_dir else len(plan.checkpoints),
+        len(plan.todo),
+    )
     for c in plan.checkpoints:
         log.info("  %s: %s", c.name, c.why if c.name in todo else "up to date (same fingerprint)")
 
@@ -365,8 +482,7 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         except signals.Interrupted as e:
             if dist.is_main_process():  # the rank that writes results says which are kept
                 kept = ", ".join(p.parent.name for p in written) or "none"
-                log.error("Interrupted by %s; finished results are kept (%s); rerun the same command to evaluate "
-                          "the rest", e.name, kept)
+                log.error("Interrupted by %s; finished results are kept (%s); rerun the same command to evaluate the rest", e.name, kept)
             dist.exit_interrupted(e.exit_code)
     dist.cleanup()
     return written

@@ -1,5 +1,6 @@
 """Chart of every caption metric over epochs (the pretrained baseline at epoch -1): the 0-1 metrics
 on one panel, CIDEr (which exceeds 1) on its own, so neither flattens the other."""
+
 from __future__ import annotations
 
 import json

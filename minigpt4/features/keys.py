@@ -1,4 +1,5 @@
 """What cached vision features depend on: ``stack_key`` of a model, a cut point and a processor."""
+
 from __future__ import annotations
 
 import hashlib

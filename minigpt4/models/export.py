@@ -11,6 +11,7 @@ writes, into a new folder ``DIR`` (complete or absent: it is built beside it and
 
 A run without adapters exports only ``llama_proj.pth`` (and ``model.yaml`` keeps its ``llama_model``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,15 +38,23 @@ LLM_DIR, PROJECTION_FILE, MODEL_YAML = "llm", "llama_proj.pth", "model.yaml"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="Export a checkpoint as a merged Hugging Face LLM (LoRA folded in) and "
-                                             "a MiniGPT-4 projection checkpoint, loadable with model.lora: null.")
-    ap.add_argument("--cfg-path", required=True, help="the run's config.yaml (or any config whose model section "
-                                                      "matches the checkpoint; only that section is read)")
+    ap = argparse.ArgumentParser(
+        description="Export a checkpoint as a merged Hugging Face LLM (LoRA folded in) and "
+        "a MiniGPT-4 projection checkpoint, loadable with model.lora: null."
+    )
+    ap.add_argument(
+        "--cfg-path",
+        required=True,
+        help="the run's config.yaml (or any config whose model section matches the checkpoint; only that section is read)",
+    )
     ap.add_argument("--ckpt", required=True, help="the checkpoint to export (e.g. RUN_DIR/checkpoint_3.pth)")
     ap.add_argument("--out", required=True, help="new folder to write (must not exist)")
-    ap.add_argument("--dtype", default="source", choices=("source", *DTYPES),
-                    help="dtype of the saved LLM weights (default: the dtype of model.llama_model's config.json); "
-                         "the merge itself is done in fp32")
+    ap.add_argument(
+        "--dtype",
+        default="source",
+        choices=("source", *DTYPES),
+        help="dtype of the saved LLM weights (default: the dtype of model.llama_model's config.json); the merge itself is done in fp32",
+    )
     ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="model config overrides")
     return ap.parse_args(argv)
 
@@ -59,8 +68,7 @@ def _source_dtype(llama_model: str) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else torch.float32
 
 
-def export(cfg_path: str | Path, ckpt: str | Path, out: str | Path, options: Sequence[str] = (),
-           dtype: str = "source") -> dict[str, Path]:
+def export(cfg_path: str | Path, ckpt: str | Path, out: str | Path, options: Sequence[str] = (), dtype: str = "source") -> dict[str, Path]:
     """Write ``out`` (see the module docstring); returns the paths written. Raises ``UserError``."""
     out = Path(out).expanduser().resolve()
     if out.exists():
@@ -83,14 +91,12 @@ def export(cfg_path: str | Path, ckpt: str | Path, out: str | Path, options: Seq
             section["llama_model"] = str(out / LLM_DIR)
             log.info("merged the adapters of %s into the LLM (%s): %s", model.describe_trainable(), target, out / LLM_DIR)
         else:
-            log.info("the model has no LoRA adapters: only the projection is exported (llama_model stays %s)",
-                     cfg.llama_model)
+            log.info("the model has no LoRA adapters: only the projection is exported (llama_model stays %s)", cfg.llama_model)
         torch.save({"model": {k: v.cpu() for k, v in state.items()}}, tmp / PROJECTION_FILE)
         section.update(ckpt=str(out / PROJECTION_FILE), lora=None)
         imports = read_yaml(cfg_path).get(CUSTOM_IMPORTS)
         doc = ({CUSTOM_IMPORTS: imports} if imports else {}) | {"model": section}
-        (tmp / MODEL_YAML).write_text(f"# exported from {Path(ckpt).resolve()} by minigpt4-export\n"
-                                      + yaml.safe_dump(doc, sort_keys=False))
+        (tmp / MODEL_YAML).write_text(f"# exported from {Path(ckpt).resolve()} by minigpt4-export\n" + yaml.safe_dump(doc, sort_keys=False))
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -108,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     for name, path in written.items():
         print(f"{name}: {path}")
     llm = f"model.llama_model={written['llm']} " if "llm" in written else ""
-    print(f"evaluate it with --options {llm}model.ckpt={written['projection']} model.lora=null "
-          f"(or use {written['model_yaml']}'s model section)")
+    print(
+        f"evaluate it with --options {llm}model.ckpt={written['projection']} model.lora=null "
+        f"(or use {written['model_yaml']}'s model section)"
+    )
     return written

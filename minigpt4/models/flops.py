@@ -6,6 +6,7 @@ counted as the counter counts ``scaled_dot_product_attention``: forward ``QK^T``
 full (not causally halved) score matrix; backward 5 matmuls (scores recomputed) for the sdpa/flash
 kernels, 4 for the eager implementation.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,8 +55,7 @@ def qformer_flops(model: Any) -> int:
     if model.qformer is None:
         return 0
     cfg = model.qformer.config
-    q, h, n, e = model.query_tokens.shape[1], cfg.hidden_size, _vit_tokens(model.visual_encoder.config), \
-        cfg.encoder_hidden_size
+    q, h, n, e = model.query_tokens.shape[1], cfg.hidden_size, _vit_tokens(model.visual_encoder.config), cfg.encoder_hidden_size
     hd = h // cfg.num_attention_heads
     self_attn = 2 * q * 4 * h * h + _attention(cfg.num_attention_heads, hd, q, q)
     mlp = 2 * q * 2 * h * cfg.intermediate_size

@@ -1,4 +1,5 @@
 """The LLaMA / Vicuna language model and its tokenizer, loaded from a local Hugging Face directory."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,8 +24,9 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_llm(path: str | Path, dtype: torch.dtype, device: torch.device | None = None,
-             low_resource: bool = False, device_8bit: int = 0) -> LlamaForCausalLM:
+def load_llm(
+    path: str | Path, dtype: torch.dtype, device: torch.device | None = None, low_resource: bool = False, device_8bit: int = 0
+) -> LlamaForCausalLM:
     """``LlamaForCausalLM.from_pretrained`` from a local directory (no hub access)."""
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -41,8 +43,7 @@ def load_llm(path: str | Path, dtype: torch.dtype, device: torch.device | None =
     elif device is not None and device.type == "cuda":
         kwargs["device_map"] = {"": device}
     model = LlamaForCausalLM.from_pretrained(str(path), **kwargs)
-    log.info("loaded LLM from %s (%s, %.1fM parameters)", path, dtype,
-             sum(p.numel() for p in model.parameters()) / 1e6)
+    log.info("loaded LLM from %s (%s, %.1fM parameters)", path, dtype, sum(p.numel() for p in model.parameters()) / 1e6)
     return model
 
 

@@ -5,6 +5,7 @@ The LLM's own weights stay frozen; ``peft`` adds ``lora_A``/``lora_B`` to the na
 at zero, so a fresh adapter leaves the LLM's outputs unchanged: the baseline of a LoRA run is the
 model it starts from. ``lora_A`` is drawn from a fixed seed, the same in every run and process.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,12 +36,15 @@ def _names(value: list) -> list[str]:
 
 LORA_SCHEMA: dict[str, Key] = {
     "r": Key("Rank of each adapter (MiniGPT-v2: 64).", int, 64, check=at_least(1)),
-    "alpha": Key("LoRA scaling numerator: the update is (alpha / r) * B A (MiniGPT-v2: 16).", float, 16,
-                 check=at_least(0)),
+    "alpha": Key("LoRA scaling numerator: the update is (alpha / r) * B A (MiniGPT-v2: 16).", float, 16, check=at_least(0)),
     "dropout": Key("Dropout on the adapters' input while training (MiniGPT-v2: 0.05).", float, 0.05, check=_fraction),
-    "target_modules": Key("Names (or dotted name endings) of the LLM's linear modules that get adapters; LLaMA has "
-                          "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj and lm_head.",
-                          list, ["q_proj", "v_proj"], check=_names),
+    "target_modules": Key(
+        "Names (or dotted name endings) of the LLM's linear modules that get adapters; LLaMA has "
+        "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj and lm_head.",
+        list,
+        ["q_proj", "v_proj"],
+        check=_names,
+    ),
 }
 
 
@@ -55,8 +59,10 @@ def target_problems(targets: list[str], llm: nn.Module) -> list[str]:
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if not missing:
         return []
-    return [f"{', '.join(map(repr, missing))} {'matches' if len(missing) == 1 else 'match'} no linear module of the "
-            f"LLM ({type(llm).__name__}); its linear modules are: {', '.join(linear_module_names(llm))}"]
+    return [
+        f"{', '.join(map(repr, missing))} {'matches' if len(missing) == 1 else 'match'} no linear module of the "
+        f"LLM ({type(llm).__name__}); its linear modules are: {', '.join(linear_module_names(llm))}"
+    ]
 
 
 def llm_skeleton(llama_model: str | Path) -> nn.Module:
@@ -76,9 +82,11 @@ def config_problems(model: Mapping[str, Any], origins: Mapping[str, str]) -> lis
         return []
     origin = origins.get("model.lora", "the config")
     if not model.get("freeze_llm", True):
-        return [f"model.lora in {origin}: LoRA adapts a frozen LLM, but model.freeze_llm is false (set in "
-                f"{origins.get('model.freeze_llm', 'defaults')}): the whole LLM would train and the adapters would "
-                "add nothing; set freeze_llm: true for LoRA, or lora: null to train the whole LLM"]
+        return [
+            f"model.lora in {origin}: LoRA adapts a frozen LLM, but model.freeze_llm is false (set in "
+            f"{origins.get('model.freeze_llm', 'defaults')}): the whole LLM would train and the adapters would "
+            "add nothing; set freeze_llm: true for LoRA, or lora: null to train the whole LLM"
+        ]
     path = model.get("llama_model")
     if not path or not (Path(path) / "config.json").is_file():
         return []  # reported as a missing llama_model
@@ -99,8 +107,14 @@ def add_adapters(llm: nn.Module, lora: Mapping[str, Any]) -> nn.Module:
     problems = target_problems(targets, llm)
     if problems:
         raise ConfigError([f"model.lora.target_modules: {p}" for p in problems])
-    config = LoraConfig(r=int(lora["r"]), lora_alpha=float(lora["alpha"]), lora_dropout=float(lora["dropout"]),
-                        target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=int(lora["r"]),
+        lora_alpha=float(lora["alpha"]),
+        lora_dropout=float(lora["dropout"]),
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         torch.manual_seed(LORA_SEED)
         # peft reads transformers' deprecated is_gradient_checkpointing: not ours to fix, not the user's to see

@@ -1,5 +1,6 @@
 """MiniGPT-4: frozen EVA-ViT-G -> frozen Q-Former -> trainable ``llama_proj`` -> frozen Vicuna/LLaMA; or,
 in the Llama-2 variant (``has_qformer: false``), groups of 4 ViT patches -> ``llama_proj`` -> Llama-2."""
+
 from __future__ import annotations
 
 import contextlib
@@ -54,11 +55,23 @@ class MiniGPT4(nn.Module):
     config_problems = staticmethod(lora_adapters.config_problems)  # checks across model keys, at config load
     register_model_type = staticmethod(model_types.register_model_type)
 
-    def __init__(self, visual_encoder: nn.Module, qformer: Blip2QFormerModel | None, query_tokens: nn.Parameter | None,
-                 llama_model: nn.Module, llama_tokenizer: Any, instructions: list[str],
-                 prompt_template: str = DEFAULT_TEMPLATE, max_txt_len: int = 160,
-                 end_sym: str = "###", vit_precision: str = "fp16", freeze_vit: bool = True,
-                 freeze_qformer: bool = True, freeze_llm: bool = True, lora: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        visual_encoder: nn.Module,
+        qformer: Blip2QFormerModel | None,
+        query_tokens: nn.Parameter | None,
+        llama_model: nn.Module,
+        llama_tokenizer: Any,
+        instructions: list[str],
+        prompt_template: str = DEFAULT_TEMPLATE,
+        max_txt_len: int = 160,
+        end_sym: str = "###",
+        vit_precision: str = "fp16",
+        freeze_vit: bool = True,
+        freeze_qformer: bool = True,
+        freeze_llm: bool = True,
+        lora: dict[str, Any] | None = None,
+    ) -> None:
         """``qformer`` and ``query_tokens`` None: the Llama-2 variant (4 patches per LLM token). ``lora``:
         ``model.lora``'s settings, adapters added to the frozen LLM (None: projection only)."""
         super().__init__()
@@ -112,14 +125,29 @@ class MiniGPT4(nn.Module):
         tokenizer = load_tokenizer(cfg.llama_model)
         low_resource = cfg.low_resource
         if low_resource and dev.type != "cuda":
-            log.warning("model.low_resource: true loads the LLM in 8-bit on a GPU, but this process runs on %s: "
-                        "loading it in %s instead", dev.type, _llm_dtype(cfg.llm_dtype, dev))
+            log.warning(
+                "model.low_resource: true loads the LLM in 8-bit on a GPU, but this process runs on %s: loading it in %s instead",
+                dev.type,
+                _llm_dtype(cfg.llm_dtype, dev),
+            )
             low_resource = False
         llm = load_llm(cfg.llama_model, _llm_dtype(cfg.llm_dtype, dev), dev, low_resource, cfg.device_8bit)
-        model = cls(vit, qformer, query_tokens, llm, tokenizer, load_instructions(cfg.prompt_path),
-                    prompt_template=cfg.prompt_template, max_txt_len=cfg.max_txt_len, end_sym=cfg.end_sym,
-                    vit_precision=cfg.vit_precision, freeze_vit=cfg.freeze_vit,
-                    freeze_qformer=cfg.freeze_qformer, freeze_llm=cfg.freeze_llm, lora=cfg.get("lora"))
+        model = cls(
+            vit,
+            qformer,
+            query_tokens,
+            llm,
+            tokenizer,
+            load_instructions(cfg.prompt_path),
+            prompt_template=cfg.prompt_template,
+            max_txt_len=cfg.max_txt_len,
+            end_sym=cfg.end_sym,
+            vit_precision=cfg.vit_precision,
+            freeze_vit=cfg.freeze_vit,
+            freeze_qformer=cfg.freeze_qformer,
+            freeze_llm=cfg.freeze_llm,
+            lora=cfg.get("lora"),
+        )
         if cfg.use_grad_checkpoint:
             enable_checkpointing(vit)
         if cfg.get("llm_grad_checkpoint"):
@@ -137,8 +165,7 @@ class MiniGPT4(nn.Module):
         counts = lora_adapters.adapter_parameters({n: p for n, p in self.named_parameters() if p.requires_grad})
         parts = [f"llama_proj {counts['llama_proj']:,}"]
         if counts["adapters"]:
-            parts.append(f"LoRA adapters {counts['adapters']:,} (r {self.lora['r']} on "
-                         f"{', '.join(self.lora['target_modules'])})")
+            parts.append(f"LoRA adapters {counts['adapters']:,} (r {self.lora['r']} on {', '.join(self.lora['target_modules'])})")
         if counts["other"]:
             parts.append(f"other {counts['other']:,}")
         return f"{sum(counts.values()):,} ({' + '.join(parts)})"
@@ -154,8 +181,9 @@ class MiniGPT4(nn.Module):
         persistent buffers official checkpoints carry are dropped). Raises ``WeightsError``."""
         sd = unwrap(load_weights(path), path)
         if "llama_proj.weight" not in sd or "llama_proj.bias" not in sd:
-            raise WeightsError(f"{path}: no llama_proj.weight/llama_proj.bias in the checkpoint "
-                               f"(keys: {sorted(sd)[:8]}{' ...' if len(sd) > 8 else ''})")
+            raise WeightsError(
+                f"{path}: no llama_proj.weight/llama_proj.bias in the checkpoint (keys: {sorted(sd)[:8]}{' ...' if len(sd) > 8 else ''})"
+            )
         return {k: v for k, v in sd.items() if not k.endswith(_IGNORED_CKPT_SUFFIXES)}
 
     def load_checkpoint(self, path: str | Path, check_only: bool = False) -> None:
@@ -163,12 +191,13 @@ class MiniGPT4(nn.Module):
         ``check_only``: raise ``WeightsError`` where loading would fail, load nothing."""
         state = self.read_checkpoint(path)
         if self.lora is None and any(lora_adapters.ADAPTER_MARK in k for k in state):
-            raise WeightsError(f"{path}: the checkpoint holds {lora_adapters.describe_adapters(state)} but this model "
-                               "has none: set model.lora as in its training run (evaluating a run folder takes it "
-                               "from RUN_DIR/config.yaml; with --save-path pass --train-config RUN_DIR/config.yaml), "
-                               "or export it with minigpt4-export and load the merged LLM with lora: null")
-        names = load_parameters(self, state, path, hint=self._variant_hint(tuple(state["llama_proj.weight"].shape)),
-                                copy=not check_only)
+            raise WeightsError(
+                f"{path}: the checkpoint holds {lora_adapters.describe_adapters(state)} but this model "
+                "has none: set model.lora as in its training run (evaluating a run folder takes it "
+                "from RUN_DIR/config.yaml; with --save-path pass --train-config RUN_DIR/config.yaml), "
+                "or export it with minigpt4-export and load the merged LLM with lora: null"
+            )
+        names = load_parameters(self, state, path, hint=self._variant_hint(tuple(state["llama_proj.weight"].shape)), copy=not check_only)
         if not check_only:
             log.info("loaded %s from %s", ", ".join(names), path)
 
@@ -179,11 +208,13 @@ class MiniGPT4(nn.Module):
             return ""
         theirs, mine = likely_checkpoint(found), likely_checkpoint(own)
         source = "Q-Former" if self.qformer is not None else f"{PATCHES_PER_TOKEN} ViT patches"
-        return (f"the checkpoint's llama_proj is {found[1]} -> {found[0]}"
-                + (f", as in {theirs.description}" if theirs else "")
-                + f"; this model's is {own[1]} -> {own[0]} ({source} -> LLM hidden size)"
-                + (f", as in {mine.description}" if mine else "")
-                + ": use the model_type and LLM that match the checkpoint (model.has_qformer and llama_model)")
+        return (
+            f"the checkpoint's llama_proj is {found[1]} -> {found[0]}"
+            + (f", as in {theirs.description}" if theirs else "")
+            + f"; this model's is {own[1]} -> {own[0]} ({source} -> LLM hidden size)"
+            + (f", as in {mine.description}" if mine else "")
+            + ": use the model_type and LLM that match the checkpoint (model.has_qformer and llama_model)"
+        )
 
     def place(self, device: str | torch.device) -> MiniGPT4:
         """Move the model to ``device``, except an 8-bit LLM (``low_resource``), which stays on the GPU
@@ -281,8 +312,9 @@ class MiniGPT4(nn.Module):
         # the Q-Former needs a graph when it trains or when the ViT before it does
         qformer_grad = not (self.frozen["qformer"] and self.frozen["visual_encoder"])
         with torch.set_grad_enabled(torch.is_grad_enabled() and qformer_grad):
-            return self.qformer(query_embeds=self.query_tokens.expand(feats.shape[0], -1, -1),
-                                encoder_hidden_states=feats, encoder_attention_mask=atts).last_hidden_state
+            return self.qformer(
+                query_embeds=self.query_tokens.expand(feats.shape[0], -1, -1), encoder_hidden_states=feats, encoder_attention_mask=atts
+            ).last_hidden_state
 
     def _project(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embeds = self.llama_proj(queries.to(device=self.device, dtype=self.llama_proj.weight.dtype))
@@ -319,7 +351,7 @@ class MiniGPT4(nn.Module):
         """Token ids of ``end_sym`` as it is tokenised after a word (as in ``"a caption###"``)."""
         word = self._ids("a")
         joint = self._ids("a" + self.end_sym)
-        tail = joint[len(word):]
+        tail = joint[len(word) :]
         if joint[: len(word)] == word and tail and self.llama_tokenizer.decode(tail).strip() == self.end_sym:
             return tail
         return self._ids(self.end_sym)
@@ -328,8 +360,9 @@ class MiniGPT4(nn.Module):
         """Answer tokens truncated to leave room for ``end_sym``, then the ``end_sym`` tokens."""
         return self._ids(answer)[: self.max_txt_len - len(self.end_ids)] + self.end_ids
 
-    def assemble(self, img_embeds: torch.Tensor, instructions: list[str], answers: list[str] | None = None,
-                 pad_left: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def assemble(
+        self, img_embeds: torch.Tensor, instructions: list[str], answers: list[str] | None = None, pad_left: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``[BOS] prompt-before [image] prompt-after [answer end_sym]`` per sample, padded.
 
         Returns (inputs_embeds [B,L,H], attention_mask [B,L], labels [B,L]); labels are -100 except on
@@ -344,7 +377,7 @@ class MiniGPT4(nn.Module):
             pre, post = [tok.bos_token_id] + self._ids(before), self._ids(after)
             ans = self.answer_ids(answers[i]) if answers is not None else []
             text = embed(torch.tensor(pre + post + ans, device=dev))
-            rows.append(torch.cat([text[: len(pre)], img_embeds[i], text[len(pre):]]))
+            rows.append(torch.cat([text[: len(pre)], img_embeds[i], text[len(pre) :]]))
             labels.append([-100] * (len(pre) + img_embeds.shape[1] + len(post)) + ans)
         length = max(r.shape[0] for r in rows)
         pad = embed(torch.tensor([tok.pad_token_id], device=dev))[0]
@@ -363,15 +396,21 @@ class MiniGPT4(nn.Module):
         """Token-mean cross-entropy over the answer (+ end_sym) tokens of the batch (``loss``), the
         unpadded length of each sequence (``seq_lens``) and the padded batch's ``positions``. Images
         come as ``image`` or as cached ``features`` (at ``feature_cut``)."""
-        embeds, mask, labels = self.assemble(self._image_embeds(samples), list(samples["instruction_input"]),
-                                             list(samples["answer"]))
+        embeds, mask, labels = self.assemble(self._image_embeds(samples), list(samples["instruction_input"]), list(samples["answer"]))
         out = self.llama_model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False)
         return {"loss": out.loss, "seq_lens": mask.sum(1), "positions": mask.numel()}
 
     @torch.no_grad()
-    def generate(self, images: torch.Tensor | None, instructions: list[str], max_new_tokens: int = 30,
-                 num_beams: int = 1, features: torch.Tensor | None = None, cut: str | None = None,
-                 **kwargs: Any) -> list[str]:
+    def generate(
+        self,
+        images: torch.Tensor | None,
+        instructions: list[str],
+        max_new_tokens: int = 30,
+        num_beams: int = 1,
+        features: torch.Tensor | None = None,
+        cut: str | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
         """One caption per image: greedy (or beam) decoding that stops at ``end_sym``, template stripped.
         ``features``: the images' ``frozen_features`` at ``cut`` (default ``feature_cut``) instead of ``images``."""
         img_embeds = self._image_embeds({"image": images, "features": features, "feature_cut": cut})
@@ -379,10 +418,16 @@ class MiniGPT4(nn.Module):
         tok = self.llama_tokenizer
         # an end_sym that is the EOS token (Llama-2's "</s>") stops generation as EOS; others as a string
         stop = {} if self.end_ids == [tok.eos_token_id] else {"stop_strings": [self.end_sym]}
-        gen = GenerationConfig(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
-                               pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                               eos_token_id=tok.eos_token_id, **stop, **kwargs)
-        out = self.llama_model.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=gen,
-                                        tokenizer=tok)
+        gen = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            **stop,
+            **kwargs,
+        )
+        out = self.llama_model.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=gen, tokenizer=tok)
         texts = tok.batch_decode(out, skip_special_tokens=True)
         return [t.split(self.end_sym)[0].strip() for t in texts]

@@ -1,14 +1,14 @@
 """The ``model_type``s of ``arch: minigpt4`` and their defaults files. Light (no torch), so that a
 ``custom_imports`` module (``minigpt4.quickstart``, ``minigpt4.testing``) can add one without importing
 the model."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
 # model_type -> its defaults file; the real variants here, others through register_model_type
-MODEL_TYPES: dict[str, Path] = {"vicuna0": CONFIG_DIR / "minigpt4_vicuna0.yaml",
-                                "llama2": CONFIG_DIR / "minigpt4_llama2.yaml"}
+MODEL_TYPES: dict[str, Path] = {"vicuna0": CONFIG_DIR / "minigpt4_vicuna0.yaml", "llama2": CONFIG_DIR / "minigpt4_llama2.yaml"}
 
 
 def register_model_type(name: str, defaults_file: str | Path) -> None:

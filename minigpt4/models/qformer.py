@@ -1,5 +1,6 @@
 """BLIP-2 Q-Former as ``transformers.Blip2QFormerModel`` plus ``query_tokens``, and the key map of
 ``blip2_pretrained_flant5xxl.pth`` (``{"model": {"Qformer.bert.*", "query_tokens", "ln_vision.*", ...}}``)."""
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,7 @@ _RENAMES = (  # (BLIP-2 name part, Blip2QFormerModel name part)
 
 def _to_hf(name: str) -> str:
     if name.startswith("embeddings.LayerNorm."):
-        name = "layernorm." + name[len("embeddings.LayerNorm."):]
+        name = "layernorm." + name[len("embeddings.LayerNorm.") :]
     for old, new in _RENAMES:
         name = name.replace(old, new)
     return name
@@ -41,7 +42,7 @@ def _to_hf(name: str) -> str:
 
 def _to_blip2(name: str) -> str:
     if name.startswith("layernorm."):
-        name = "embeddings.LayerNorm." + name[len("layernorm."):]
+        name = "embeddings.LayerNorm." + name[len("layernorm.") :]
     for old, new in _RENAMES:
         name = name.replace(new, old)
     return name
@@ -50,8 +51,14 @@ def _to_blip2(name: str) -> str:
 def qformer_config(encoder_hidden_size: int, overrides: Mapping[str, Any] | None = None) -> Blip2QFormerConfig:
     """BERT-base Q-Former (12 layers, cross-attention every 2) unless overridden."""
     kwargs: dict[str, Any] = dict(
-        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-        hidden_act="gelu", layer_norm_eps=1e-12, cross_attention_frequency=2, use_qformer_text_input=False,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        hidden_act="gelu",
+        layer_norm_eps=1e-12,
+        cross_attention_frequency=2,
+        use_qformer_text_input=False,
     )
     kwargs.update(dict(overrides or {}))
     kwargs["encoder_hidden_size"] = encoder_hidden_size
@@ -67,7 +74,7 @@ def blip2_to_hf(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict, list[str]]:
         if key == "query_tokens" or key.startswith("ln_vision."):
             extra[key] = value
         elif key.startswith(PREFIX):
-            name = key[len(PREFIX):]
+            name = key[len(PREFIX) :]
             if any(p.match(name) for p in _DROPPED):
                 continue
             qformer[_to_hf(name)] = value
@@ -78,8 +85,9 @@ def blip2_to_hf(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict, list[str]]:
     return qformer, extra, ignored
 
 
-def hf_to_blip2(qformer_sd: Mapping[str, torch.Tensor], query_tokens: torch.Tensor,
-                ln_vision: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def hf_to_blip2(
+    qformer_sd: Mapping[str, torch.Tensor], query_tokens: torch.Tensor, ln_vision: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Inverse of :func:`blip2_to_hf`: the ``{"model": ...}`` content of a BLIP-2-layout file."""
     out: dict[str, torch.Tensor] = {"query_tokens": query_tokens.detach().clone()}
     out.update({k: v.detach().clone() for k, v in ln_vision.items()})
@@ -88,8 +96,7 @@ def hf_to_blip2(qformer_sd: Mapping[str, torch.Tensor], query_tokens: torch.Tens
     return out
 
 
-def load_blip2_checkpoint(qformer: Blip2QFormerModel, sd: Mapping[str, torch.Tensor],
-                          path: str) -> dict[str, torch.Tensor]:
+def load_blip2_checkpoint(qformer: Blip2QFormerModel, sd: Mapping[str, torch.Tensor], path: str) -> dict[str, torch.Tensor]:
     """Load the Q-Former strictly; returns ``{"query_tokens", "ln_vision.weight", "ln_vision.bias"}``."""
     mapped, extra, _ = blip2_to_hf(sd)
     expected = set(qformer.state_dict())
@@ -97,8 +104,10 @@ def load_blip2_checkpoint(qformer: Blip2QFormerModel, sd: Mapping[str, torch.Ten
     missing += [k for k in ("query_tokens", "ln_vision.weight", "ln_vision.bias") if k not in extra]
     unexpected = sorted(PREFIX + k for k in set(mapped) - expected)
     if missing or unexpected:
-        raise WeightsError(f"{path}: Q-Former checkpoint does not match the model. "
-                       f"Missing keys: {missing or 'none'}. Unexpected keys: {unexpected or 'none'}.")
+        raise WeightsError(
+            f"{path}: Q-Former checkpoint does not match the model. "
+            f"Missing keys: {missing or 'none'}. Unexpected keys: {unexpected or 'none'}."
+        )
     check_shapes(qformer, mapped, path)
     qformer.load_state_dict(mapped, strict=True)
     return extra

@@ -1,6 +1,7 @@
 """The official MiniGPT-4 (v1) variants: their names in the official configs and their released
 checkpoints. One table, read by the model's config defaults, its checkpoint errors, the random
 full-size stacks and the README's checkpoint table (a test keeps them in step)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,10 +21,24 @@ ARCH_ALIASES: dict[str, str] = {"mini_gpt4": "minigpt4"}
 
 # The LLMs of the official variants (transformers LlamaConfig fields): Vicuna-7B v0 has LLaMA-7B's
 # config, Vicuna-13B LLaMA-13B's, Llama-2-7b-chat its own (4096 positions, rms eps 1e-5).
-VICUNA7B_LLM = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
-                "num_key_value_heads": 32, "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "vocab_size": 32000}
-VICUNA13B_LLM = {**VICUNA7B_LLM, "hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 40,
-                 "num_attention_heads": 40, "num_key_value_heads": 40}
+VICUNA7B_LLM = {
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-6,
+    "vocab_size": 32000,
+}
+VICUNA13B_LLM = {
+    **VICUNA7B_LLM,
+    "hidden_size": 5120,
+    "intermediate_size": 13824,
+    "num_hidden_layers": 40,
+    "num_attention_heads": 40,
+    "num_key_value_heads": 40,
+}
 LLAMA2_7B_LLM = {**VICUNA7B_LLM, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5}
 OFFICIAL_LLMS: dict[str, dict] = {"vicuna-7b": VICUNA7B_LLM, "vicuna-13b": VICUNA13B_LLM, "llama2-7b": LLAMA2_7B_LLM}
 
@@ -47,8 +62,7 @@ class Checkpoint:
 OFFICIAL_CHECKPOINTS: tuple[Checkpoint, ...] = (
     Checkpoint("prerained_minigpt4_7b.pth", "vicuna0", "Vicuna-7B v0", DEFAULT_TEMPLATE, "###", (4096, 768)),
     Checkpoint("pretrained_minigpt4.pth", "vicuna0", "Vicuna-13B v0", DEFAULT_TEMPLATE, "###", (5120, 768)),
-    Checkpoint("pretrained_minigpt4_llama2_7b.pth", "llama2", "Llama-2-7b-chat-hf", LLAMA2_TEMPLATE, "</s>",
-               (4096, 5632)),
+    Checkpoint("pretrained_minigpt4_llama2_7b.pth", "llama2", "Llama-2-7b-chat-hf", LLAMA2_TEMPLATE, "</s>", (4096, 5632)),
 )
 
 

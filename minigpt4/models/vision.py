@@ -3,6 +3,7 @@
 ``post_layernorm`` plays BLIP-2's ``ln_vision`` (eps 1e-5), so ``last_hidden_state`` equals
 ``ln_vision(visual_encoder(x))`` over all tokens (CLS + patches).
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,11 +63,11 @@ def keep_key_bias_zero(model: Blip2VisionModel) -> None:
 
         def hook(grad: torch.Tensor, width: int = width) -> torch.Tensor:
             grad = grad.clone()
-            grad[width: 2 * width] = 0
+            grad[width : 2 * width] = 0
             return grad
 
         with torch.no_grad():
-            bias[width: 2 * width] = 0
+            bias[width : 2 * width] = 0
         bias.register_hook(hook)
 
 
@@ -119,7 +120,7 @@ def eva_to_hf(sd: Mapping[str, torch.Tensor], depth: int, num_patches: int) -> t
             else:
                 for old, new in _BLOCK_RENAMES.items():
                     if rest.startswith(old):
-                        out[f"encoder.layers.{i}.{new}{rest[len(old):]}"] = value
+                        out[f"encoder.layers.{i}.{new}{rest[len(old) :]}"] = value
                         break
                 else:
                     unexpected.append(key)
@@ -129,9 +130,7 @@ def eva_to_hf(sd: Mapping[str, torch.Tensor], depth: int, num_patches: int) -> t
         if i not in q_bias or i not in v_bias:
             unexpected.append(f"blocks.{i}.attn.{'q' if i in q_bias else 'v'}_bias (without its pair)")
             continue
-        out[f"encoder.layers.{i}.self_attn.qkv.bias"] = torch.cat(
-            [q_bias[i], torch.zeros_like(q_bias[i]), v_bias[i]]
-        )
+        out[f"encoder.layers.{i}.self_attn.qkv.bias"] = torch.cat([q_bias[i], torch.zeros_like(q_bias[i]), v_bias[i]])
     if dropped_blocks:
         log.info("eva_vit_g: dropped blocks %s (MiniGPT-4 uses the first %d)", sorted(dropped_blocks), depth)
     return out, unexpected
@@ -162,7 +161,7 @@ def hf_to_eva(sd: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
                 continue
             for new, old in inverse.items():
                 if rest.startswith(new):
-                    out[f"blocks.{i}.{old}{rest[len(new):]}"] = value
+                    out[f"blocks.{i}.{old}{rest[len(new) :]}"] = value
                     break
             else:
                 raise KeyError(f"no EVA name for {key}")
@@ -180,15 +179,16 @@ def load_eva_checkpoint(model: Blip2VisionModel, sd: Mapping[str, torch.Tensor],
     missing = sorted(expected - set(mapped))
     unexpected += sorted(set(mapped) - expected)
     if missing or unexpected:
-        raise WeightsError(f"{path}: vision checkpoint does not match the model. "
-                       f"Missing keys: {missing or 'none'}. Unexpected keys: {unexpected or 'none'}.")
+        raise WeightsError(
+            f"{path}: vision checkpoint does not match the model. "
+            f"Missing keys: {missing or 'none'}. Unexpected keys: {unexpected or 'none'}."
+        )
     check_shapes(model, mapped, path)
     model.load_state_dict(mapped, strict=False)
 
 
 def check_shapes(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: str) -> None:
     own = model.state_dict()
-    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in sd.items()
-           if k in own and own[k].shape != v.shape]
+    bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in sd.items() if k in own and own[k].shape != v.shape]
     if bad:
         raise WeightsError(f"{path}: shape mismatch: " + "; ".join(bad[:8]))

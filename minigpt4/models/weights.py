@@ -1,6 +1,7 @@
 """Weight files: reading ``.pth``/``.pt`` (torch, weights only) or ``.safetensors``, and the one loader
 of trainable parameters (``llama_proj``) used by ``MiniGPT4.load_checkpoint``, training resume and
 evaluation alike."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,10 @@ def _what_is_wrong(path: Path, error: Exception) -> str:
         return f"a legacy pickle checkpoint that does not load with weights_only=True ({type(error).__name__}: {error})"
     text = head.decode("utf-8", "replace")
     if text.replace("\n", "").replace("\r", "").replace("\t", "").isprintable():
-        return (f"not a PyTorch checkpoint: it is a text file ({size} bytes) starting with {text[:40]!r}; expected a "
-                "file written by torch.save (.pth/.pt) or a .safetensors file")
+        return (
+            f"not a PyTorch checkpoint: it is a text file ({size} bytes) starting with {text[:40]!r}; expected a "
+            "file written by torch.save (.pth/.pt) or a .safetensors file"
+        )
     return f"not a PyTorch checkpoint ({size} bytes, first bytes {head[:8]!r}; {type(error).__name__}: {error})"
 
 
@@ -58,8 +61,9 @@ def unwrap(obj: dict[str, Any], path: str | os.PathLike) -> dict[str, torch.Tens
     raise WeightsError(f"{path}: expected a state dict or {{'model': state_dict}}, got {keys}")
 
 
-def load_parameters(model: nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike,
-                    exact: bool = False, hint: str = "", copy: bool = True) -> list[str]:
+def load_parameters(
+    model: nn.Module, state: Mapping[str, torch.Tensor], source: str | os.PathLike, exact: bool = False, hint: str = "", copy: bool = True
+) -> list[str]:
     """Copy ``state`` into the parameters of ``model`` with the same names; returns the names loaded.
 
     Every name must be a parameter of ``model`` with the same shape (``hint`` is added to a shape
@@ -70,15 +74,18 @@ def load_parameters(model: nn.Module, state: Mapping[str, torch.Tensor], source:
     own = dict(model.named_parameters())
     unexpected = sorted(k for k in state if k not in own)
     if unexpected:
-        raise WeightsError(f"{source}: unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} "
-                           "(not parameters of the model)")
+        raise WeightsError(
+            f"{source}: unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''} (not parameters of the model)"
+        )
     if exact:
         trainable = sorted(n for n, p in own.items() if p.requires_grad)
         if sorted(state) != trainable:
-            raise WeightsError(f"{source}: trainable parameters differ from the model's: checkpoint has "
-                               f"{sorted(state)}, model has {trainable}")
-    bad = [f"{k} has shape {tuple(v.shape)} but the model expects {tuple(own[k].shape)}"
-           for k, v in state.items() if own[k].shape != v.shape]
+            raise WeightsError(
+                f"{source}: trainable parameters differ from the model's: checkpoint has {sorted(state)}, model has {trainable}"
+            )
+    bad = [
+        f"{k} has shape {tuple(v.shape)} but the model expects {tuple(own[k].shape)}" for k, v in state.items() if own[k].shape != v.shape
+    ]
     if bad:
         raise WeightsError(f"{source}: " + "; ".join(bad[:4]) + (f"; {hint}" if hint else ""))
     if not copy:

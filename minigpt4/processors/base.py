@@ -1,5 +1,6 @@
 """Processor plumbing: build a processor from a ``{name: ..., <keys>}`` mapping and validate such
 mappings against the processor's ``SCHEMA`` (used as ``Key.check`` by the dataset schemas)."""
+
 from __future__ import annotations
 
 import copy

@@ -1,5 +1,6 @@
 """BLIP-2 image processors (Pillow + torch): bicubic resize, optional random resized crop, CLIP
 normalisation. Input: a PIL image (any mode, converted to RGB); output: FloatTensor [3, S, S]."""
+
 from __future__ import annotations
 
 import math
@@ -124,8 +125,6 @@ class Blip2ImageTrainProcessor(BaseProcessor):
         image = image.convert("RGB")
         if self.min_scale >= 1.0:
             return normalize(to_tensor(image.resize((s, s), BICUBIC)))
-        left, top, w, h = random_resized_crop_box(
-            image.width, image.height, (self.min_scale, self.max_scale), generator=generator
-        )
+        left, top, w, h = random_resized_crop_box(image.width, image.height, (self.min_scale, self.max_scale), generator=generator)
         crop = image.resize((s, s), BICUBIC, box=(left, top, left + w, top + h))
         return normalize(to_tensor(crop))

@@ -1,4 +1,5 @@
 """Caption text processors: ``blip_caption`` (BLIP convention, spec section 8) and ``caption_as_written``."""
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ name the right shape and colours (``check``) and the printed report (``report``)
 Importing this package (``custom_imports: [minigpt4.quickstart]`` in a config) registers
 ``model_type: standin`` (``minigpt4_standin.yaml``).
 """
+
 from pathlib import Path
 
 from minigpt4.models.model_types import register_model_type

@@ -9,6 +9,7 @@ each generated caption is parsed the same way.
 checkpoint: shape right, colour right (both over all images) and background right (over the captions
 that name a background). The references are the ones each ``captions.json`` holds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,11 @@ from .synthetic import COLORS, SHAPES
 
 _COLOR = "|".join(COLORS)
 _SHAPE = "|".join(SHAPES)
-_SHAPE_COLOR = [re.compile(rf"\b({_COLOR}) ({_SHAPE})s?\b"),                    # "a red circle", "two red circles"
-                re.compile(rf"\bthe ({_SHAPE})s? (?:is|are) ({_COLOR})\b"),       # "the circle is red"
-                re.compile(rf"\b({_SHAPE})s?, all ({_COLOR})\b")]                # "three circles, all red"
+_SHAPE_COLOR = [
+    re.compile(rf"\b({_COLOR}) ({_SHAPE})s?\b"),  # "a red circle", "two red circles"
+    re.compile(rf"\bthe ({_SHAPE})s? (?:is|are) ({_COLOR})\b"),  # "the circle is red"
+    re.compile(rf"\b({_SHAPE})s?, all ({_COLOR})\b"),
+]  # "three circles, all red"
 _BACKGROUND = [re.compile(rf"\b({_COLOR}) background\b"), re.compile(rf"\bbackground is ({_COLOR})\b")]
 ATTRIBUTES = ("shape", "color", "background")
 
@@ -78,9 +81,12 @@ def attribute_scores(captions: dict[str, str], references: dict[str, list[str]])
             background_named += 1
             right["background"] += got["background"] == truth["background"]
     n = max(len(captions), 1)
-    return {"shape": right["shape"] / n, "color": right["color"] / n,
-            "background": right["background"] / background_named if background_named else float("nan"),
-            "images": len(captions)}
+    return {
+        "shape": right["shape"] / n,
+        "color": right["color"] / n,
+        "background": right["background"] / background_named if background_named else float("nan"),
+        "images": len(captions),
+    }
 
 
 def check_run(eval_dir: str | Path) -> list[tuple[str, dict[str, float]]]:
@@ -90,8 +96,7 @@ def check_run(eval_dir: str | Path) -> list[tuple[str, dict[str, float]]]:
     rows = []
     for name in collect(eval_dir)[0]["name"]:
         items = json.loads((eval_dir / name / CAPTIONS_JSON).read_text())
-        rows.append((name, attribute_scores({c["image_id"]: c["caption"] for c in items},
-                                            {c["image_id"]: c["references"] for c in items})))
+        rows.append((name, attribute_scores({c["image_id"]: c["caption"] for c in items}, {c["image_id"]: c["references"] for c in items})))
     return rows
 
 

@@ -6,6 +6,7 @@ and where the plot and the caption gallery (``report.html``) are.
 sample's shape and colour check, ``minigpt4.quickstart.check``). The references are the ones each
 ``captions.json`` holds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("run_dir")
     ap.add_argument("--samples", type=int, default=3, help="number of images whose captions are shown")
     ap.add_argument("--eval-dir", default=None, help="folder of <name>/ results (default: RUN_DIR/eval)")
-    ap.add_argument("--check", action="store_true",
-                    help="also print how often the captions name the right shape and colours (the synthetic "
-                         "sample's check, as python -m minigpt4.quickstart.check)")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="also print how often the captions name the right shape and colours (the synthetic "
+        "sample's check, as python -m minigpt4.quickstart.check)",
+    )
     args = ap.parse_args(argv)
     eval_dir = Path(args.eval_dir) if args.eval_dir else latest_eval_dir(args.run_dir)
     print(report(args.run_dir, args.samples, eval_dir))

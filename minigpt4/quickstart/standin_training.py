@@ -2,6 +2,7 @@
 ViT alone on caption words), stage 1 (Q-Former, queries, projection and LLM jointly, ViT frozen) and the
 files in the official formats. Heavy (torch, the model), so it is imported only when stand-ins are built.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,22 +39,35 @@ def build_standins(ann_path: Path, image_root: Path, staging: Path, settings: di
     """Train the stand-ins on ``ann_path`` with ``settings`` (``train_standins``' arguments) and save them
     into the new folder ``staging``; returns their paths there."""
     steps, batch_size, lr, seed = settings["steps"], settings["batch_size"], settings["lr"], settings["seed"]
-    vision_steps, vision_batch_size, vision_lr = (settings["vision_steps"], settings["vision_batch_size"],
-                                                  settings["vision_lr"])
+    vision_steps, vision_batch_size, vision_lr = (settings["vision_steps"], settings["vision_batch_size"], settings["vision_lr"])
     text = build_processor({"name": settings["text_processor"]}, "--text-processor")
     images, captions = _load_split(ann_path, image_root, STANDIN["image_size"])
     captions = [[text(c) for c in caps] for caps in captions]  # as stage 2 will read them
     instructions = load_instructions(resolve_path(MODEL_SCHEMA["prompt_path"].default))
     corpus = [c for caps in captions for c in caps] + instructions * INSTRUCTION_WEIGHT
     with tempfile.TemporaryDirectory() as tmp:
-        init = build_tiny_stack(Path(tmp) / "init", seed=seed, corpus=corpus, image_size=STANDIN["image_size"],
-                                num_query_token=STANDIN["num_query_token"], vit=STANDIN["vit"],
-                                qformer=STANDIN["qformer"], llm=STANDIN["llm"],
-                                tokenizer_vocab=STANDIN["tokenizer_vocab"])
+        init = build_tiny_stack(
+            Path(tmp) / "init",
+            seed=seed,
+            corpus=corpus,
+            image_size=STANDIN["image_size"],
+            num_query_token=STANDIN["num_query_token"],
+            vit=STANDIN["vit"],
+            qformer=STANDIN["qformer"],
+            llm=STANDIN["llm"],
+            tokenizer_vocab=STANDIN["tokenizer_vocab"],
+        )
         cfg_path = Path(tmp) / "stage1.yaml"
-        section = {**model_section(init), "freeze_vit": False, "freeze_qformer": False, "freeze_llm": False,
-                   "image_size": STANDIN["image_size"], "num_query_token": STANDIN["num_query_token"],
-                   "vit_config": STANDIN["vit"], "qformer_config": STANDIN["qformer"]}
+        section = {
+            **model_section(init),
+            "freeze_vit": False,
+            "freeze_qformer": False,
+            "freeze_llm": False,
+            "image_size": STANDIN["image_size"],
+            "num_query_token": STANDIN["num_query_token"],
+            "vit_config": STANDIN["vit"],
+            "qformer_config": STANDIN["qformer"],
+        }
         cfg_path.write_text(OmegaConf.to_yaml({"custom_imports": ["minigpt4.quickstart"], "model": section}))
         torch.manual_seed(seed)
         model_cfg = load_config(cfg_path).model
@@ -113,8 +127,9 @@ def _fit(params: list[torch.nn.Parameter], step_loss, steps: int, lr: float, des
     return ema
 
 
-def pretrain_vision(vit: torch.nn.Module, images: torch.Tensor, captions: list[list[str]], steps: int,
-                    batch_size: int = 16, lr: float = 1e-3, seed: int = 0) -> float:
+def pretrain_vision(
+    vit: torch.nn.Module, images: torch.Tensor, captions: list[list[str]], steps: int, batch_size: int = 16, lr: float = 1e-3, seed: int = 0
+) -> float:
     """Stage 0: train the ViT alone, with a throw-away linear head on its mean output token, to predict
     which caption words fit each image (binary cross-entropy on ``caption_word_targets``). Returns the
     final smoothed loss. Without it the caption loss of stage 1 teaches a tiny ViT colours but not shapes."""
@@ -134,16 +149,19 @@ def pretrain_vision(vit: torch.nn.Module, images: torch.Tensor, captions: list[l
     return loss
 
 
-def _stage1(model, images: torch.Tensor, captions: list[list[str]], steps: int, batch_size: int, lr: float,
-            seed: int) -> None:
+def _stage1(model, images: torch.Tensor, captions: list[list[str]], steps: int, batch_size: int, lr: float, seed: int) -> None:
     rng = random.Random(seed)
     with torch.no_grad():  # the ViT is frozen here: its output is computed once, as the feature cache does
-        vit_out = torch.cat([model.frozen_features(images[i:i + 256], "vit") for i in range(0, len(images), 256)])
+        vit_out = torch.cat([model.frozen_features(images[i : i + 256], "vit") for i in range(0, len(images), 256)])
 
     def step_loss() -> torch.Tensor:
         idx = [rng.randrange(len(captions)) for _ in range(batch_size)]
-        batch = {"features": vit_out[idx], "feature_cut": "vit", "answer": [rng.choice(captions[i]) for i in idx],
-                 "instruction_input": [rng.choice(model.instructions) for _ in idx]}
+        batch = {
+            "features": vit_out[idx],
+            "feature_cut": "vit",
+            "answer": [rng.choice(captions[i]) for i in idx],
+            "instruction_input": [rng.choice(model.instructions) for _ in idx],
+        }
         return model(batch)["loss"]
 
     model.train()
@@ -161,7 +179,12 @@ def _save(model, out: Path, tokenizer_model: Path) -> dict[str, str]:
     atomic_torch_save(eva, out / "eva_vit_g.pth")
     atomic_torch_save(official_blip2_state(model.qformer, model.query_tokens, ln_vision), out / "blip2_pretrained.pth")
     # Stage 1's own projection, in the MiniGPT-4 checkpoint layout: a reference point, not used by stage 2.
-    atomic_torch_save({"model": {k: v for k, v in model.trainable_state_dict().items() if k.startswith("llama_proj.")}},
-                out / "stage1_llama_proj.pth")
-    return {"llama_model": str(llama), "vit_ckpt": str(out / "eva_vit_g.pth"),
-            "q_former_model": str(out / "blip2_pretrained.pth"), "stage1_ckpt": str(out / "stage1_llama_proj.pth")}
+    atomic_torch_save(
+        {"model": {k: v for k, v in model.trainable_state_dict().items() if k.startswith("llama_proj.")}}, out / "stage1_llama_proj.pth"
+    )
+    return {
+        "llama_model": str(llama),
+        "vit_ckpt": str(out / "eva_vit_g.pth"),
+        "q_former_model": str(out / "blip2_pretrained.pth"),
+        "stage1_ckpt": str(out / "stage1_llama_proj.pth"),
+    }

@@ -18,6 +18,7 @@ CLI: ``python -m minigpt4.quickstart.standins --ann PATH --images DIR --out DIR 
 The result is cached: a second call with the same settings and data returns at once, without
 importing torch (the training itself is ``standin_training``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,12 +43,29 @@ log = logging.getLogger(__name__)
 STANDIN = {
     "image_size": 56,
     "num_query_token": 16,  # 32 in the real model; 16 cover the ViT's 17 tokens and make stage 1 25% cheaper
-    "vit": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "patch_size": 14, "initializer_range": 0.02},
-    "qformer": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4,
-                "cross_attention_frequency": 2},
-    "llm": {"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 3, "num_attention_heads": 4,
-            "num_key_value_heads": 4, "max_position_embeddings": 512},
+    "vit": {
+        "hidden_size": 128,
+        "intermediate_size": 512,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "patch_size": 14,
+        "initializer_range": 0.02,
+    },
+    "qformer": {
+        "hidden_size": 128,
+        "intermediate_size": 512,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "cross_attention_frequency": 2,
+    },
+    "llm": {
+        "hidden_size": 192,
+        "intermediate_size": 512,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 512,
+    },
     # Trained on the captions and the instructions: an instruction is ~10 pieces instead of ~35 (with
     # 400 pieces it was spelled out letter by letter), so every sequence is ~40% shorter.
     "tokenizer_vocab": 600,
@@ -67,8 +85,14 @@ FORMAT = 5  # bump when what train_standins writes changes, so cached stand-ins 
 
 def model_section(paths: dict[str, str], ckpt: str | None = None) -> dict[str, Any]:
     """The ``model`` config section that loads the stand-ins (fresh projection unless ``ckpt``)."""
-    return {"arch": "minigpt4", "model_type": "standin", "llama_model": paths["llama_model"],
-            "vit_ckpt": paths["vit_ckpt"], "q_former_model": paths["q_former_model"], "ckpt": ckpt}
+    return {
+        "arch": "minigpt4",
+        "model_type": "standin",
+        "llama_model": paths["llama_model"],
+        "vit_ckpt": paths["vit_ckpt"],
+        "q_former_model": paths["q_former_model"],
+        "ckpt": ckpt,
+    }
 
 
 def _fingerprint(ann_path: Path, settings: dict) -> str:
@@ -77,10 +101,19 @@ def _fingerprint(ann_path: Path, settings: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def train_standins(ann_path: str | Path, image_root: str | Path, out_dir: str | Path, steps: int = RECIPE["steps"],
-                   batch_size: int = RECIPE["batch_size"], lr: float = RECIPE["lr"], seed: int = 0,
-                   vision_steps: int = RECIPE["vision_steps"], vision_batch_size: int = RECIPE["vision_batch_size"],
-                   vision_lr: float = RECIPE["vision_lr"], text_processor: str = TEXT_PROCESSOR) -> dict[str, str]:
+def train_standins(
+    ann_path: str | Path,
+    image_root: str | Path,
+    out_dir: str | Path,
+    steps: int = RECIPE["steps"],
+    batch_size: int = RECIPE["batch_size"],
+    lr: float = RECIPE["lr"],
+    seed: int = 0,
+    vision_steps: int = RECIPE["vision_steps"],
+    vision_batch_size: int = RECIPE["vision_batch_size"],
+    vision_lr: float = RECIPE["vision_lr"],
+    text_processor: str = TEXT_PROCESSOR,
+) -> dict[str, str]:
     """Run stage 0 (``vision_steps``) and stage 1 (``steps``) on a caption split (``flickr30k_train.json``
     layout) and save the stand-ins. Stage 1 answers with the captions as ``text_processor`` gives them:
     the fine-tune's text processor, so that the LLM already writes what stage 2 trains on.
@@ -91,8 +124,16 @@ def train_standins(ann_path: str | Path, image_root: str | Path, out_dir: str | 
     if steps < 1 or vision_steps < 0:
         raise ValueError(f"need steps >= 1 and vision_steps >= 0, got steps={steps}, vision_steps={vision_steps}")
     ann_path, image_root, out = Path(ann_path), Path(image_root), Path(out_dir)
-    settings = {"steps": steps, "vision_steps": vision_steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-                "vision_batch_size": vision_batch_size, "vision_lr": vision_lr, "text_processor": text_processor}
+    settings = {
+        "steps": steps,
+        "vision_steps": vision_steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "vision_batch_size": vision_batch_size,
+        "vision_lr": vision_lr,
+        "text_processor": text_processor,
+    }
     key = _fingerprint(ann_path, settings)
     done = out / DONE
     if done.is_file() and json.loads(done.read_text()).get("fingerprint") == key:
@@ -112,30 +153,44 @@ def train_standins(ann_path: str | Path, image_root: str | Path, out_dir: str | 
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Pre-trained tiny stand-ins: stage 0 (vision) and stage 1 (joint), "
-                                             "saved in the official formats.")
+    ap = argparse.ArgumentParser(
+        description="Pre-trained tiny stand-ins: stage 0 (vision) and stage 1 (joint), saved in the official formats."
+    )
     ap.add_argument("--ann", required=True, help="training annotations (flickr30k_train.json layout)")
     ap.add_argument("--images", required=True, help="image folder")
     ap.add_argument("--out", required=True, help="output folder for the stand-ins")
     ap.add_argument("--steps", type=int, default=RECIPE["steps"], help="stage-1 steps (joint training, ViT frozen)")
-    ap.add_argument("--vision-steps", type=int, default=RECIPE["vision_steps"],
-                    help="stage-0 steps (ViT pre-training; 0 skips it)")
+    ap.add_argument("--vision-steps", type=int, default=RECIPE["vision_steps"], help="stage-0 steps (ViT pre-training; 0 skips it)")
     ap.add_argument("--batch-size", type=int, default=RECIPE["batch_size"], help="stage-1 batch size")
     ap.add_argument("--lr", type=float, default=RECIPE["lr"], help="stage-1 peak learning rate")
     ap.add_argument("--vision-batch-size", type=int, default=RECIPE["vision_batch_size"], help="stage-0 batch size")
     ap.add_argument("--vision-lr", type=float, default=RECIPE["vision_lr"], help="stage-0 peak learning rate")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--text-processor", default=TEXT_PROCESSOR,
-                    help="how stage 1 writes its answers: the text processor of stage 2's training data "
-                         f"(default {TEXT_PROCESSOR}, the flickr30k_caption default; caption_as_written keeps case and "
-                         "punctuation)")
+    ap.add_argument(
+        "--text-processor",
+        default=TEXT_PROCESSOR,
+        help="how stage 1 writes its answers: the text processor of stage 2's training data "
+        f"(default {TEXT_PROCESSOR}, the flickr30k_caption default; caption_as_written keeps case and "
+        "punctuation)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_library_bars()
     if args.steps < 1 or args.vision_steps < 0:
         ap.error(f"need --steps >= 1 and --vision-steps >= 0, got {args.steps} and {args.vision_steps}")
-    paths = train_standins(args.ann, args.images, args.out, args.steps, args.batch_size, args.lr, args.seed,
-                           args.vision_steps, args.vision_batch_size, args.vision_lr, args.text_processor)
+    paths = train_standins(
+        args.ann,
+        args.images,
+        args.out,
+        args.steps,
+        args.batch_size,
+        args.lr,
+        args.seed,
+        args.vision_steps,
+        args.vision_batch_size,
+        args.vision_lr,
+        args.text_processor,
+    )
     for key in ("llama_model", "vit_ckpt", "q_former_model"):
         print(f"model.{key}={paths[key]}")
     print(f"stage-1 projection (reference only): {paths['stage1_ckpt']}")

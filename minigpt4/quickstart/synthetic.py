@@ -9,6 +9,7 @@ each), the rest train, interleaved in a seeded order as in the real CSV. Same se
 
 CLI: ``python -m minigpt4.quickstart.synthetic --out DIR --images N [--seed S] [--image-size PX]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -98,8 +99,7 @@ def shape_boxes(scene: Scene, size: int) -> list[tuple[float, float, float, floa
     """Bounding boxes (x0, y0, x1, y1) of the scene's shapes in a ``size`` x ``size`` image."""
     if scene.count == 1:
         d = 0.44 * size
-        cx, cy = {"left": (0.25, 0.5), "right": (0.75, 0.5), "top": (0.5, 0.25),
-                  "bottom": (0.5, 0.75), "center": (0.5, 0.5)}[scene.place]
+        cx, cy = {"left": (0.25, 0.5), "right": (0.75, 0.5), "top": (0.5, 0.25), "bottom": (0.5, 0.75), "center": (0.5, 0.5)}[scene.place]
         centers = [(cx * size, cy * size)]
     else:
         d = (0.85 / scene.count) * size
@@ -173,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     counts = {s: 0 for s in SPLITS}
     for s in split_labels(args.images, args.seed):
         counts[s] += 1
-    print(f"wrote {path} and {args.images} images in {path.parent / IMAGE_DIR} "
-          f"(train {counts['train']}, val {counts['val']}, test {counts['test']})")
+    print(
+        f"wrote {path} and {args.images} images in {path.parent / IMAGE_DIR} "
+        f"(train {counts['train']}, val {counts['val']}, test {counts['test']})"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ against its reference captions with the COCO caption metrics.
 The frozen vision stack's output goes through ``ImageFeatures`` (the ``run.feature_cache``): training
 reads it for every image seen before, evaluation encodes the split once for all its checkpoints.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,7 +43,8 @@ def check_unique_ids(items: list[tuple[str, str]], source: str) -> None:
             raise EvalError(
                 f"{source}: image_id {image_id!r} appears twice (items {j} and {i}: {items[j][1]!r}, {image!r}); "
                 "scoring needs one record per image with all its reference captions (group a file with one "
-                "record per caption by image, captions as a list)")
+                "record per caption by image, captions as a list)"
+            )
         first[image_id] = i
 
 
@@ -50,15 +52,17 @@ def check_unique_ids(items: list[tuple[str, str]], source: str) -> None:
 class ImageTextPretrainTask:
     """Image-caption training and evaluation over the config's dataset entries."""
 
-    def __init__(self, strict_data: bool = False, feature_cache: str | None = None,
-                 feature_cache_dtype: str = "fp16") -> None:
+    def __init__(self, strict_data: bool = False, feature_cache: str | None = None, feature_cache_dtype: str = "fp16") -> None:
         self.strict_data = strict_data
         self.features = ImageFeatures(feature_cache, feature_cache_dtype)
 
     @classmethod
     def from_config(cls, run_cfg: Any) -> ImageTextPretrainTask:
-        return cls(strict_data=bool(run_cfg.get("strict_data", False)), feature_cache=run_cfg.get("feature_cache"),
-                   feature_cache_dtype=run_cfg.get("feature_cache_dtype", "fp16"))
+        return cls(
+            strict_data=bool(run_cfg.get("strict_data", False)),
+            feature_cache=run_cfg.get("feature_cache"),
+            feature_cache_dtype=run_cfg.get("feature_cache_dtype", "fp16"),
+        )
 
     # ---- training -----------------------------------------------------------------------
     def build_datasets(self, datasets_cfg: Any) -> dict[str, Dataset]:
@@ -67,15 +71,19 @@ class ImageTextPretrainTask:
             raise ConfigError("the config has no 'datasets' entries: nothing to train on")
         ratios = {name: entry.get("sample_ratio") for name, entry in datasets_cfg.items()}
         if len(ratios) > 1 and None in ratios.values() and set(ratios.values()) != {None}:
-            raise ConfigError(f"datasets.*.sample_ratio is set on {sorted(n for n, r in ratios.items() if r is not None)} "
-                              f"but not on {sorted(n for n, r in ratios.items() if r is None)}: set it on every entry "
-                              "(mixing weights) or on none (one pool)")
+            raise ConfigError(
+                f"datasets.*.sample_ratio is set on {sorted(n for n, r in ratios.items() if r is not None)} "
+                f"but not on {sorted(n for n, r in ratios.items() if r is None)}: set it on every entry "
+                "(mixing weights) or on none (one pool)"
+            )
         out = {}
         for name, entry in datasets_cfg.items():
             splits = DATASETS.build(entry.builder, entry, strict=self.strict_data).build_datasets()
             if "train" not in splits:
-                raise ConfigError(f"datasets.{name}: builder '{entry.builder}' built splits {sorted(splits)}, "
-                                  "but training needs a 'train' split (set split: train)")
+                raise ConfigError(
+                    f"datasets.{name}: builder '{entry.builder}' built splits {sorted(splits)}, "
+                    "but training needs a 'train' split (set split: train)"
+                )
             out[name] = splits["train"]
         self.features.check(out, "train")  # random crops cannot be cached: before any model is built
         return out
@@ -107,8 +115,14 @@ class ImageTextPretrainTask:
         if all(inner.frozen.values()):  # the stage-2 setup the FLOP formulas count
             flops = sum(train_flops_per_sample(inner, n, cut) for n in lens)  # cut: the vision part is cached
             flops += encoded * (vit_flops(inner) + (qformer_flops(inner) if cut == "qformer" else 0))
-        return {"loss": out["loss"], "tokens": sum(lens), "positions": out["positions"], "flops": flops,
-                "feature_hits": hits, "feature_encoded": encoded}
+        return {
+            "loss": out["loss"],
+            "tokens": sum(lens),
+            "positions": out["positions"],
+            "flops": flops,
+            "feature_hits": hits,
+            "feature_encoded": encoded,
+        }
 
     # ---- evaluation ---------------------------------------------------------------------
     def build_eval_split(self, cfg: DictConfig, split: str | None = None) -> tuple[Dataset, str, str]:
@@ -116,8 +130,9 @@ class ImageTextPretrainTask:
         entry's own only where its ``ann_path`` is a folder of per-split files. Unreadable images fail."""
         entries = cfg.get("evaluation_datasets") or {}
         if len(entries) != 1:
-            raise EvalError(f"the config needs exactly one evaluation_datasets entry (e.g. flickr30k_eval), "
-                            f"found {list(entries) or 'none'}")
+            raise EvalError(
+                f"the config needs exactly one evaluation_datasets entry (e.g. flickr30k_eval), found {list(entries) or 'none'}"
+            )
         name, entry = next(iter(entries.items()))
         configured = entry.get("split")
         if split is not None and split != configured:
@@ -126,7 +141,8 @@ class ImageTextPretrainTask:
                 raise EvalError(
                     f"--split {split}: evaluation_datasets.{name} is the {configured!r} split of the file {ann}; "
                     f"set its build_info.ann_path to the {split} file (and split: {split}), or to the folder "
-                    "holding flickr30k_<split>.json")
+                    "holding flickr30k_<split>.json"
+                )
             entry = entry.copy()
             entry.split = split
         split = split or configured
@@ -136,8 +152,10 @@ class ImageTextPretrainTask:
         dataset = datasets[split]
         self.features.check({name: dataset}, "eval")
         if hasattr(dataset, "records"):  # from the annotations alone, before any model is built
-            check_unique_ids([(r.image_id, r.image) for r in dataset.records],
-                             f"evaluation_datasets.{name} ({getattr(dataset, 'source', '') or entry.build_info.ann_path})")
+            check_unique_ids(
+                [(r.image_id, r.image) for r in dataset.records],
+                f"evaluation_datasets.{name} ({getattr(dataset, 'source', '') or entry.build_info.ann_path})",
+            )
         return dataset, name, split
 
     def instruction(self, cfg: DictConfig) -> str:
@@ -150,8 +168,7 @@ class ImageTextPretrainTask:
             raise ConfigError(f"run.eval_instruction: {e}") from None
         return instruction
 
-    def encode(self, model: Any, dataset: Dataset, run_cfg: Any, use_cache: bool = True,
-               desc: str = "encoding") -> EncodedSplit:
+    def encode(self, model: Any, dataset: Dataset, run_cfg: Any, use_cache: bool = True, desc: str = "encoding") -> EncodedSplit:
         """This rank's share of ``dataset`` through the frozen vision stack (from the feature cache
         where present), once for any number of checkpoints (``generate``)."""
         target = getattr(dataset, "dataset", dataset)  # a Subset (--limit) of the split
@@ -160,11 +177,17 @@ class ImageTextPretrainTask:
             self.features.attach(model, target, cut)
         else:
             target.features = None
-        return encode_split(model, dataset, batch_size_eval(run_cfg, model.device), run_cfg.num_workers,
-                            lambda batch: self.features.complete(model, batch, cut), cut, desc=desc)
+        return encode_split(
+            model,
+            dataset,
+            batch_size_eval(run_cfg, model.device),
+            run_cfg.num_workers,
+            lambda batch: self.features.complete(model, batch, cut),
+            cut,
+            desc=desc,
+        )
 
-    def generate(self, model: Any, encoded: EncodedSplit, instruction: str, run_cfg: Any,
-                 desc: str = "captioning") -> list[dict[str, Any]]:
+    def generate(self, model: Any, encoded: EncodedSplit, instruction: str, run_cfg: Any, desc: str = "captioning") -> list[dict[str, Any]]:
         """Captions of an encoded split over all ranks: on rank 0 ``[{"index", "image_id", "image",
         "caption", "references"}]`` in dataset order, ``[]`` elsewhere."""
         return generate_captions(model, encoded, instruction, run_cfg.max_new_tokens, run_cfg.num_beams, desc=desc)

@@ -6,6 +6,7 @@ in one batched pass through the frozen stack, stores them (first writer wins) an
 the stored values, so a cold and a warm cache train and caption the same. Without a cache,
 ``complete`` just runs the frozen stack on the batch's images.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,12 +29,16 @@ def processor_problem(name: str, dataset: Dataset, slot: str) -> str | None:
         return None
     key = f"datasets.{name}.vis_processor.{slot}"
     if getattr(proc, "min_scale", 1.0) < 1.0:
-        return (f"{key}.min_scale is {proc.min_scale} (< 1: a random crop per sample and epoch), so the frozen "
-                "image features differ every epoch and cannot be cached: set run.feature_cache: null to train "
-                f"without the cache (the ViT then runs every step), or {key}.min_scale: 1.0 (the deterministic "
-                "resize of the current official code)")
-    return (f"{key}: processor {type(proc).__name__} does not declare a cache_identity() (its output may be "
-            "random): set run.feature_cache: null, or give the processor a cache_identity()")
+        return (
+            f"{key}.min_scale is {proc.min_scale} (< 1: a random crop per sample and epoch), so the frozen "
+            "image features differ every epoch and cannot be cached: set run.feature_cache: null to train "
+            f"without the cache (the ViT then runs every step), or {key}.min_scale: 1.0 (the deterministic "
+            "resize of the current official code)"
+        )
+    return (
+        f"{key}: processor {type(proc).__name__} does not declare a cache_identity() (its output may be "
+        "random): set run.feature_cache: null, or give the processor a cache_identity()"
+    )
 
 
 class ImageFeatures:
@@ -75,8 +80,10 @@ class ImageFeatures:
             n, size = cache.size()
             shape = _feature_shape(model, cache.key["cut"])
             per = shape[0] * shape[1] * cache.dtype.itemsize / 1024
-            parts.append(f"{cache.folder} ({cache.key['cut']} output {list(shape)} in {self.dtype}, about "
-                         f"{per:.0f} KiB per image; {n:,} images cached, {size / 2**20:,.1f} MiB)")
+            parts.append(
+                f"{cache.folder} ({cache.key['cut']} output {list(shape)} in {self.dtype}, about "
+                f"{per:.0f} KiB per image; {n:,} images cached, {size / 2**20:,.1f} MiB)"
+            )
         return "feature cache: " + ("; ".join(parts) or f"{self.root} (not used: nothing to cache)")
 
     def complete(self, model: Any, batch: dict[str, Any], cut: str) -> tuple[torch.Tensor, int, int]:

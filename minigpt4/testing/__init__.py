@@ -5,6 +5,7 @@ Importing this package (``custom_imports: [minigpt4.testing]`` in a config) regi
 ``model_type: tiny`` (``minigpt4_tiny.yaml``), ``tiny_llama2`` (the Llama-2 variant,
 ``minigpt4_tiny_llama2.yaml``) and the task ``nan_injecting``.
 """
+
 from pathlib import Path
 
 from minigpt4.models.model_types import register_model_type

@@ -16,6 +16,7 @@ The Llama-2 variant (``has_qformer=False``: sizes ``tiny-llama2``, ``llama2-7b``
 
 CLI: ``python -m minigpt4.testing.stacks --out DIR [--size vicuna-7b --captions flickr30k_train.json --device cuda]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,20 +43,52 @@ from minigpt4.utils.prompt import DEFAULT_TEMPLATE, IMAGE_PLACEHOLDER, LLAMA2_TE
 # Sizes of ``model_type: tiny`` (minigpt4/testing/minigpt4_tiny.yaml mirrors these; a test checks it).
 TINY_IMAGE_SIZE = 56
 TINY_NUM_QUERY_TOKEN = 8
-TINY_VIT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "patch_size": 14, "initializer_range": 0.02}
-TINY_QFORMER = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                "cross_attention_frequency": 2}
-TINY_LLM = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "num_key_value_heads": 4, "max_position_embeddings": 512}
+TINY_VIT = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "patch_size": 14,
+    "initializer_range": 0.02,
+}
+TINY_QFORMER = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "cross_attention_frequency": 2,
+}
+TINY_LLM = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 512,
+}
 
 # Official sizes (``model_type: vicuna0`` / ``llama2``): EVA-ViT-G and the BERT-base Q-Former are the
 # defaults of vision_config() and qformer_config(), the LLMs those of minigpt4.models.variants. Written
 # in fp16, as the released eva_vit_g.pth and LLM files are.
-_TINY = {"image_size": TINY_IMAGE_SIZE, "num_query_token": TINY_NUM_QUERY_TOKEN, "vit": TINY_VIT,
-         "qformer": TINY_QFORMER, "llm": TINY_LLM, "tokenizer_vocab": 400, "dtype": torch.float32, "has_qformer": True}
-_FULL = {"image_size": 224, "num_query_token": 32, "vit": {}, "qformer": {}, "tokenizer_vocab": 32000,
-         "dtype": torch.float16, "has_qformer": True}
+_TINY = {
+    "image_size": TINY_IMAGE_SIZE,
+    "num_query_token": TINY_NUM_QUERY_TOKEN,
+    "vit": TINY_VIT,
+    "qformer": TINY_QFORMER,
+    "llm": TINY_LLM,
+    "tokenizer_vocab": 400,
+    "dtype": torch.float32,
+    "has_qformer": True,
+}
+_FULL = {
+    "image_size": 224,
+    "num_query_token": 32,
+    "vit": {},
+    "qformer": {},
+    "tokenizer_vocab": 32000,
+    "dtype": torch.float16,
+    "has_qformer": True,
+}
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": _TINY,
     "tiny-llama2": {**_TINY, "has_qformer": False},
@@ -66,16 +99,20 @@ SIZES: dict[str, dict[str, Any]] = {
 SIZES["vicuna0"] = SIZES["vicuna-7b"]  # its earlier name
 
 _BASE_CORPUS = [
-    "a red circle on a blue background", "two green squares on the left of the picture",
-    "three yellow triangles near the top", "a white star in the center of a black image",
-    "A man in an orange hat starring at something.", "Two young guys with shaggy hair look at their hands.",
-    "A little girl climbing into a wooden playhouse.", "Several men in hard hats are operating a giant pulley.",
-    "a dog runs across the grass", "people are walking down a busy city street at night",
+    "a red circle on a blue background",
+    "two green squares on the left of the picture",
+    "three yellow triangles near the top",
+    "a white star in the center of a black image",
+    "A man in an orange hat starring at something.",
+    "Two young guys with shaggy hair look at their hands.",
+    "A little girl climbing into a wooden playhouse.",
+    "Several men in hard hats are operating a giant pulley.",
+    "a dog runs across the grass",
+    "people are walking down a busy city street at night",
 ]
 
 
-def train_tokenizer(out_dir: Path, corpus: Iterable[str], vocab_size: int = 400,
-                    template: str = DEFAULT_TEMPLATE) -> Path:
+def train_tokenizer(out_dir: Path, corpus: Iterable[str], vocab_size: int = 400, template: str = DEFAULT_TEMPLATE) -> Path:
     """Train a LLaMA-style sentencepiece BPE model on ``corpus`` and prompts in ``template``; returns the
     ``tokenizer.model`` path."""
     import sentencepiece as spm
@@ -85,17 +122,34 @@ def train_tokenizer(out_dir: Path, corpus: Iterable[str], vocab_size: int = 400,
     prompts = [prompt + ("###" if template == DEFAULT_TEMPLATE else "")]
     out_dir.mkdir(parents=True, exist_ok=True)
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines + prompts * 20), model_prefix=str(out_dir / "tokenizer"),
-        vocab_size=vocab_size, model_type="bpe", byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-        hard_vocab_limit=False, character_coverage=1.0, minloglevel=2, num_threads=1,
+        sentence_iterator=iter(lines + prompts * 20),
+        model_prefix=str(out_dir / "tokenizer"),
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        minloglevel=2,
+        num_threads=1,
     )
     (out_dir / "tokenizer.vocab").unlink(missing_ok=True)
     return out_dir / "tokenizer.model"
 
 
-def write_tiny_llama(out_dir: Path, corpus: Iterable[str] | None = None, sizes: dict[str, Any] | None = None,
-                     seed: int = 0, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                     tokenizer_vocab: int = 400, template: str = DEFAULT_TEMPLATE) -> Path:
+def write_tiny_llama(
+    out_dir: Path,
+    corpus: Iterable[str] | None = None,
+    sizes: dict[str, Any] | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    tokenizer_vocab: int = 400,
+    template: str = DEFAULT_TEMPLATE,
+) -> Path:
     """A random ``LlamaForCausalLM`` (tiny unless ``sizes`` say otherwise) + a tokenizer trained on
     ``corpus``, saved as a Hugging Face directory. ``sizes["vocab_size"]``, when given, may exceed the
     tokenizer's (the extra rows are never produced by encoding; decoding skips them)."""
@@ -103,8 +157,9 @@ def write_tiny_llama(out_dir: Path, corpus: Iterable[str] | None = None, sizes: 
         tmp = Path(tmp)
         sp_path = train_tokenizer(tmp / "sp", list(corpus or []) + _BASE_CORPUS, tokenizer_vocab, template)
         shutil.copy(sp_path, tmp / "tokenizer.model")
-        (tmp / "tokenizer_config.json").write_text(json.dumps(
-            {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": True}))
+        (tmp / "tokenizer_config.json").write_text(
+            json.dumps({"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": True})
+        )
         tokenizer = load_tokenizer(tmp)
         llm_sizes = {**TINY_LLM, "vocab_size": len(tokenizer), **(sizes or {})}
         if llm_sizes["vocab_size"] < len(tokenizer):
@@ -126,8 +181,7 @@ def official_vit_state(vit: torch.nn.Module) -> tuple[dict, dict]:
     return hf_to_eva(vit.state_dict())
 
 
-def official_blip2_state(qformer: Blip2QFormerModel, query_tokens: torch.Tensor,
-                         ln_vision: dict[str, torch.Tensor]) -> dict[str, Any]:
+def official_blip2_state(qformer: Blip2QFormerModel, query_tokens: torch.Tensor, ln_vision: dict[str, torch.Tensor]) -> dict[str, Any]:
     """``{"model": ...}`` in the BLIP-2 layout, with the keys MiniGPT-4 drops added as in the real file."""
     sd = hf_to_blip2(qformer.state_dict(), query_tokens, ln_vision)
     h = qformer.config.hidden_size
@@ -141,40 +195,81 @@ def official_blip2_state(qformer: Blip2QFormerModel, query_tokens: torch.Tensor,
     return {"model": sd}
 
 
-def build_tiny_stack(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None,
-                     image_size: int = TINY_IMAGE_SIZE, num_query_token: int = TINY_NUM_QUERY_TOKEN,
-                     vit: dict | None = None, qformer: dict | None = None, llm: dict | None = None,
-                     has_qformer: bool = True, tokenizer_vocab: int = 400) -> dict[str, str]:
+def build_tiny_stack(
+    out_dir: str | Path,
+    seed: int = 0,
+    corpus: Iterable[str] | None = None,
+    image_size: int = TINY_IMAGE_SIZE,
+    num_query_token: int = TINY_NUM_QUERY_TOKEN,
+    vit: dict | None = None,
+    qformer: dict | None = None,
+    llm: dict | None = None,
+    has_qformer: bool = True,
+    tokenizer_vocab: int = 400,
+) -> dict[str, str]:
     """Write a random tiny stack (sizes: ``TINY_*`` updated by ``vit``/``qformer``/``llm``; a tokenizer of
     about ``tokenizer_vocab`` pieces trained on ``corpus``); returns the paths for the ``model`` config
     (``llama_model``, ``vit_ckpt``, ``q_former_model`` (not without a Q-Former), ``ckpt``)."""
-    return write_random_stack(out_dir, seed, corpus, image_size, num_query_token, {**TINY_VIT, **(vit or {})},
-                              {**TINY_QFORMER, **(qformer or {})}, {**TINY_LLM, **(llm or {})},
-                              tokenizer_vocab=tokenizer_vocab, has_qformer=has_qformer)
+    return write_random_stack(
+        out_dir,
+        seed,
+        corpus,
+        image_size,
+        num_query_token,
+        {**TINY_VIT, **(vit or {})},
+        {**TINY_QFORMER, **(qformer or {})},
+        {**TINY_LLM, **(llm or {})},
+        tokenizer_vocab=tokenizer_vocab,
+        has_qformer=has_qformer,
+    )
 
 
-def build_random_stack(out_dir: str | Path, size: str = "tiny", seed: int = 0, corpus: Iterable[str] | None = None,
-                       device: str | torch.device = "cpu") -> dict[str, str]:
+def build_random_stack(
+    out_dir: str | Path, size: str = "tiny", seed: int = 0, corpus: Iterable[str] | None = None, device: str | torch.device = "cpu"
+) -> dict[str, str]:
     """Write a random stack at one of ``SIZES`` (the official ones: about 16 GB of files for 7B, 28 GB
     for 13B)."""
     if size not in SIZES:
         raise ValueError(f"size {size!r}: expected one of {sorted(SIZES)}")
     s = SIZES[size]
-    return write_random_stack(out_dir, seed, corpus, s["image_size"], s["num_query_token"], s["vit"], s["qformer"],
-                              s["llm"], s["dtype"], device, s["tokenizer_vocab"], s["has_qformer"])
+    return write_random_stack(
+        out_dir,
+        seed,
+        corpus,
+        s["image_size"],
+        s["num_query_token"],
+        s["vit"],
+        s["qformer"],
+        s["llm"],
+        s["dtype"],
+        device,
+        s["tokenizer_vocab"],
+        s["has_qformer"],
+    )
 
 
-def write_random_stack(out_dir: str | Path, seed: int, corpus: Iterable[str] | None, image_size: int,
-                       num_query_token: int, vit: dict, qformer: dict, llm: dict,
-                       dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                       tokenizer_vocab: int = 400, has_qformer: bool = True) -> dict[str, str]:
+def write_random_stack(
+    out_dir: str | Path,
+    seed: int,
+    corpus: Iterable[str] | None,
+    image_size: int,
+    num_query_token: int,
+    vit: dict,
+    qformer: dict,
+    llm: dict,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    tokenizer_vocab: int = 400,
+    has_qformer: bool = True,
+) -> dict[str, str]:
     """Write a random stack with exactly these sizes (``{}`` = the official ViT / Q-Former); the LLM is
     created on ``device`` and it and the ViT file are saved in ``dtype``. ``has_qformer=False``: the
     Llama-2 variant (no BLIP-2 file; ``llama_proj`` takes 4 concatenated ViT patches)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    llama_dir = write_tiny_llama(out / "llama", corpus, llm, seed, dtype, device, tokenizer_vocab,
-                                 DEFAULT_TEMPLATE if has_qformer else LLAMA2_TEMPLATE)
+    llama_dir = write_tiny_llama(
+        out / "llama", corpus, llm, seed, dtype, device, tokenizer_vocab, DEFAULT_TEMPLATE if has_qformer else LLAMA2_TEMPLATE
+    )
     torch.manual_seed(seed)
     vit_cfg = vision_config(image_size, vit)
     written_depth = vit_cfg.num_hidden_layers + 1  # as the official file: one block more than used
@@ -196,9 +291,16 @@ def write_random_stack(out_dir: str | Path, seed: int, corpus: Iterable[str] | N
         width = PATCHES_PER_TOKEN * vit_cfg.hidden_size
     llm_hidden = json.loads((llama_dir / "config.json").read_text())["hidden_size"]
     proj = torch.nn.Linear(width, llm_hidden)
-    atomic_torch_save({"model": {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach(),
-                           "llama_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(4)}},
-                out / "minigpt4_ckpt.pth")
+    atomic_torch_save(
+        {
+            "model": {
+                "llama_proj.weight": proj.weight.detach(),
+                "llama_proj.bias": proj.bias.detach(),
+                "llama_model.model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(4),
+            }
+        },
+        out / "minigpt4_ckpt.pth",
+    )
     return {**paths, "ckpt": str(out / "minigpt4_ckpt.pth")}
 
 
@@ -207,27 +309,31 @@ def _captions(ann_path: str) -> list[str]:
     try:
         return [c for record in read_caption_json(ann_path) for c in record.captions]
     except DataError as e:
-        raise DataError(f"--captions {ann_path}: expected a prepared annotation file (as prepare_flickr30k.py "
-                        f"writes): {e}") from None
+        raise DataError(f"--captions {ann_path}: expected a prepared annotation file (as prepare_flickr30k.py writes): {e}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write a random MiniGPT-4 stack in the official file formats.")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiny",
-                        help="tiny / tiny-llama2 (tests), or the official sizes to measure a GPU: vicuna-7b (= vicuna0, "
-                             "~16 GB of files), vicuna-13b (~28 GB), llama2-7b (~15 GB, no Q-Former)")
+    parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="tiny",
+        help="tiny / tiny-llama2 (tests), or the official sizes to measure a GPU: vicuna-7b (= vicuna0, "
+        "~16 GB of files), vicuna-13b (~28 GB), llama2-7b (~15 GB, no Q-Former)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corpus", help="text file (one sentence per line) to train the tokenizer on")
-    parser.add_argument("--captions", help="prepared annotation file whose captions train the tokenizer, so "
-                                           "captions take about as many tokens as with the real one")
+    parser.add_argument(
+        "--captions",
+        help="prepared annotation file whose captions train the tokenizer, so captions take about as many tokens as with the real one",
+    )
     parser.add_argument("--device", default="cpu", help="where the LLM is created (cuda is much faster)")
     args = parser.parse_args(argv)
     corpus = Path(args.corpus).read_text().splitlines() if args.corpus else []
     corpus += _captions(args.captions) if args.captions else []
     if args.size != "tiny" and not corpus:
-        print("note: no --captions: the tokenizer is trained on a few sentences, so captions take more tokens "
-              "than with the real one")
+        print("note: no --captions: the tokenizer is trained on a few sentences, so captions take more tokens than with the real one")
     for key, path in build_random_stack(args.out, args.size, args.seed, corpus, args.device).items():
         print(f"model.{key}={path}")
 

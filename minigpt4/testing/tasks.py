@@ -1,6 +1,7 @@
 """``run.task: nan_injecting``: the captioning task with a NaN loss at one chosen step, to test how
 training stops. ``MINIGPT4_TEST_NAN_STEP=T`` poisons the T-th training step (0-based, counted in this
 process) on every rank; ``T:R`` only on rank R."""
+
 from __future__ import annotations
 
 import os

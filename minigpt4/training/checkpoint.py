@@ -15,6 +15,7 @@ Each file is written to a hidden temporary file and renamed, so it is complete o
 ``checkpoint_latest.pth`` is then atomically replaced by a hard link to (or, where hard links are
 not supported, a copy of) the newest ``checkpoint_{epoch}.pth``: a normal checkpoint file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -20,6 +20,7 @@ With ``run.group_by_length`` the pass's order is regrouped (``group_by_length``)
 samples of one global step (every rank's batch) have similar lengths, which cuts the LLM's padding;
 it is still a pure function of (seed, pass, the datasets' ``lengths(pass)``), so resume stays exact.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,8 +53,15 @@ class ResumableDistributedSampler(DistributedSampler):
     share. With ``lengths`` (pass -> length per index) and ``batch_size``, each global step's batches
     hold samples of similar length on every rank (``group_by_length``)."""
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int,
-                 lengths: Callable[[int], Sequence[int]] | None = None, batch_size: int = 1) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int,
+        rank: int,
+        seed: int,
+        lengths: Callable[[int], Sequence[int]] | None = None,
+        batch_size: int = 1,
+    ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
         self.skip = 0
         self.lengths, self.batch_size = lengths, batch_size
@@ -79,8 +87,16 @@ class MixingSampler(ResumableDistributedSampler):
     """Like ``ResumableDistributedSampler`` over a ``ConcatDataset``, but each position of a pass comes
     from dataset i with probability ``ratios[i] / sum(ratios)``; a pass keeps the pool's length."""
 
-    def __init__(self, dataset: ConcatDataset, ratios: Sequence[float], num_replicas: int, rank: int, seed: int,
-                 lengths: Callable[[int], Sequence[int]] | None = None, batch_size: int = 1) -> None:
+    def __init__(
+        self,
+        dataset: ConcatDataset,
+        ratios: Sequence[float],
+        num_replicas: int,
+        rank: int,
+        seed: int,
+        lengths: Callable[[int], Sequence[int]] | None = None,
+        batch_size: int = 1,
+    ) -> None:
         super().__init__(dataset, num_replicas, rank, seed, lengths, batch_size)
         self.sizes = [len(d) for d in dataset.datasets]
         self.offsets = [0, *dataset.cumulative_sizes[:-1]]
@@ -168,8 +184,7 @@ class InfiniteLoader:
         lengths = dataset_lengths(dataset) if group_by_length else None
         self.grouped = lengths is not None
         if sample_ratios is not None and isinstance(dataset, ConcatDataset):
-            self.sampler: ResumableDistributedSampler = MixingSampler(dataset, sample_ratios, world_size, rank, seed,
-                                                                      lengths, batch_size)
+            self.sampler: ResumableDistributedSampler = MixingSampler(dataset, sample_ratios, world_size, rank, seed, lengths, batch_size)
         else:
             self.sampler = ResumableDistributedSampler(dataset, world_size, rank, seed, lengths, batch_size)
         self.batches_per_pass = self.sampler.num_samples // batch_size

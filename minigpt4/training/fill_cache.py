@@ -8,6 +8,7 @@ once) goes through the frozen vision stack unless its features are cached alread
 batches r, r + world, ... Each image's features are written atomically as soon as its batch is
 done, so an interrupted fill loses at most one batch per rank and the next run skips what is there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,10 @@ log = logging.getLogger("minigpt4")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="Fill run.feature_cache with the frozen vision stack's output for every "
-                                             "training and evaluation image of a config (resumable).")
+    ap = argparse.ArgumentParser(
+        description="Fill run.feature_cache with the frozen vision stack's output for every "
+        "training and evaluation image of a config (resumable)."
+    )
     ap.add_argument("--cfg-path", required=True, help="a training or evaluation config")
     ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
     ap.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: run.batch_size_eval)")
@@ -44,8 +47,9 @@ def unique_images(name: str, dataset: Dataset) -> CaptionEvalDataset:
     """One item per image of a caption dataset, through its own image processor and cache."""
     if not hasattr(dataset, "records"):
         raise ConfigError(f"{name}: {type(dataset).__name__} has no records; the cache command fills caption datasets")
-    images = CaptionEvalDataset(dataset.records, dataset.image_root, dataset.vis_processor, strict=False,
-                                source=getattr(dataset, "source", name))
+    images = CaptionEvalDataset(
+        dataset.records, dataset.image_root, dataset.vis_processor, strict=False, source=getattr(dataset, "source", name)
+    )
     images.features = dataset.features
     return images
 
@@ -56,8 +60,7 @@ def fill(model: Any, task: Any, name: str, images: CaptionEvalDataset, batch_siz
     batches = shard_batches(len(images), batch_size, rank, world)
     loader = DataLoader(images, batch_sampler=batches, collate_fn=images.collater, num_workers=num_workers)
     counts = [0, 0, 0]
-    with progress(total=len(images), desc=f"feature cache: {name}", unit="img", disable=rank != 0,
-              dynamic_ncols=True) as bar:
+    with progress(total=len(images), desc=f"feature cache: {name}", unit="img", disable=rank != 0, dynamic_ncols=True) as bar:
         for indices, batch in zip(batches, loader):
             counts[2] += int(batch.get("skipped", 0))
             if batch.get("image") is not None:
@@ -95,11 +98,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[int]]:
             for name, dataset in entries.items():
                 task.features.attach(model, dataset, model.feature_cut)
                 counts = fill(model, task, name, unique_images(name, dataset), batch, cfg.run.num_workers)
-                out[name] = [int(c) for c in dist.all_reduce_sum(torch.tensor(counts, dtype=torch.float64,
-                                                                               device=info.device)).tolist()]
+                out[name] = [int(c) for c in dist.all_reduce_sum(torch.tensor(counts, dtype=torch.float64, device=info.device)).tolist()]
                 if info.is_main:
-                    log.info("%s: %d images encoded now, %d were cached already, %d unreadable (skipped)", name,
-                             *out[name])
+                    log.info("%s: %d images encoded now, %d were cached already, %d unreadable (skipped)", name, *out[name])
             if info.is_main:
                 log.info(task.features.describe(model))
         except signals.Interrupted as e:

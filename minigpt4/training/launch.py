@@ -2,6 +2,7 @@
 
 Works the same under ``python train.py`` (one process) and ``torchrun --nproc-per-node N train.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,11 +26,16 @@ from minigpt4.utils.logging import get_logger, setup_logger
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Fine-tune MiniGPT-4's llama_proj (one process or torchrun).")
     ap.add_argument("--cfg-path", required=True, help="run config YAML (see train_configs/)")
-    ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="override config keys, e.g. run.init_lr=1e-4 model.ckpt=null")
-    ap.add_argument("--resume", default=None, metavar="auto|PATH",
-                    help="auto: continue the newest checkpoint of output_dir/job_name in its run folder "
-                         "(start fresh when there is none); PATH: same as run.resume_ckpt_path=PATH")
+    ap.add_argument(
+        "--options", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys, e.g. run.init_lr=1e-4 model.ckpt=null"
+    )
+    ap.add_argument(
+        "--resume",
+        default=None,
+        metavar="auto|PATH",
+        help="auto: continue the newest checkpoint of output_dir/job_name in its run folder "
+        "(start fresh when there is none); PATH: same as run.resume_ckpt_path=PATH",
+    )
     return ap.parse_args(argv)
 
 
@@ -115,8 +121,7 @@ def _train(args: argparse.Namespace, cfg: Any, info: du.DistInfo, log: Any) -> A
     log.info("Run folder: %s", run_dir)
     du.seed_everything(cfg.run.seed + info.rank)
     try:
-        runner = RUNNERS.build(cfg.run.runner, cfg, task=task, model=model, datasets=datasets, run_dir=run_dir,
-                               dist_info=info)
+        runner = RUNNERS.build(cfg.run.runner, cfg, task=task, model=model, datasets=datasets, run_dir=run_dir, dist_info=info)
     except BaseException:
         if resumed_dir is None and info.is_main:
             _remove_unused(run_dir)  # e.g. a batch size larger than the data: no run to keep
@@ -127,9 +132,14 @@ def _train(args: argparse.Namespace, cfg: Any, info: du.DistInfo, log: Any) -> A
         runner.loader.close()  # stop DataLoader workers before the process leaves
         if info.is_main:
             last = runner.last_checkpoint
-            log.error("Interrupted by %s%s; the unfinished step was abandoned and nothing is half-written. Last "
-                      "complete checkpoint: %s. Continue with: %s", e.name, f" at {e.where}" if e.where else "",
-                      last or "none", resume_command(args, info, last, run_dir))
+            log.error(
+                "Interrupted by %s%s; the unfinished step was abandoned and nothing is half-written. Last "
+                "complete checkpoint: %s. Continue with: %s",
+                e.name,
+                f" at {e.where}" if e.where else "",
+                last or "none",
+                resume_command(args, info, last, run_dir),
+            )
         du.exit_interrupted(e.exit_code)
     except NonFiniteLossError as e:  # every rank stops at the same step
         log.error("%s", e)

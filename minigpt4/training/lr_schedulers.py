@@ -4,6 +4,7 @@
 The lr is a pure function of ``t`` (``lr_at``), so resuming needs no scheduler state beyond the
 settings, which are saved and checked against the config on resume.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,9 @@ class _Schedule:
         saved = {k: v for k, v in state.items() if k != "name"}
         if state.get("name") != self.registry_name or saved != self.settings():
             get_logger().warning(
-                "The lr schedule differs from the checkpoint's (%s -> %s); the resumed run will not "
-                "match an uninterrupted one.", state, self.state_dict()
+                "The lr schedule differs from the checkpoint's (%s -> %s); the resumed run will not match an uninterrupted one.",
+                state,
+                self.state_dict(),
             )
 
 

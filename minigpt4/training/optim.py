@@ -1,4 +1,5 @@
 """AdamW over the trainable parameters (spec section 9): weight decay on >= 2-D weights only."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -6,6 +6,7 @@ per rank. Before each backward the loss is summed over ranks (one small all-redu
 logging), so a NaN/inf on any rank stops every rank at the same step, before any collective that
 could wait forever.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,9 @@ class RunnerIter:
 
     SCHEMA = RUN_SCHEMA  # the run section's keys (load_config asks the runner for them)
 
-    def __init__(self, cfg: Any, task: Any, model: nn.Module, datasets: dict[str, Dataset], run_dir: str | Path,
-                 dist_info: du.DistInfo) -> None:
+    def __init__(
+        self, cfg: Any, task: Any, model: nn.Module, datasets: dict[str, Dataset], run_dir: str | Path, dist_info: du.DistInfo
+    ) -> None:
         self.cfg, self.run = cfg, cfg.run
         self.task = task
         self.info = dist_info
@@ -68,8 +70,15 @@ class RunnerIter:
         ratios = None if None in ratios else ratios
         data, collate = concat_datasets(datasets)
         self.loader = InfiniteLoader(
-            data, collate, self.run.batch_size_train, self.run.seed, dist_info.rank, dist_info.world_size,
-            self.run.num_workers, pin_memory=self.device.type == "cuda", sample_ratios=ratios,
+            data,
+            collate,
+            self.run.batch_size_train,
+            self.run.seed,
+            dist_info.rank,
+            dist_info.world_size,
+            self.run.num_workers,
+            pin_memory=self.device.type == "cuda",
+            sample_ratios=ratios,
             group_by_length=self.run.group_by_length,
         )
         if self.run.group_by_length and not self.loader.grouped:
@@ -78,8 +87,7 @@ class RunnerIter:
         self.caching = bool(getattr(getattr(task, "features", None), "enabled", False))
         self._log_datasets(datasets, ratios)
         self.epoch_log = EpochLog(self.run_dir / "log.txt")
-        self.trackers = Trackers.from_run(self.run, self.run_dir, OmegaConf.to_container(cfg, resolve=True),
-                                          dist_info.is_main)
+        self.trackers = Trackers.from_run(self.run, self.run_dir, OmegaConf.to_container(cfg, resolve=True), dist_info.is_main)
         self.start_epoch = 0
         self.last_checkpoint: Path | None = None
         if self.run.resume_ckpt_path:
@@ -89,8 +97,7 @@ class RunnerIter:
         sizes = {n: len(d) for n, d in datasets.items()}
         total = sum(sizes.values())
         weights = ratios or list(sizes.values())
-        parts = [f"{n}: {size:,} samples ({100 * w / sum(weights):.1f}% of each pass)"
-                 for (n, size), w in zip(sizes.items(), weights)]
+        parts = [f"{n}: {size:,} samples ({100 * w / sum(weights):.1f}% of each pass)" for (n, size), w in zip(sizes.items(), weights)]
         how = "mixed by sample_ratio" if ratios else "one pool, each sample once per pass"
         if self.run.group_by_length:
             how += "; batches grouped by length"
@@ -111,8 +118,7 @@ class RunnerIter:
         if ignore is not None:  # a private torch API (present since 1.8); without it DDP just syncs more
             ignore(model, frozen)
         n_trainable = sum(1 for p in model.parameters() if p.requires_grad)
-        self.log.info("DDP over %d trainable tensors; %d frozen parameters/buffers excluded from DDP",
-                      n_trainable, len(frozen))
+        self.log.info("DDP over %d trainable tensors; %d frozen parameters/buffers excluded from DDP", n_trainable, len(frozen))
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DDP(model, device_ids=device_ids, broadcast_buffers=False)
 
@@ -120,23 +126,30 @@ class RunnerIter:
     def train(self) -> list[dict[str, Any]]:
         """Train from ``start_epoch`` to ``max_epoch`` (or ``stop_after_epoch``); returns the epoch records."""
         trainable, total = count_parameters(self.model_without_ddp)
-        self.log.info("Trainable parameters: %d of %d; %d rank(s) on %s; run folder %s",
-                      trainable, total, self.info.world_size, self.device, self.run_dir)
+        self.log.info(
+            "Trainable parameters: %d of %d; %d rank(s) on %s; run folder %s",
+            trainable,
+            total,
+            self.info.world_size,
+            self.device,
+            self.run_dir,
+        )
         records = []
         stop = self.run.stop_after_epoch
         if self.start_epoch >= self.run.max_epoch:
             self.log.info("Nothing to do: all %d epochs are done", self.run.max_epoch)
         elif stop is not None and stop < self.start_epoch:
-            self.log.info("run.stop_after_epoch %d is already done: training on to epoch %d", stop,
-                          self.run.max_epoch - 1)
+            self.log.info("run.stop_after_epoch %d is already done: training on to epoch %d", stop, self.run.max_epoch - 1)
         with signals.deferred():  # SIGINT/SIGTERM stop every rank at the next step boundary
             for epoch in range(self.start_epoch, self.run.max_epoch):
                 record = self.train_epoch(epoch)
                 self.save(epoch)
                 if self.info.is_main:
                     self.epoch_log.append(record)
-                    self.trackers.scalars({"epoch/loss": record["loss"], "epoch/samples_per_s": record["samples_per_s"],
-                                           "epoch": epoch}, (epoch + 1) * self.run.iters_per_epoch - 1)
+                    self.trackers.scalars(
+                        {"epoch/loss": record["loss"], "epoch/samples_per_s": record["samples_per_s"], "epoch": epoch},
+                        (epoch + 1) * self.run.iters_per_epoch - 1,
+                    )
                 records.append(record)
                 self.log.info("Epoch %d done: %s", epoch, record)
                 if epoch == stop and epoch + 1 < self.run.max_epoch:
@@ -176,12 +189,23 @@ class RunnerIter:
                         loss = out["loss"]
                         stop = signals.requested()
                         counts = [batch.get("dataset", []).count(n) for n in self.dataset_names]
-                        stats = du.all_reduce_sum(torch.tensor(  # on the device: nccl reduces CUDA tensors only
-                            [loss.detach().float().item(), batch_size_of(batch), n_skipped, stop or 0, stop is not None,
-                             *[out.get(k) or 0 for k in COST_KEYS], *counts], dtype=torch.float64, device=self.device))
+                        stats = du.all_reduce_sum(
+                            torch.tensor(  # on the device: nccl reduces CUDA tensors only
+                                [
+                                    loss.detach().float().item(),
+                                    batch_size_of(batch),
+                                    n_skipped,
+                                    stop or 0,
+                                    stop is not None,
+                                    *[out.get(k) or 0 for k in COST_KEYS],
+                                    *counts,
+                                ],
+                                dtype=torch.float64,
+                                device=self.device,
+                            )
+                        )
                         if stats[4] > 0:  # a signal on any rank: every rank abandons this step, before backward
-                            raise signals.Interrupted(stop or round(stats[3].item() / stats[4].item()),
-                                                      where=f"epoch {epoch} step {step}")
+                            raise signals.Interrupted(stop or round(stats[3].item() / stats[4].item()), where=f"epoch {epoch} step {step}")
                         mean_loss = stats[0].item() / self.info.world_size
                         if not math.isfinite(mean_loss):
                             raise NonFiniteLossError(self._nan_message(mean_loss, epoch, step))
@@ -208,19 +232,20 @@ class RunnerIter:
                     avg = sum(win_loss) / n
                     eta = (iters - step - 1) * win_time / n
                     rates = self._rates(win_cost, win_time, win_samples)
-                    self.log.info(format_train_line(epoch, step, iters, eta, lr, avg, win_time / n, win_data / n,
-                                                    max_memory_mb(self.device), rates))
-                    self.trackers.scalars({"train/loss": avg, "train/lr": lr,
-                                           **{f"train/{k}": v for k, v in rates.items() if v is not None}},
-                                          epoch * iters + step)
+                    self.log.info(
+                        format_train_line(epoch, step, iters, eta, lr, avg, win_time / n, win_data / n, max_memory_mb(self.device), rates)
+                    )
+                    self.trackers.scalars(
+                        {"train/loss": avg, "train/lr": lr, **{f"train/{k}": v for k, v in rates.items() if v is not None}},
+                        epoch * iters + step,
+                    )
                     cost += win_cost
                     win_loss, win_time, win_data, win_cost, win_samples = [], 0.0, 0.0, torch.zeros_like(cost), 0
         finally:
             bar.close()  # also when interrupted: no stale bar on the terminal
         seconds = time.perf_counter() - start
         if skipped:
-            self.log.warning("Epoch %d: skipped %d missing/corrupt samples (set run.strict_data to fail instead)",
-                             epoch, skipped)
+            self.log.warning("Epoch %d: skipped %d missing/corrupt samples (set run.strict_data to fail instead)", epoch, skipped)
         rates = self._rates(cost, seconds, samples)
         return {
             "epoch": epoch,
@@ -261,8 +286,10 @@ class RunnerIter:
 
     def _nan_message(self, value: float, epoch: int, step: int) -> str:
         last = self.last_checkpoint or "none (no epoch has finished yet)"
-        return (f"Loss is {value} at epoch {epoch} step {step} (global step {epoch * self.run.iters_per_epoch + step}); "
-                f"stopping. The last good checkpoint is {last}")
+        return (
+            f"Loss is {value} at epoch {epoch} step {step} (global step {epoch * self.run.iters_per_epoch + step}); "
+            f"stopping. The last good checkpoint is {last}"
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, epoch: int) -> None:
@@ -270,17 +297,21 @@ class RunnerIter:
         rank_states = du.all_gather_object({"rng": du.get_rng_state(), "data": self.loader.state_dict()})
         path = checkpoint_path(self.run_dir, epoch)
         if self.info.is_main:
-            save_checkpoint(self.run_dir, epoch, {
-                "model": {k: v.detach().cpu() for k, v in self.model_without_ddp.trainable_state_dict().items()},
-                "optimizer": self.optimizer.state_dict(),
-                "lr_scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "epoch": epoch,
-                "global_step": (epoch + 1) * self.run.iters_per_epoch,
-                "world_size": self.info.world_size,
-                "rank_states": rank_states,
-                "config": OmegaConf.to_container(self.cfg, resolve=True),
-            })
+            save_checkpoint(
+                self.run_dir,
+                epoch,
+                {
+                    "model": {k: v.detach().cpu() for k, v in self.model_without_ddp.trainable_state_dict().items()},
+                    "optimizer": self.optimizer.state_dict(),
+                    "lr_scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "epoch": epoch,
+                    "global_step": (epoch + 1) * self.run.iters_per_epoch,
+                    "world_size": self.info.world_size,
+                    "rank_states": rank_states,
+                    "config": OmegaConf.to_container(self.cfg, resolve=True),
+                },
+            )
             self.log.info("Saved %s", path)
         du.barrier()
         self.last_checkpoint = path
@@ -300,9 +331,14 @@ class RunnerIter:
         else:
             next_pass = max(s["data"]["data_pass"] for s in ckpt["rank_states"]) + 1
             self.loader.load_state_dict({"data_pass": next_pass, "batch_in_pass": 0})
-            self.log.warning("%s was written by %d rank(s), this run has %d: data order and RNG cannot be "
-                             "restored exactly; continuing with data pass %d", path, ckpt["world_size"],
-                             self.info.world_size, next_pass)
+            self.log.warning(
+                "%s was written by %d rank(s), this run has %d: data order and RNG cannot be "
+                "restored exactly; continuing with data pass %d",
+                path,
+                ckpt["world_size"],
+                self.info.world_size,
+                next_pass,
+            )
         if self.info.is_main:
             self.epoch_log.truncate_after(int(ckpt["epoch"]))
         self.log.info("Resumed from %s (epoch %d done, global step %d)", path, ckpt["epoch"], ckpt["global_step"])

@@ -8,6 +8,7 @@ Where the process sits comes from, in this order: torchrun's ``RANK``/``WORLD_SI
 below are no-ops, so callers never branch on "distributed or not". The *global* rank decides who
 writes (rank 0: run folder, config, checkpoints, results); the *local* rank picks the GPU.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,8 +73,13 @@ def read_launch_env(env: Mapping[str, str] | None = None, gpus_per_node: int | N
         if gpus_per_node is None:
             gpus_per_node = torch.cuda.device_count()
         lay = slurm.slurm_layout(env, gpus_per_node)
-        exports = {"RANK": lay.rank, "WORLD_SIZE": lay.world_size, "LOCAL_RANK": lay.local_rank,
-                   "MASTER_ADDR": lay.master_addr, "MASTER_PORT": lay.master_port}
+        exports = {
+            "RANK": lay.rank,
+            "WORLD_SIZE": lay.world_size,
+            "LOCAL_RANK": lay.local_rank,
+            "MASTER_ADDR": lay.master_addr,
+            "MASTER_PORT": lay.master_port,
+        }
         return LaunchEnv(lay.rank, lay.world_size, lay.local_rank, "slurm", {k: str(v) for k, v in exports.items()})
     return LaunchEnv(0, 1, 0, "none", {})
 
@@ -87,9 +93,11 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
             raise RuntimeError("run.device is 'cuda' but CUDA is not available (use 'auto' or 'cpu')")
         count = torch.cuda.device_count()
         if local_rank >= count:
-            raise LaunchEnvError(f"local rank {local_rank} (LOCAL_RANK / SLURM_LOCALID) needs GPU {local_rank}, but this "
-                                 f"process sees {count} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
-                                 "start at most as many processes per node as it has GPUs")
+            raise LaunchEnvError(
+                f"local rank {local_rank} (LOCAL_RANK / SLURM_LOCALID) needs GPU {local_rank}, but this "
+                f"process sees {count} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                "start at most as many processes per node as it has GPUs"
+            )
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     if device != "cpu":
@@ -114,9 +122,12 @@ def init_distributed(device: str = "auto", backend: str = "auto") -> DistInfo:
         if backend == "nccl" and dev.type != "cuda":
             raise ValueError("run.dist_backend 'nccl' needs CUDA; use 'gloo' (or 'auto') on CPU")
         if launch.launcher == "slurm" and launch.rank == 0:
-            print(f"SLURM: {launch.world_size} tasks (SLURM_NTASKS), rendezvous at {os.environ['MASTER_ADDR']}:"
-                  f"{os.environ['MASTER_PORT']}; waiting for every task (start them all with srun)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"SLURM: {launch.world_size} tasks (SLURM_NTASKS), rendezvous at {os.environ['MASTER_ADDR']}:"
+                f"{os.environ['MASTER_PORT']}; waiting for every task (start them all with srun)",
+                file=sys.stderr,
+                flush=True,
+            )
         kwargs = {"device_id": dev} if backend == "nccl" else {}
         dist.init_process_group(backend=backend, rank=launch.rank, world_size=launch.world_size, **kwargs)
     return DistInfo(launch.rank, launch.world_size, launch.local_rank, dev, launch.launcher)
@@ -218,9 +229,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state(
-        ("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
-    )
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,4 +1,5 @@
 """Content hashes: of files, of tensors' bytes, and of JSON-able records."""
+
 from __future__ import annotations
 
 import hashlib

@@ -4,6 +4,7 @@ A crash, a ``KeyboardInterrupt`` or a full disk never leaves a truncated target:
 old file or the complete new one. Temporary files are named ``.<name>.tmp.<pid>`` (hidden, so
 ``checkpoint_*.pth`` globs never match them) and are removed when the write fails.
 """
+
 from __future__ import annotations
 
 import json

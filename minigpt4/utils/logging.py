@@ -1,4 +1,5 @@
 """Console logging (rank 0 only, tqdm-safe) and the per-epoch ``log.txt`` (trackers: ``minigpt4.utils.tracking``)."""
+
 from __future__ import annotations
 
 import datetime
@@ -57,7 +58,15 @@ def max_memory_mb(device: torch.device) -> int:
 
 
 def format_train_line(
-    epoch: int, step: int, iters: int, eta_s: float, lr: float, loss: float, step_s: float, data_s: float, mem_mb: int,
+    epoch: int,
+    step: int,
+    iters: int,
+    eta_s: float,
+    lr: float,
+    loss: float,
+    step_s: float,
+    data_s: float,
+    mem_mb: int,
     rates: dict[str, float | None] | None = None,
 ) -> str:
     """``Train: epoch [0] [ 50/500] eta 0:04:30 lr 0.000028 loss 1.5284 time 0.5750 data 0.0000 max mem 18202``
@@ -69,11 +78,13 @@ def format_train_line(
         f"time {step_s:.4f} data {data_s:.4f} max mem {mem_mb}"
     )
     r = rates or {}
-    parts = [f"samples/s {r['samples_per_s']:.1f}" if r.get("samples_per_s") is not None else None,
-             f"tokens/s {r['tokens_per_s']:,.0f}" if r.get("tokens_per_s") is not None else None,
-             f"pad {100 * r['padding']:.1f}%" if r.get("padding") is not None else None,
-             f"mfu {100 * r['mfu']:.1f}%" if r.get("mfu") is not None else None,
-             f"cache hits {100 * r['cache_hits']:.0f}%" if r.get("cache_hits") is not None else None]
+    parts = [
+        f"samples/s {r['samples_per_s']:.1f}" if r.get("samples_per_s") is not None else None,
+        f"tokens/s {r['tokens_per_s']:,.0f}" if r.get("tokens_per_s") is not None else None,
+        f"pad {100 * r['padding']:.1f}%" if r.get("padding") is not None else None,
+        f"mfu {100 * r['mfu']:.1f}%" if r.get("mfu") is not None else None,
+        f"cache hits {100 * r['cache_hits']:.0f}%" if r.get("cache_hits") is not None else None,
+    ]
     return " ".join([line, *(p for p in parts if p)])
 
 

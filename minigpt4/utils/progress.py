@@ -4,6 +4,7 @@ carriage-return updates a bar would write there.
 
 Use ``progress(...)`` wherever ``tqdm(...)`` would be used; it takes the same arguments.
 """
+
 from __future__ import annotations
 
 import sys

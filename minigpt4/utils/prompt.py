@@ -1,4 +1,5 @@
 """The one prompt template used for training, evaluation and demos, and the instruction file."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ training loop can stop every rank at the same step boundary. A second signal whi
 raises at once. Only the process that installed the handlers reacts (forked DataLoader workers
 ignore both signals and are shut down by their parent).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@ given, so ``MASTER_ADDR`` defaults to the first host of the step's node list (ta
 and ``MASTER_PORT`` to :func:`default_master_port` of the job id. Pure functions of an environment
 mapping; :func:`minigpt4.utils.dist.init_distributed` applies them.
 """
+
 from __future__ import annotations
 
 import re
@@ -151,8 +152,10 @@ def slurm_layout(env: Mapping[str, str], gpus_per_node: int = 1) -> SlurmLayout:
         var = next((v for v in NODELIST_VARS if env.get(v, "").strip()), None)
         if var is None:
             if world_size > 1:
-                raise LaunchEnvError(f"SLURM_NTASKS={world_size} but neither MASTER_ADDR nor {' / '.join(NODELIST_VARS)} "
-                                     "is set: cannot tell where task 0 runs")
+                raise LaunchEnvError(
+                    f"SLURM_NTASKS={world_size} but neither MASTER_ADDR nor {' / '.join(NODELIST_VARS)} "
+                    "is set: cannot tell where task 0 runs"
+                )
             addr = "127.0.0.1"
         else:
             addr = first_host(env[var], var)

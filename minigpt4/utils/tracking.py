@@ -6,6 +6,7 @@ every ``run.log_freq`` steps, ``epoch/*`` at each epoch's last step. W&B runs in
 (null: the ``WANDB_MODE`` environment variable, else online); ``offline`` needs no network or account
 and keeps everything under ``RUN/wandb/`` for a later ``wandb sync``.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,10 @@ class TensorBoard:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
-            raise ConfigError("run.tensorboard is true but the 'tensorboard' package is not installed: "
-                              "pip install tensorboard (or set run.tensorboard: false)") from e
+            raise ConfigError(
+                "run.tensorboard is true but the 'tensorboard' package is not installed: "
+                "pip install tensorboard (or set run.tensorboard: false)"
+            ) from e
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def scalars(self, values: dict[str, float], step: int) -> None:
@@ -41,16 +44,26 @@ class WandB:
         try:
             import wandb
         except ImportError as e:
-            raise ConfigError("run.wandb_log is true but the 'wandb' package is not installed: pip install wandb "
-                              "(or set run.wandb_log: false)") from e
+            raise ConfigError(
+                "run.wandb_log is true but the 'wandb' package is not installed: pip install wandb (or set run.wandb_log: false)"
+            ) from e
         run_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{run_dir.parent.name}-{run_dir.name}")
         try:
-            self.run = wandb.init(project=project, name=name or f"{run_dir.parent.name}/{run_dir.name}", id=run_id,
-                                  resume="allow", dir=str(run_dir), config=config, mode=mode)
+            self.run = wandb.init(
+                project=project,
+                name=name or f"{run_dir.parent.name}/{run_dir.name}",
+                id=run_id,
+                resume="allow",
+                dir=str(run_dir),
+                config=config,
+                mode=mode,
+            )
         except Exception as e:  # wandb raises its own types (no account, no network): say what to do
-            raise ConfigError(f"run.wandb_log: Weights & Biases did not start ({type(e).__name__}: {e}). Log in "
-                              "(wandb login), or log offline with run.wandb_mode=offline (or WANDB_MODE=offline), "
-                              "or set run.wandb_log: false") from e
+            raise ConfigError(
+                f"run.wandb_log: Weights & Biases did not start ({type(e).__name__}: {e}). Log in "
+                "(wandb login), or log offline with run.wandb_mode=offline (or WANDB_MODE=offline), "
+                "or set run.wandb_log: false"
+            ) from e
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         self.run.log(values, step=step)
