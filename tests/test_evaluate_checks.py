@@ -204,10 +204,10 @@ def test_split_option_with_an_annotation_file(standin_eval, tmp_path, capsys):
     assert str(test_file) in err and not (tmp_path / "out").exists()
     # with the folder of per-split files, --split picks the file
     from minigpt4 import load_config
-    from minigpt4.tasks.captioning import ImageTextPretrainTask
+    from minigpt4.tasks.captioning import CaptioningTask
 
     cfg = load_config(standin_eval["cfg"])
-    val, _, split = ImageTextPretrainTask().build_eval_split(cfg, "val")
+    val, _, split = CaptioningTask().build_eval_split(cfg, "val")
     val_ids = [r["image_id"] for r in json.loads((standin_eval["data"] / "flickr30k_val.json").read_text())]
     assert split == "val" and [val[i]["image_id"] for i in range(len(val))] == val_ids
 

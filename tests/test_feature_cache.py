@@ -20,8 +20,8 @@ from minigpt4.datasets.records import CaptionRecord
 from minigpt4.errors import ConfigError
 from minigpt4.features import FeatureCache, stack_key
 from minigpt4.processors.image import Blip2ImageEvalProcessor, Blip2ImageTrainProcessor
-from minigpt4.tasks.captioning import ImageTextPretrainTask
-from minigpt4.tasks.image_features import ImageFeatures
+from minigpt4.tasks.captioning import CaptioningTask
+from minigpt4.tasks.captioning.image_features import ImageFeatures
 from minigpt4.training.fill_cache import main as fill_main
 
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."
@@ -155,8 +155,8 @@ def test_random_crops_are_refused_with_the_cache_on(tiny_stack, synthetic_flickr
         match=r"datasets\.flickr30k_caption\.vis_processor\.train\.min_scale is 0\.5 .*"
         r"run\.feature_cache: null",
     ):
-        ImageTextPretrainTask(feature_cache=str(tmp_path / "fc")).build_datasets(cfg.datasets)
-    assert ImageTextPretrainTask(feature_cache=None).build_datasets(cfg.datasets)  # without the cache: fine
+        CaptioningTask(feature_cache=str(tmp_path / "fc")).build_datasets(cfg.datasets)
+    assert CaptioningTask(feature_cache=None).build_datasets(cfg.datasets)  # without the cache: fine
     assert Blip2ImageTrainProcessor(56, min_scale=0.5).cache_identity() is None
     assert Blip2ImageTrainProcessor(56).cache_identity() == Blip2ImageEvalProcessor(56).cache_identity()
 

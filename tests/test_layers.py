@@ -18,16 +18,8 @@ LAYERS = [
     ("minigpt4.config", "minigpt4.run_dir"),
     ("minigpt4.processors",),
     ("minigpt4.datasets", "minigpt4.models", "minigpt4.features"),
-    (
-        "minigpt4.evaluation.scoring",
-        "minigpt4.evaluation.generation",
-        "minigpt4.evaluation.plot",
-        "minigpt4.evaluation.fingerprint",
-        "minigpt4.evaluation.summary",
-        "minigpt4.evaluation.report",
-    ),
     ("minigpt4.tasks",),
-    ("minigpt4.training", "minigpt4.evaluation.job", "minigpt4.evaluation"),
+    ("minigpt4.training", "minigpt4.evaluation"),
     ("minigpt4.cli", "minigpt4"),
 ]
 
@@ -38,7 +30,7 @@ def module_name(path) -> str:
 
 
 def layer_of(module: str) -> int:
-    """The layer of the longest matching prefix (``minigpt4.evaluation.job`` before ``minigpt4.evaluation``)."""
+    """The layer of the longest matching prefix (``minigpt4.cli`` before ``minigpt4``)."""
     best, best_len = None, -1
     for i, names in enumerate(LAYERS):
         for name in names:

@@ -62,3 +62,11 @@ def test_real_registries_load_their_modules_lazily():
         "assert 'runner_iter' in RUNNERS"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_the_official_task_name_is_an_alias_of_captioning():
+    from minigpt4.registry import TASKS
+    from minigpt4.tasks.captioning import CaptioningTask
+
+    assert TASKS.get("captioning") is TASKS.get("image_text_pretrain") is CaptioningTask
+    assert CaptioningTask.registry_name == "captioning" and "image_text_pretrain" in TASKS

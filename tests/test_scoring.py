@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minigpt4.evaluation import METRICS, CaptionScorer, ScoringSetupError, score_captions
-from minigpt4.evaluation.scoring import check_java, check_writable, spice_status
+from minigpt4.tasks.captioning.scoring import check_java, check_writable, spice_status
 
 KARPATHY_TEST = Path(__file__).parent / "data" / "karpathy_test_refs.json"
 

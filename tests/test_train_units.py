@@ -146,11 +146,11 @@ def test_sample_ratio_on_some_entries_only_is_an_error():
     from omegaconf import OmegaConf
 
     from minigpt4.errors import ConfigError
-    from minigpt4.tasks.captioning import ImageTextPretrainTask
+    from minigpt4.tasks.captioning import CaptioningTask
 
     cfg = OmegaConf.create({"a": {"builder": "x", "sample_ratio": 2.0}, "b": {"builder": "x", "sample_ratio": None}})
     with pytest.raises(ConfigError, match=r"sample_ratio is set on \['a'\] but not on \['b'\]: set it on every entry"):
-        ImageTextPretrainTask().build_datasets(cfg)
+        CaptioningTask().build_datasets(cfg)
 
 
 def test_console_line_format():

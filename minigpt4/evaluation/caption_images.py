@@ -36,7 +36,7 @@ from minigpt4.evaluation.train_match import adopt_training_lora
 from minigpt4.models.lora import ADAPTER_MARK, describe_adapters
 from minigpt4.registry import DATASETS, MODELS, TASKS
 from minigpt4.run_dir import CONFIG, PRETRAINED
-from minigpt4.tasks.captioning import batch_size_eval
+from minigpt4.tasks.captioning.generation import batch_size_eval
 from minigpt4.utils import dist, signals
 from minigpt4.utils.io import atomic_write_json
 from minigpt4.utils.logging import setup_logger

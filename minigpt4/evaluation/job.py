@@ -38,8 +38,6 @@ from minigpt4.config import load_config
 from minigpt4.errors import EvalError, UserError
 from minigpt4.evaluation.background import BackgroundJobs
 from minigpt4.evaluation.fingerprint import changes, checkpoint_identity, digest, eval_settings, fingerprint
-from minigpt4.evaluation.generation import select
-from minigpt4.evaluation.scoring import CaptionScorer, check_java, check_writable
 from minigpt4.evaluation.summary import write_summary
 from minigpt4.evaluation.train_match import adopt_training_lora, check_model_match
 from minigpt4.models.weights import load_parameters
@@ -58,7 +56,8 @@ from minigpt4.run_dir import (
     result_name,
     run_checkpoints,
 )
-from minigpt4.tasks.captioning import batch_size_eval
+from minigpt4.tasks.captioning.generation import batch_size_eval, select
+from minigpt4.tasks.captioning.scoring import CaptionScorer, check_java, check_writable
 from minigpt4.utils import dist, signals
 from minigpt4.utils.io import atomic_write_json
 from minigpt4.utils.logging import setup_logger

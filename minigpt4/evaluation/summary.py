@@ -18,9 +18,9 @@ import pandas as pd
 from minigpt4.errors import EvalError
 from minigpt4.evaluation.plot import plot_metrics
 from minigpt4.evaluation.report import write_report
-from minigpt4.evaluation.scoring import METRICS
 from minigpt4.run_dir import FINGERPRINT, METRICS_JSON
 from minigpt4.run_dir import eval_dir as default_eval_dir
+from minigpt4.tasks.captioning.scoring import METRICS
 from minigpt4.utils.io import atomic_write_text as write_text
 
 INFO_COLUMNS = ["name", "epoch", "dataset", "split", "num_images", "limit"]

@@ -1,1 +1,2 @@
-"""Tasks: what a sample is, how a batch is trained on and how captions are scored (``captioning``)."""
+"""Tasks: what a sample is, how a batch is trained on, and how the outputs are generated and scored
+(``captioning``)."""

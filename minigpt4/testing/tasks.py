@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from minigpt4.registry import TASKS
-from minigpt4.tasks.captioning import ImageTextPretrainTask
+from minigpt4.tasks.captioning import CaptioningTask
 from minigpt4.utils.dist import get_rank
 
 NAN_STEP_ENV = "MINIGPT4_TEST_NAN_STEP"
@@ -28,7 +28,7 @@ def parse_nan_step(value: str | None) -> tuple[int | None, int | None]:
 
 
 @TASKS.register("nan_injecting")
-class NanInjectingTask(ImageTextPretrainTask):
+class NanInjectingTask(CaptioningTask):
     """``image_text_pretrain`` whose loss is NaN at the step named by ``MINIGPT4_TEST_NAN_STEP``."""
 
     def __init__(self, **kwargs: Any) -> None:

@@ -22,9 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from minigpt4.config import load_config
 from minigpt4.datasets.caption_datasets import CaptionEvalDataset
 from minigpt4.errors import ConfigError
-from minigpt4.evaluation.generation import shard_batches
 from minigpt4.registry import MODELS, TASKS
-from minigpt4.tasks.captioning import batch_size_eval
+from minigpt4.tasks.captioning.generation import batch_size_eval, shard_batches
 from minigpt4.utils import dist, signals
 from minigpt4.utils.logging import setup_logger
 from minigpt4.utils.progress import progress

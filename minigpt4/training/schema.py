@@ -8,7 +8,11 @@ _FROM_LAUNCHER = "the official code overwrites it from the launcher's environmen
 
 
 RUN_SCHEMA: dict[str, Key] = {
-    "task": Key("Registered task that builds datasets and runs train/eval steps.", str, "image_text_pretrain"),
+    "task": Key(
+        "Registered task that builds datasets and runs train/eval steps (captioning; the official name image_text_pretrain is an alias).",
+        str,
+        "captioning",
+    ),
     "runner": Key("Registered runner.", str, "runner_iter"),
     "job_name": Key("Run folder name under output_dir (output_dir/job_name/YYYYmmddHHMMSS).", str, "minigpt4_flickr"),
     "output_dir": Key("Root folder for run folders.", str, "output"),

@@ -1,5 +1,5 @@
-"""The captioning task (``run.task: image_text_pretrain``): what a sample is, how a batch is trained
-on, which split is evaluated and how its captions are generated and scored.
+"""The captioning task (``run.task: captioning``; the official ``image_text_pretrain`` is an alias):
+what a sample is, how a batch is trained on, which split is evaluated and how its captions are generated and scored.
 
 Training samples are ``{"image", "instruction_input", "answer", "image_id"}`` from the ``train``
 split of every ``datasets`` entry; the loss is the model's token-mean cross-entropy over the answer.
@@ -17,16 +17,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
 from minigpt4.errors import ConfigError, EvalError
-from minigpt4.evaluation.generation import EncodedSplit, encode_split, generate_captions
-from minigpt4.evaluation.scoring import CaptionScorer
 from minigpt4.models.flops import qformer_flops, train_flops_per_sample, vit_flops
 from minigpt4.registry import DATASETS, TASKS
+from minigpt4.tasks.captioning.generation import EncodedSplit, batch_size_eval, encode_split, generate_captions
+from minigpt4.tasks.captioning.scoring import CaptionScorer
 from minigpt4.utils.prompt import PromptTemplate, load_instructions
 
 from .image_features import ImageFeatures
@@ -48,8 +47,8 @@ def check_unique_ids(items: list[tuple[str, str]], source: str) -> None:
         first[image_id] = i
 
 
-@TASKS.register("image_text_pretrain")
-class ImageTextPretrainTask:
+@TASKS.register("captioning", aliases=["image_text_pretrain"])
+class CaptioningTask:
     """Image-caption training and evaluation over the config's dataset entries."""
 
     def __init__(self, strict_data: bool = False, feature_cache: str | None = None, feature_cache_dtype: str = "fp16") -> None:
@@ -57,7 +56,7 @@ class ImageTextPretrainTask:
         self.features = ImageFeatures(feature_cache, feature_cache_dtype)
 
     @classmethod
-    def from_config(cls, run_cfg: Any) -> ImageTextPretrainTask:
+    def from_config(cls, run_cfg: Any) -> CaptioningTask:
         return cls(
             strict_data=bool(run_cfg.get("strict_data", False)),
             feature_cache=run_cfg.get("feature_cache"),
@@ -211,9 +210,3 @@ class TokenCounter:
 
     def __call__(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)
-
-
-def batch_size_eval(run_cfg: Any, device: torch.device) -> int:
-    """``run.batch_size_eval``, or when null 64 images per call on CUDA and 8 on CPU."""
-    size = run_cfg.get("batch_size_eval")
-    return int(size) if size is not None else (64 if device.type == "cuda" else 8)

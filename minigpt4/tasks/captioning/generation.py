@@ -157,3 +157,9 @@ def select(dataset: Dataset, limit: int | None) -> Dataset:
     subset = torch.utils.data.Subset(dataset, range(limit))
     subset.collater = dataset.collater  # type: ignore[attr-defined]
     return subset
+
+
+def batch_size_eval(run_cfg: Any, device: torch.device) -> int:
+    """``run.batch_size_eval``, or when null 64 images per call on CUDA and 8 on CPU."""
+    size = run_cfg.get("batch_size_eval")
+    return int(size) if size is not None else (64 if device.type == "cuda" else 8)
