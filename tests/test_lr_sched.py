@@ -1,4 +1,4 @@
-"""The lr schedules: values at chosen global steps equal spec section 9's formula."""
+"""The lr schedules: values at chosen global steps equal the original fine-tune's formula (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _run(**kw):
 
 
 def spec_lr(t: int, init_lr=3e-5, min_lr=1e-5, warmup_lr=1e-6, warmup_steps=200, total=2500) -> float:
-    """Spec section 9, written out independently of the implementation."""
+    """Linear warmup, then cosine from init_lr to min_lr over all steps, written out independently of the implementation."""
     if t < warmup_steps:
         return warmup_lr + (init_lr - warmup_lr) * t / warmup_steps
     return min_lr + (init_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * t / total))

@@ -55,7 +55,7 @@ def test_vicuna0_size_is_the_official_stack():
     qf = qformer_config(vit.hidden_size, s["qformer"])
     assert (qf.hidden_size, qf.num_hidden_layers, qf.encoder_hidden_size) == (768, 12, 1408)
     assert s["num_query_token"] == 32 and s["dtype"] == torch.float16
-    # the trainable projection of the 7B model (spec: 3,149,824 parameters)
+    # the trainable projection of the 7B model: 768 x 4096 weights + 4096 biases = 3,149,824 parameters
     assert qf.hidden_size * s["llm"]["hidden_size"] + s["llm"]["hidden_size"] == 3_149_824
 
 

@@ -18,7 +18,8 @@ from .vision import check_shapes
 log = logging.getLogger(__name__)
 
 PREFIX = "Qformer.bert."
-# Text-side parts of the BLIP-2 Q-Former that MiniGPT-4 prunes (spec section 3).
+# Text-side parts of the BLIP-2 Q-Former that MiniGPT-4 prunes (its word and position embeddings and the
+# text feed-forward layers: only the query tokens pass through the Q-Former); their keys in the BLIP-2 file are skipped.
 _DROPPED = (
     re.compile(r"embeddings\.position_ids$"),
     re.compile(r"embeddings\.word_embeddings\."),

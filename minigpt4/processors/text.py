@@ -1,4 +1,5 @@
-"""Caption text processors: ``blip_caption`` (BLIP convention, spec section 8) and ``caption_as_written``."""
+"""Caption text processors: ``blip_caption`` (BLIP's caption cleaning: lower case, punctuation removed,
+at most ``max_words`` words; docs/data.md) and ``caption_as_written``."""
 
 from __future__ import annotations
 

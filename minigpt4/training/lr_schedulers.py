@@ -1,5 +1,5 @@
 """Learning-rate schedules, stepped once per optimizer step with the global step
-``t = epoch * iters_per_epoch + step`` (spec section 9).
+``t = epoch * iters_per_epoch + step``; the formulas are in docs/training.md (*Learning rate*).
 
 The lr is a pure function of ``t`` (``lr_at``), so resuming needs no scheduler state beyond the
 settings, which are saved and checked against the config on resume.

@@ -1,4 +1,4 @@
-"""AdamW over the trainable parameters (spec section 9): weight decay on >= 2-D weights only."""
+"""AdamW over the trainable parameters, as in the original fine-tune: weight decay on >= 2-D weights only."""
 
 from __future__ import annotations
 
