@@ -26,7 +26,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 CUSTOM_IMPORTS = "custom_imports"
 SECTIONS = (CUSTOM_IMPORTS, "model", "datasets", "evaluation_datasets", "run")
 OPTIONS = "--options"
-DEFAULT_RUNNER = "runner_iter"
+DEFAULT_RUNNER = "epoch_runner"
 DEFAULT_EVALUATION = "flickr30k_eval"  # scored when an evaluation config has no evaluation_datasets
 TOP_LEVEL_SCHEMA: dict[str, Key] = {
     CUSTOM_IMPORTS: Key(

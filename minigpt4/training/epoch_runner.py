@@ -1,10 +1,10 @@
-"""The training loop (``runner_iter``): epochs of ``iters_per_epoch`` optimizer steps over an
-endless data stream, a checkpoint after every epoch, exact resume.
+"""The training loop (``epoch_runner``; the official name ``runner_iter`` is an alias): epochs of
+``iters_per_epoch`` optimizer steps over an endless data stream, a checkpoint after every epoch, exact resume.
 
 One optimizer step = ``accum_grad_iters`` forward/backward passes of ``batch_size_train`` samples
-per rank. Before each backward the loss is summed over ranks (one small all-reduce, also used for
-logging), so a NaN/inf on any rank stops every rank at the same step, before any collective that
-could wait forever.
+per rank. Before each backward the step's statistics (loss, samples, counts) are summed over ranks
+(one small all-reduce, also used for logging), so a NaN/inf or a signal on any rank stops every rank
+at the same step, before any collective that could wait forever.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from minigpt4.training.checkpoint import load_checkpoint, save_checkpoint
 from minigpt4.training.data import InfiniteLoader, batch_size_of, concat_datasets, to_device
 from minigpt4.training.optim import build_optimizer, count_parameters
 from minigpt4.training.schema import RUN_SCHEMA
-from minigpt4.utils import dist as du
-from minigpt4.utils import signals
+from minigpt4.utils import dist, signals
 from minigpt4.utils.logging import EpochLog, format_train_line, get_logger, max_memory_mb
 from minigpt4.utils.progress import progress
 from minigpt4.utils.tracking import Trackers
@@ -40,14 +39,14 @@ from minigpt4.utils.tracking import Trackers
 COST_KEYS = ("tokens", "positions", "flops", "feature_hits", "feature_encoded")
 
 
-@RUNNERS.register("runner_iter")
-class RunnerIter:
+@RUNNERS.register("epoch_runner", aliases=["runner_iter"])
+class EpochRunner:
     """Trains ``model`` on ``datasets`` with ``task.train_step``; outputs go to ``run_dir``."""
 
     SCHEMA = RUN_SCHEMA  # the run section's keys (load_config asks the runner for them)
 
     def __init__(
-        self, cfg: Any, task: Any, model: nn.Module, datasets: dict[str, Dataset], run_dir: str | Path, dist_info: du.DistInfo
+        self, cfg: Any, task: Any, model: nn.Module, datasets: dict[str, Dataset], run_dir: str | Path, dist_info: dist.DistInfo
     ) -> None:
         self.cfg, self.run = cfg, cfg.run
         self.task = task
@@ -104,7 +103,7 @@ class RunnerIter:
         self.log.info("Training data (%s; %s samples per pass): %s", how, f"{total:,}", "; ".join(parts))
 
     @classmethod
-    def from_config(cls, cfg: Any, **kwargs: Any) -> RunnerIter:
+    def from_config(cls, cfg: Any, **kwargs: Any) -> EpochRunner:
         return cls(cfg, **kwargs)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -157,7 +156,7 @@ class RunnerIter:
                     break
         self.trackers.close()
         self.loader.close()
-        du.barrier()
+        dist.barrier()
         return records
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -189,7 +188,7 @@ class RunnerIter:
                         loss = out["loss"]
                         stop = signals.requested()
                         counts = [batch.get("dataset", []).count(n) for n in self.dataset_names]
-                        stats = du.all_reduce_sum(
+                        stats = dist.all_reduce_sum(
                             torch.tensor(  # on the device: nccl reduces CUDA tensors only
                                 [
                                     loss.detach().float().item(),
@@ -294,7 +293,7 @@ class RunnerIter:
     # ------------------------------------------------------------------ checkpoints
     def save(self, epoch: int) -> None:
         """All ranks contribute their RNG and data-stream states; rank 0 writes the checkpoint."""
-        rank_states = du.all_gather_object({"rng": du.get_rng_state(), "data": self.loader.state_dict()})
+        rank_states = dist.all_gather_object({"rng": dist.get_rng_state(), "data": self.loader.state_dict()})
         path = checkpoint_path(self.run_dir, epoch)
         if self.info.is_main:
             save_checkpoint(
@@ -313,7 +312,7 @@ class RunnerIter:
                 },
             )
             self.log.info("Saved %s", path)
-        du.barrier()
+        dist.barrier()
         self.last_checkpoint = path
 
     def _resume(self, path: str | Path) -> None:
@@ -327,7 +326,7 @@ class RunnerIter:
         if ckpt["world_size"] == self.info.world_size:
             mine = ckpt["rank_states"][self.info.rank]
             self.loader.load_state_dict(mine["data"])
-            du.set_rng_state(mine["rng"])
+            dist.set_rng_state(mine["rng"])
         else:
             next_pass = max(s["data"]["data_pass"] for s in ckpt["rank_states"]) + 1
             self.loader.load_state_dict({"data_pass": next_pass, "batch_in_pass": 0})
