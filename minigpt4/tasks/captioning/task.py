@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
+from minigpt4.datasets.protocol import TokenCounting
 from minigpt4.errors import ConfigError, EvalError
 from minigpt4.models.flops import qformer_flops, train_flops_per_sample, vit_flops
 from minigpt4.registry import DATASETS, TASKS
@@ -94,8 +95,8 @@ class CaptioningTask:
             log.info("feature cache not used: the ViT trains (model.freeze_vit: false), nothing before it is frozen")
         for dataset in datasets.values():
             self.features.attach(model, dataset, model.feature_cut)
-            if hasattr(dataset, "count_tokens"):  # length-grouped batches by LLM tokens, not words
-                dataset.count_tokens = TokenCounter(model.llama_tokenizer)
+            if isinstance(dataset, TokenCounting):  # length-grouped batches by LLM tokens, not words
+                dataset.use_token_counter(TokenCounter(model.llama_tokenizer))
         log.info(self.features.describe(model))
 
     def train_step(self, model: nn.Module, samples: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +176,7 @@ class CaptioningTask:
         if use_cache:
             self.features.attach(model, target, cut)
         else:
-            target.features = None
+            self.features.detach(target)
         return encode_split(
             model,
             dataset,
