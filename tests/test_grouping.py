@@ -121,5 +121,5 @@ def test_dataset_lengths_follow_the_items_draws(sampling):
         data.set_epoch(data_pass)
         items = [data[i] for i in range(len(data))]
         assert data.lengths(data_pass) == [len(x["instruction_input"].split()) + len(x["answer"].split()) for x in items]
-    data.count_tokens = len  # what the task sets: the LLM tokenizer's count (here: characters)
+    data.use_token_counter(len)  # what the task gives: the LLM tokenizer's count (here: characters)
     assert data.lengths(5) == [len(x["instruction_input"]) + len(x["answer"]) for x in items]

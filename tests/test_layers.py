@@ -105,7 +105,7 @@ def test_importing_every_product_module_loads_no_test_or_demo_code():
 def test_the_checker_sees_an_upward_import(tmp_path):
     bad = tmp_path / "minigpt4" / "utils" / "bad.py"
     bad.parent.mkdir(parents=True)
-    bad.write_text("def f():\n    from minigpt4.training.runner import RunnerIter\n    from ..testing import stacks\n")
+    bad.write_text("def f():\n    from minigpt4.training.epoch_runner import EpochRunner\n    from ..testing import stacks\n")
     found = imports_of(bad, "minigpt4.utils.bad")
-    assert {"minigpt4.training.runner", "minigpt4.testing"} <= found
-    assert layer_of("minigpt4.training.runner") > layer_of("minigpt4.utils.bad")
+    assert {"minigpt4.training.epoch_runner", "minigpt4.testing"} <= found
+    assert layer_of("minigpt4.training.epoch_runner") > layer_of("minigpt4.utils.bad")

@@ -59,9 +59,17 @@ def test_real_registries_load_their_modules_lazily():
         "import sys; from minigpt4.registry import MODELS, RUNNERS; "
         "assert 'minigpt4.models.minigpt4' not in sys.modules; "
         "assert MODELS.names() == ['minigpt4'] and 'minigpt4.models.minigpt4' in sys.modules; "
-        "assert 'runner_iter' in RUNNERS"
+        "assert 'epoch_runner' in RUNNERS and 'minigpt4.training.epoch_runner' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_the_official_runner_name_is_an_alias_of_epoch_runner():
+    from minigpt4.registry import RUNNERS
+    from minigpt4.training.epoch_runner import EpochRunner
+
+    assert RUNNERS.get("runner_iter") is RUNNERS.get("epoch_runner") is EpochRunner
+    assert EpochRunner.registry_name == "epoch_runner" and RUNNERS.names() == ["epoch_runner"]
 
 
 def test_the_official_task_name_is_an_alias_of_captioning():

@@ -156,3 +156,180 @@ def test_sample_ratio_on_some_entries_only_is_an_error():
 def test_console_line_format():
     line = format_train_line(0, 50, 500, 270.4, 0.000028, 1.52841, 0.575, 0.0, 18202)
     assert line == "Train: epoch [0] [ 50/500] eta 0:04:30 lr 0.000028 loss 1.5284 time 0.5750 data 0.0000 max mem 18202"
+
+
+def test_step_stats_pack_reduce_and_unpack_by_name():
+    from minigpt4.training.step_stats import StepStats, dataset_stat
+
+    stats = StepStats(["loss", "samples", "flops", dataset_stat("a"), dataset_stat("b")])
+    packed = stats.pack({"samples": 3, "loss": 1.25, "flops": None, dataset_stat("b"): 2})
+    assert packed.dtype == torch.float64 and packed.tolist() == [1.25, 3.0, 0.0, 0.0, 2.0]  # missing/None: 0
+    assert stats.unpack(packed) == {"loss": 1.25, "samples": 3.0, "flops": 0.0, "samples_from:a": 0.0, "samples_from:b": 2.0}
+    assert stats.reduce({"loss": 0.1 + 0.2}) == {**dict.fromkeys(stats.names, 0.0), "loss": 0.1 + 0.2}  # one rank: exact
+    with pytest.raises(KeyError, match=r"\['lost'\] are not in the layout"):
+        stats.pack({"lost": 1.0})
+    with pytest.raises(ValueError, match=r"named twice: \['loss'\]"):
+        StepStats(["loss", "samples", "loss"])
+
+
+def test_step_stats_are_summed_over_ranks_by_name(tmp_path):
+    """Two gloo processes: each entry is the sum of the ranks' values, read back by name."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_reduce_on_rank, args=(2, str(tmp_path / "store")), nprocs=2)
+    assert (tmp_path / "ok_0").exists() and (tmp_path / "ok_1").exists()
+
+
+def _reduce_on_rank(rank: int, world: int, store: str) -> None:
+    import pathlib
+
+    import torch.distributed as td
+
+    from minigpt4.training.step_stats import StepStats
+
+    td.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        out = StepStats(["loss", "signal", "signalled", "samples"]).reduce({"loss": 0.5 + rank, "signalled": rank, "samples": 4})
+        assert out == {"loss": 2.0, "signal": 0.0, "signalled": 1.0, "samples": 8.0}, out
+        pathlib.Path(store).with_name(f"ok_{rank}").touch()
+    finally:
+        td.destroy_process_group()
+
+
+class _Sink:
+    """A logger and a tracker: what the meter logged and the scalars it reported."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.warnings: list[str] = []
+        self.scalars: list[tuple[dict, int]] = []
+
+    def info(self, msg: str, *args) -> None:
+        self.lines.append(msg % args if args else msg)
+
+    def warning(self, msg: str, *args) -> None:
+        self.warnings.append(msg % args)
+
+    def track(self, values: dict, step: int) -> None:
+        self.scalars.append((values, step))
+
+
+def _meter(sink: _Sink, caching: bool = True):
+    from minigpt4.tasks.captioning import CaptioningTask
+    from minigpt4.tasks.protocol import THROUGHPUT_COUNTS
+    from minigpt4.training.meter import TrainMeter
+
+    task = CaptioningTask(feature_cache="cache" if caching else None)
+    names = (*THROUGHPUT_COUNTS, *task.count_names)
+    return TrainMeter(4, 3, names, ["a", "b"], 1e3, task.count_rates, task.count_record, sink, sink.track, lambda: 77)
+
+
+def _stats(samples: int, tokens: float, hits: float, encoded: float, a: int, skipped: int = 0) -> dict[str, float]:
+    return {
+        "samples": samples,
+        "skipped": skipped,
+        "tokens": tokens,
+        "positions": tokens * 2,
+        "flops": 100.0,
+        "feature_hits": hits,
+        "feature_encoded": encoded,
+        "samples_from:a": a,
+        "samples_from:b": samples - a,
+    }
+
+
+def test_meter_windows_rates_line_and_epoch_record():
+    sink = _Sink()
+    meter = _meter(sink)
+    meter.begin(2)
+    losses = [4.0, 3.0, 2.0, 1.0]
+    for step, loss in enumerate(losses):
+        meter.add(_stats(4, 10.0, step, 1, a=1, skipped=step % 2))
+        meter.step(loss, 0.5, 0.25)
+        if meter.due(step):  # steps 0 and 3 (log_freq 3, and the last of 4)
+            meter.log_window(step, lr=0.01)
+    assert [meter.due(s) for s in range(4)] == [True, False, False, True]
+    rates0 = {"samples_per_s": 8.0, "tokens_per_s": 20.0, "padding": 0.5, "mfu": 0.2, "cache_hits": 0.0}
+    rates1 = {"samples_per_s": 8.0, "tokens_per_s": 20.0, "padding": 0.5, "mfu": 0.2, "cache_hits": 0.6667}  # hits 1+2+3 of 6+3
+    assert sink.lines == [
+        format_train_line(2, 0, 4, 1.5, 0.01, 4.0, 0.5, 0.25, 77, rates0),
+        format_train_line(2, 3, 4, 0.0, 0.01, 2.0, 0.5, 0.25, 77, rates1),  # the window restarted after step 0
+    ]
+    assert sink.lines[0].endswith("max mem 77 samples/s 8.0 tokens/s 20 pad 50.0% mfu 20.0% cache hits 0%")
+    assert sink.scalars[1] == ({"train/loss": 2.0, "train/lr": 0.01, **{f"train/{k}": v for k, v in rates1.items()}}, 2 * 4 + 3)
+    record = meter.record(lr=0.01)
+    assert list(record) == [
+        "epoch",
+        "loss",
+        "lr",
+        "seconds",
+        "samples_per_s",
+        "tokens_per_s",
+        "padding",
+        "mfu",
+        "feature_cache",
+        "samples",
+        "samples_per_dataset",
+        "skipped",
+        "global_step",
+    ]
+    assert record["loss"] == 2.5 and record["feature_cache"] == {"hits": 6, "encoded": 4} and record["padding"] == 0.5
+    assert record["samples"] == 16 and record["samples_per_dataset"] == {"a": 4, "b": 12} and record["skipped"] == 2
+    assert record["epoch"] == 2 and record["global_step"] == 12
+    assert sink.warnings == ["Epoch 2: skipped 2 missing/corrupt samples (set run.strict_data to fail instead)"]
+    meter.begin(3)  # a new epoch starts from nothing
+    meter.add(_stats(2, 4.0, 0, 2, a=2))
+    meter.step(7.0, 1.0, 0.0)
+    meter.log_window(0, lr=0.02)
+    assert meter.record(0.02)["loss"] == 7.0 and meter.record(0.02)["samples_per_dataset"] == {"a": 2, "b": 0}
+
+
+def test_meter_leaves_out_cache_hits_without_the_cache():
+    sink = _Sink()
+    meter = _meter(sink, caching=False)
+    meter.add(_stats(4, 10.0, 0, 4, a=4))
+    meter.step(1.0, 0.5, 0.0)
+    meter.log_window(0, lr=0.01)
+    assert "cache hits" not in sink.lines[0] and "train/cache_hits" not in sink.scalars[0][0]
+    assert meter.record(0.01)["feature_cache"] == {"hits": 0, "encoded": 4}
+
+
+def test_the_runner_names_what_a_task_or_model_lacks():
+    from minigpt4.models.minigpt4 import MiniGPT4
+    from minigpt4.models.protocol import TrainableModel
+    from minigpt4.tasks.captioning import CaptioningTask
+    from minigpt4.tasks.protocol import TrainingTask, missing_members
+    from minigpt4.testing.tasks import NanInjectingTask
+    from minigpt4.training.epoch_runner import check_components
+
+    assert isinstance(CaptioningTask(), TrainingTask) and isinstance(NanInjectingTask(), TrainingTask)
+    assert missing_members(CaptioningTask(), TrainingTask) == [] and missing_members(MiniGPT4, TrainableModel) == []
+
+    class OldTask:
+        def train_step(self, model, batch):
+            return {"loss": 0}
+
+    with pytest.raises(TypeError) as e:
+        check_components(OldTask(), nn.Linear(2, 2))
+    assert str(e.value) == (
+        "run.task OldTask lacks count_names, build_datasets, prepare_training, count_rates, count_record "
+        "(minigpt4.tasks.protocol.TrainingTask); the model Linear lacks place, trainable_state_dict "
+        "(minigpt4.models.protocol.TrainableModel)"
+    )
+
+
+def test_caption_datasets_declare_their_capabilities(tmp_path):
+    from minigpt4.datasets.caption_datasets import CaptionEvalDataset, CaptionTrainDataset
+    from minigpt4.datasets.protocol import EpochAware, FeatureReading, Measurable, TokenCounting
+    from minigpt4.datasets.records import CaptionRecord
+
+    records = [CaptionRecord(image="x.jpg", image_id="0", captions=("a cat", "a small cat"))]
+    train = CaptionTrainDataset(records, tmp_path, lambda im, g=None: im, str, ["<Img><ImageHere></Img> describe"])
+    evaluation = CaptionEvalDataset(records, tmp_path, lambda im: im)
+    assert all(isinstance(train, p) for p in (EpochAware, Measurable, TokenCounting, FeatureReading))
+    assert isinstance(evaluation, FeatureReading) and not isinstance(evaluation, (EpochAware, Measurable))
+    assert train.lengths(0) == [4, 5]  # words
+    train.use_token_counter(len)
+    assert train.count_tokens is len and train.lengths(0) == [36, 42]  # characters: the memo was dropped
+    evaluation.use_features("a cache")
+    assert evaluation.features == "a cache"

@@ -19,14 +19,14 @@ from omegaconf import DictConfig, OmegaConf
 from minigpt4.errors import ConfigError
 from minigpt4.registry import DATASETS, MODELS, RUNNERS, import_modules
 
-from .schema import Key, defaults, type_problem, unknown_key_message
+from .schema import DatasetConfigurable, Key, ModelConfigurable, defaults, type_problem, unknown_key_message
 
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 CUSTOM_IMPORTS = "custom_imports"
 SECTIONS = (CUSTOM_IMPORTS, "model", "datasets", "evaluation_datasets", "run")
 OPTIONS = "--options"
-DEFAULT_RUNNER = "runner_iter"
+DEFAULT_RUNNER = "epoch_runner"
 DEFAULT_EVALUATION = "flickr30k_eval"  # scored when an evaluation config has no evaluation_datasets
 TOP_LEVEL_SCHEMA: dict[str, Key] = {
     CUSTOM_IMPORTS: Key(
@@ -187,7 +187,7 @@ def _model_section(user: dict, opts: dict, cfg_path: str, ck: _Checker) -> dict 
         return None
     arch_origin = OPTIONS if _get(opts, "model", "arch") else cfg_path
     try:
-        cls = MODELS.get(arch)
+        cls: type[ModelConfigurable] = MODELS.get(arch)
     except KeyError as e:
         ck.problems.append(f"model.arch in {arch_origin}: {e.args[0]}")
         return None
@@ -213,7 +213,7 @@ def _model_section(user: dict, opts: dict, cfg_path: str, ck: _Checker) -> dict 
     model = ck.merged(parts, cls.SCHEMA, "model.")
     model["arch"], model["model_type"] = cls.registry_name, model_type
     ck.complete(model, cls.SCHEMA, "model.")
-    if not ck.problems and hasattr(cls, "config_problems"):  # across keys, e.g. model.lora vs the LLM's modules
+    if not ck.problems:  # across keys, e.g. model.lora vs the LLM's modules
         ck.problems += cls.config_problems(model, ck.origins)
     return model
 
@@ -233,7 +233,7 @@ def _datasets_section(section: str, user: dict, opts: dict, cfg_path: str, ck: _
     for name, parts in entries.items():
         builder = next((p.get("builder") for p, _ in reversed(parts) if isinstance(p, dict) and p.get("builder")), name)
         try:
-            cls = DATASETS.get(builder)
+            cls: type[DatasetConfigurable] = DATASETS.get(builder)
         except KeyError as e:
             ck.problems.append(f"{section}.{name} in {parts[0][1]}: {e.args[0]}")
             continue

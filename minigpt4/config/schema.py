@@ -1,8 +1,10 @@
 """Declarative config schemas: every key has a type, a default and a line of documentation.
 
 A schema is a ``dict[str, Key]``. Model classes, dataset builders, processors and the runner each
-own one (``SCHEMA`` class attribute); ``minigpt4.config`` validates YAML against them and
-the key table in docs/config.md is generated from them (``python -m minigpt4.config.docs``).
+own one (``SCHEMA`` class attribute: ``Configurable``); ``minigpt4.config`` validates YAML against
+them and the key table in docs/config.md is generated from them (``python -m minigpt4.config.docs``).
+What else ``load_config`` reads from a registered class is declared here too: ``DatasetConfigurable``
+(dataset builders) and ``ModelConfigurable`` (model classes, a base class with defaults).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import difflib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 REQUIRED = object()  # sentinel default: the key must be given
 
@@ -130,3 +133,32 @@ def table_rows(schema: Mapping[str, Key], prefix: str = "") -> list[tuple[str, s
         default = "**required**" if key.required else f"`{json.dumps(key.default)}`".replace("|", "\\|")
         rows.append((dotted, key.type_name(), default, key.doc))
     return rows
+
+
+class Configurable(Protocol):
+    """A registered class configured by one config section (a model, a dataset entry, a processor, the run)."""
+
+    SCHEMA: ClassVar[Mapping[str, Key]]  # the section's keys
+    registry_name: ClassVar[str]  # set by ``Registry.register``
+
+
+class DatasetConfigurable(Configurable, Protocol):
+    """A dataset builder: its section's defaults come from a YAML file of the package."""
+
+    DEFAULT_CONFIG_PATH: ClassVar[str]  # relative to the package folder, holding ``datasets: {<name>: {...}}``
+
+
+class ModelConfigurable:
+    """Base class of a model class's config side, as ``load_config`` reads it: the ``model`` section's
+    keys, its ``model_type`` defaults files and official names, and checks across keys."""
+
+    SCHEMA: ClassVar[Mapping[str, Key]] = {}
+    registry_name: ClassVar[str] = ""
+    MODEL_TYPES: ClassVar[Mapping[str, str | Path]] = {}  # model_type -> its defaults file (a ``model:`` section)
+    MODEL_TYPE_ALIASES: ClassVar[Mapping[str, str]] = {}  # official model_type name -> ours
+    DEFAULT_MODEL_TYPE: ClassVar[str] = ""  # when the config gives none
+
+    @staticmethod
+    def config_problems(model: Mapping[str, Any], origins: Mapping[str, str]) -> list[str]:
+        """Problems across the merged ``model`` section's keys (``origins``: key -> where it was set); none by default."""
+        return []

@@ -135,8 +135,8 @@ class CaptionTrainDataset(Dataset):
         self.seed = seed
         self.strict = strict
         self.source = source
-        self.features: Any = None  # a FeatureCache (set by the task when run.feature_cache is on)
-        self.count_tokens = None  # text -> tokens, for lengths() (words until the task sets it)
+        self.features: Any = None  # a FeatureCache (``use_features``, by the task when run.feature_cache is on)
+        self.use_token_counter(None)  # text -> tokens, for lengths() (words until the task gives one)
         self.epoch = 0
         if caption_sampling == "all":
             self.index = [(r, c) for r, rec in enumerate(self.records) for c in range(len(rec.captions))]
@@ -150,17 +150,22 @@ class CaptionTrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def use_features(self, cache: Any | None) -> None:
+        """Read image features from ``cache`` (a ``FeatureCache``) where it has them; None: decode every image."""
+        self.features = cache
+
     @property
     def count_tokens(self) -> Callable[[str], int] | None:
+        """The ``text -> tokens`` count of ``lengths`` (None: words); set with ``use_token_counter``."""
         return self._count_tokens
 
-    @count_tokens.setter
-    def count_tokens(self, count: Callable[[str], int] | None) -> None:
+    def use_token_counter(self, count: Callable[[str], int] | None) -> None:
+        """Measure ``lengths`` with ``count`` (the task gives the LLM tokenizer's); None: words."""
         self._count_tokens, self._length_memo = count, {}  # lengths counted before were another count's
 
     def lengths(self, epoch: int) -> list[int]:
         """The length of each item's instruction and (processed) answer in ``epoch``, the same draws as
-        ``__getitem__``: tokens when ``count_tokens`` is set (the task sets the LLM tokenizer's count),
+        ``__getitem__``: tokens when a count is given (``use_token_counter``: the task gives the LLM tokenizer's),
         else words. For length-grouped batches; each distinct text is counted once."""
         count = self.count_tokens or (lambda text: len(text.split()))
         memo: dict[str, int] = self._length_memo
@@ -235,7 +240,11 @@ class CaptionEvalDataset(Dataset):
         self.vis_processor = vis_processor
         self.strict = strict
         self.source = source
-        self.features: Any = None  # a FeatureCache (set by the task when run.feature_cache is on)
+        self.features: Any = None  # a FeatureCache (``use_features``, by the task when run.feature_cache is on)
+
+    def use_features(self, cache: Any | None) -> None:
+        """Read image features from ``cache`` (a ``FeatureCache``) where it has them; None: decode every image."""
+        self.features = cache
 
     def __len__(self) -> int:
         return len(self.records)

@@ -13,6 +13,7 @@ from torch import nn
 from transformers import Blip2QFormerModel, GenerationConfig
 from transformers.modeling_layers import GradientCheckpointingLayer
 
+from minigpt4.config.schema import ModelConfigurable
 from minigpt4.errors import WeightsError
 from minigpt4.registry import MODELS
 from minigpt4.utils.dtypes import DTYPES
@@ -45,8 +46,11 @@ def _llm_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 @MODELS.register("minigpt4", aliases=tuple(ARCH_ALIASES))
-class MiniGPT4(nn.Module):
-    """The MiniGPT-4 (v1) captioning model; build it with ``minigpt4.build_model(cfg.model)``."""
+class MiniGPT4(nn.Module, ModelConfigurable):
+    """The MiniGPT-4 (v1) captioning model; build it with ``minigpt4.build_model(cfg.model)``.
+
+    Its config side is a ``ModelConfigurable``; for the runner it is a ``TrainableModel`` (``place``,
+    ``trainable_state_dict``: ``models.protocol``)."""
 
     SCHEMA = MODEL_SCHEMA
     MODEL_TYPES = model_types.MODEL_TYPES  # model_type -> its defaults file (minigpt4.models.model_types)

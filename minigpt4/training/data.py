@@ -6,7 +6,7 @@ every ``world_size``-th index, cut into batches (``drop_last``). When a pass is 
 starts, reshuffled. ``state_dict()`` is ``{"data_pass", "batch_in_pass"}``; after loading it the next
 batch is exactly the one an uninterrupted run would have drawn (skipped indices are never loaded).
 
-Datasets with ``set_epoch`` get the data-pass number at the start of each pass (before workers
+Datasets with ``set_epoch`` (``datasets.protocol.EpochAware``) get the data-pass number at the start of each pass (before workers
 start). DataLoader workers get a seed derived from ``(run.seed, rank, pass)``, not from the global
 RNG. A dataset that draws random numbers should derive them from (its seed, pass, index), as the
 caption datasets do, so its output does not depend on which worker loads it.
@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
+from minigpt4.datasets.protocol import EpochAware, Measurable
 from minigpt4.errors import ConfigError
 
 GROUP_BATCHES = 50  # length grouping sorts windows of this many global batches
@@ -117,10 +118,10 @@ class MixingSampler(ResumableDistributedSampler):
 
 def dataset_lengths(dataset: Dataset) -> Callable[[int], list[int]] | None:
     """pass -> approximate length of every sample (``lengths(pass)`` of each part), or None when a
-    part does not say."""
+    part is not ``Measurable``."""
     parts = getattr(dataset, "datasets", [dataset])
     inner = [getattr(p, "dataset", p) for p in parts]  # NamedDataset wraps
-    if not all(hasattr(d, "lengths") for d in inner):
+    if not all(isinstance(d, Measurable) for d in inner):
         return None
     return lambda data_pass: [n for d in inner for n in d.lengths(data_pass)]
 
@@ -139,7 +140,7 @@ class NamedDataset(Dataset):
         return {**item, "dataset": self.name} if isinstance(item, dict) else item
 
     def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.dataset, "set_epoch"):
+        if isinstance(self.dataset, EpochAware):
             self.dataset.set_epoch(epoch)
 
 
@@ -208,7 +209,7 @@ class InfiniteLoader:
     def _start_pass(self) -> None:
         self.sampler.set_epoch(self.data_pass)
         for ds in getattr(self.dataset, "datasets", [self.dataset]):  # ConcatDataset parts, or itself
-            if hasattr(ds, "set_epoch"):
+            if isinstance(ds, EpochAware):
                 ds.set_epoch(self.data_pass)
         self.sampler.skip = self.batch_in_pass * self.batch_size
         g = torch.Generator()

@@ -13,7 +13,7 @@ RUN_SCHEMA: dict[str, Key] = {
         str,
         "captioning",
     ),
-    "runner": Key("Registered runner.", str, "runner_iter"),
+    "runner": Key("Registered runner (epoch_runner; the official name runner_iter is an alias).", str, "epoch_runner"),
     "job_name": Key("Run folder name under output_dir (output_dir/job_name/YYYYmmddHHMMSS).", str, "minigpt4_flickr"),
     "output_dir": Key("Root folder for run folders.", str, "output"),
     "device": Key("Device: auto (cuda when available), cuda or cpu.", str, "auto", choices=("auto", "cuda", "cpu")),

@@ -57,6 +57,9 @@ def max_memory_mb(device: torch.device) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
 
 
+_RATES = ("samples_per_s", "tokens_per_s", "padding", "mfu")  # the throughput rates, in their own formats
+
+
 def format_train_line(
     epoch: int,
     step: int,
@@ -70,7 +73,9 @@ def format_train_line(
     rates: dict[str, float | None] | None = None,
 ) -> str:
     """``Train: epoch [0] [ 50/500] eta 0:04:30 lr 0.000028 loss 1.5284 time 0.5750 data 0.0000 max mem 18202``
-    then, from ``rates``, ``samples/s 20.9 tokens/s 1,432 pad 1.6% mfu 31.0% cache hits 100%``."""
+    then, from ``rates``, ``samples/s 20.9 tokens/s 1,432 pad 1.6% mfu 31.0%`` and any other rate (a
+    task's fraction, e.g. ``cache_hits``) as a whole percentage under its name: ``cache hits 100%``.
+    None rates are left out."""
     width = len(str(iters))
     eta = str(datetime.timedelta(seconds=int(max(eta_s, 0))))
     line = (
@@ -83,8 +88,8 @@ def format_train_line(
         f"tokens/s {r['tokens_per_s']:,.0f}" if r.get("tokens_per_s") is not None else None,
         f"pad {100 * r['padding']:.1f}%" if r.get("padding") is not None else None,
         f"mfu {100 * r['mfu']:.1f}%" if r.get("mfu") is not None else None,
-        f"cache hits {100 * r['cache_hits']:.0f}%" if r.get("cache_hits") is not None else None,
     ]
+    parts += [f"{name.replace('_', ' ')} {100 * value:.0f}%" for name, value in r.items() if name not in _RATES and value is not None]
     return " ".join([line, *(p for p in parts if p)])
 
 

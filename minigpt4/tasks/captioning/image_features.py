@@ -1,6 +1,6 @@
 """Between the datasets and the model's frozen vision stack: the feature cache (``run.feature_cache``).
 
-Datasets with a ``features`` cache attached return the cached features of an image instead of
+Datasets given a cache (``datasets.protocol.FeatureReading.use_features``) return the cached features of an image instead of
 decoding it (``datasets.caption_datasets.image_fields``); ``complete`` computes the missing ones
 in one batched pass through the frozen stack, stores them (first writer wins) and gives the model
 the stored values, so a cold and a warm cache train and caption the same. Without a cache,
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from minigpt4.datasets.protocol import FeatureReading
 from minigpt4.errors import ConfigError
 from minigpt4.features import FeatureCache, stack_key
 
@@ -62,14 +63,21 @@ class ImageFeatures:
             raise ConfigError(["run.feature_cache is on (" + str(self.root) + "), but " + p for p in problems])
 
     def attach(self, model: Any, dataset: Dataset, cut: str | None) -> FeatureCache | None:
-        """Give ``dataset`` (its ``features`` attribute) the cache of ``model``'s features at ``cut``."""
-        if not self.enabled or cut is None or not hasattr(dataset, "features"):
+        """Give ``dataset`` (``use_features``) the cache of ``model``'s features at ``cut``; None (nothing
+        given) when the cache is off, nothing is frozen or the dataset reads no features."""
+        if not self.enabled or cut is None or not isinstance(dataset, FeatureReading):
             return None
         key = stack_key(model, cut, dataset.vis_processor.cache_identity())
         cache = FeatureCache(self.root, key, self.dtype)
         cache = self.caches.setdefault(str(cache.folder), cache)
-        dataset.features = cache
+        dataset.use_features(cache)
         return cache
+
+    @staticmethod
+    def detach(dataset: Dataset) -> None:
+        """``dataset`` decodes every image again (no cache), if it reads features at all."""
+        if isinstance(dataset, FeatureReading):
+            dataset.use_features(None)
 
     def describe(self, model: Any) -> str:
         """One log line: where the cache is, what it holds, the disk use per image."""

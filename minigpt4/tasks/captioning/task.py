@@ -14,6 +14,7 @@ reads it for every image seen before, evaluation encodes the split once for all 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import Dataset
 
+from minigpt4.datasets.protocol import TokenCounting
 from minigpt4.errors import ConfigError, EvalError
 from minigpt4.models.flops import qformer_flops, train_flops_per_sample, vit_flops
 from minigpt4.registry import DATASETS, TASKS
@@ -49,7 +51,9 @@ def check_unique_ids(items: list[tuple[str, str]], source: str) -> None:
 
 @TASKS.register("captioning", aliases=["image_text_pretrain"])
 class CaptioningTask:
-    """Image-caption training and evaluation over the config's dataset entries."""
+    """Image-caption training and evaluation over the config's dataset entries (a ``TrainingTask``)."""
+
+    count_names = ("feature_hits", "feature_encoded")  # cached images used, images run through the frozen stack
 
     def __init__(self, strict_data: bool = False, feature_cache: str | None = None, feature_cache_dtype: str = "fp16") -> None:
         self.strict_data = strict_data
@@ -94,8 +98,8 @@ class CaptioningTask:
             log.info("feature cache not used: the ViT trains (model.freeze_vit: false), nothing before it is frozen")
         for dataset in datasets.values():
             self.features.attach(model, dataset, model.feature_cut)
-            if hasattr(dataset, "count_tokens"):  # length-grouped batches by LLM tokens, not words
-                dataset.count_tokens = TokenCounter(model.llama_tokenizer)
+            if isinstance(dataset, TokenCounting):  # length-grouped batches by LLM tokens, not words
+                dataset.use_token_counter(TokenCounter(model.llama_tokenizer))
         log.info(self.features.describe(model))
 
     def train_step(self, model: nn.Module, samples: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +126,15 @@ class CaptioningTask:
             "feature_hits": hits,
             "feature_encoded": encoded,
         }
+
+    def count_rates(self, counts: Mapping[str, float]) -> dict[str, float | None]:
+        """``cache_hits``: the share of images read from the feature cache (None when it is off or unused)."""
+        hits, encoded = counts["feature_hits"], counts["feature_encoded"]
+        return {"cache_hits": round(hits / (hits + encoded), 4) if self.features.enabled and hits + encoded else None}
+
+    def count_record(self, counts: Mapping[str, float]) -> dict[str, Any]:
+        """``feature_cache``: ``{"hits", "encoded"}`` images of the epoch."""
+        return {"feature_cache": {"hits": int(counts["feature_hits"]), "encoded": int(counts["feature_encoded"])}}
 
     # ---- evaluation ---------------------------------------------------------------------
     def build_eval_split(self, cfg: DictConfig, split: str | None = None) -> tuple[Dataset, str, str]:
@@ -175,7 +188,7 @@ class CaptioningTask:
         if use_cache:
             self.features.attach(model, target, cut)
         else:
-            target.features = None
+            self.features.detach(target)
         return encode_split(
             model,
             dataset,

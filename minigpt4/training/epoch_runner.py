@@ -1,10 +1,10 @@
-"""The training loop (``runner_iter``): epochs of ``iters_per_epoch`` optimizer steps over an
-endless data stream, a checkpoint after every epoch, exact resume.
+"""The training loop (``epoch_runner``; the official name ``runner_iter`` is an alias): epochs of
+``iters_per_epoch`` optimizer steps over an endless data stream, a checkpoint after every epoch, exact resume.
 
 One optimizer step = ``accum_grad_iters`` forward/backward passes of ``batch_size_train`` samples
-per rank. Before each backward the loss is summed over ranks (one small all-reduce, also used for
-logging), so a NaN/inf on any rank stops every rank at the same step, before any collective that
-could wait forever.
+per rank. Before each backward the step's statistics (loss, samples, counts) are summed over ranks
+(one small all-reduce, also used for logging), so a NaN/inf or a signal on any rank stops every rank
+at the same step, before any collective that could wait forever.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,32 +23,52 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import Dataset
 
 from minigpt4.errors import NonFiniteLossError
-from minigpt4.models.flops import mfu, peak_flops_per_s
+from minigpt4.models.flops import peak_flops_per_s
+from minigpt4.models.protocol import TrainableModel
 from minigpt4.models.weights import load_parameters
 from minigpt4.registry import LR_SCHEDULERS, RUNNERS
 from minigpt4.run_dir import checkpoint_path
+from minigpt4.tasks.protocol import THROUGHPUT_COUNTS, TrainingTask, missing_members
 from minigpt4.training.checkpoint import load_checkpoint, save_checkpoint
 from minigpt4.training.data import InfiniteLoader, batch_size_of, concat_datasets, to_device
+from minigpt4.training.meter import TrainMeter
 from minigpt4.training.optim import build_optimizer, count_parameters
 from minigpt4.training.schema import RUN_SCHEMA
-from minigpt4.utils import dist as du
-from minigpt4.utils import signals
-from minigpt4.utils.logging import EpochLog, format_train_line, get_logger, max_memory_mb
+from minigpt4.training.step_stats import StepStats, dataset_stat
+from minigpt4.utils import dist, signals
+from minigpt4.utils.logging import EpochLog, get_logger, max_memory_mb
 from minigpt4.utils.progress import progress
 from minigpt4.utils.tracking import Trackers
 
-# what a task's train_step may report besides the loss, summed over ranks for the logs
-COST_KEYS = ("tokens", "positions", "flops", "feature_hits", "feature_encoded")
+# per micro-step, summed over ranks besides the counts: mean loss, samples, dropped samples, pending signals
+STEP_STATS = ("loss", "samples", "skipped", "signal", "signalled")
 
 
-@RUNNERS.register("runner_iter")
-class RunnerIter:
+def check_components(task: object, model: object) -> None:
+    """Raise ``TypeError`` naming what ``task`` or ``model`` lacks of the contracts the runner relies on."""
+    problems = [
+        f"{kind} {type(obj).__name__} lacks {', '.join(missing)} ({proto.__module__}.{proto.__name__})"
+        for kind, obj, proto in (("run.task", task, TrainingTask), ("the model", model, TrainableModel))
+        if (missing := missing_members(obj, proto))
+    ]
+    if problems:
+        raise TypeError("; ".join(problems))
+
+
+@RUNNERS.register("epoch_runner", aliases=["runner_iter"])
+class EpochRunner:
     """Trains ``model`` on ``datasets`` with ``task.train_step``; outputs go to ``run_dir``."""
 
     SCHEMA = RUN_SCHEMA  # the run section's keys (load_config asks the runner for them)
 
     def __init__(
-        self, cfg: Any, task: Any, model: nn.Module, datasets: dict[str, Dataset], run_dir: str | Path, dist_info: du.DistInfo
+        self,
+        cfg: Any,
+        task: TrainingTask,
+        model: TrainableModel,
+        datasets: dict[str, Dataset],
+        run_dir: str | Path,
+        dist_info: dist.DistInfo,
     ) -> None:
         self.cfg, self.run = cfg, cfg.run
         self.task = task
@@ -55,9 +76,9 @@ class RunnerIter:
         self.device = dist_info.device
         self.run_dir = Path(run_dir)
         self.log = get_logger()
-        self.model_without_ddp = model.place(self.device) if hasattr(model, "place") else model.to(self.device)
-        if hasattr(task, "prepare_training"):  # e.g. the feature cache of the model's frozen part
-            task.prepare_training(self.model_without_ddp, datasets)
+        check_components(task, model)
+        self.model_without_ddp = model.place(self.device)
+        task.prepare_training(self.model_without_ddp, datasets)  # e.g. the feature cache of the model's frozen part
         self.model = self._wrap(self.model_without_ddp)
         self.optimizer = build_optimizer(self.model_without_ddp, self.run)
         self.scheduler = LR_SCHEDULERS.get(self.run.lr_sched).from_config(self.run, self.optimizer)
@@ -83,11 +104,24 @@ class RunnerIter:
         )
         if self.run.group_by_length and not self.loader.grouped:
             self.log.warning("run.group_by_length: a training dataset has no lengths(); batches are not grouped")
-        self.peak = peak_flops_per_s(self.device, self.run.peak_tflops)
-        self.caching = bool(getattr(getattr(task, "features", None), "enabled", False))
+        self.count_names = (*THROUGHPUT_COUNTS, *task.count_names)
+        self.stats = StepStats([*STEP_STATS, *self.count_names, *map(dataset_stat, self.dataset_names)])
+        peak = peak_flops_per_s(self.device, self.run.peak_tflops)
         self._log_datasets(datasets, ratios)
         self.epoch_log = EpochLog(self.run_dir / "log.txt")
         self.trackers = Trackers.from_run(self.run, self.run_dir, OmegaConf.to_container(cfg, resolve=True), dist_info.is_main)
+        self.meter = TrainMeter(
+            self.run.iters_per_epoch,
+            self.run.log_freq,
+            self.count_names,
+            self.dataset_names,
+            peak * dist_info.world_size if peak else None,
+            task.count_rates,
+            task.count_record,
+            self.log,
+            self.trackers.scalars,
+            lambda: max_memory_mb(self.device),
+        )
         self.start_epoch = 0
         self.last_checkpoint: Path | None = None
         if self.run.resume_ckpt_path:
@@ -104,7 +138,7 @@ class RunnerIter:
         self.log.info("Training data (%s; %s samples per pass): %s", how, f"{total:,}", "; ".join(parts))
 
     @classmethod
-    def from_config(cls, cfg: Any, **kwargs: Any) -> RunnerIter:
+    def from_config(cls, cfg: Any, **kwargs: Any) -> EpochRunner:
         return cls(cfg, **kwargs)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -157,7 +191,7 @@ class RunnerIter:
                     break
         self.trackers.close()
         self.loader.close()
-        du.barrier()
+        dist.barrier()
         return records
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -165,11 +199,8 @@ class RunnerIter:
         self.model.train()
         iters, accum = self.run.iters_per_epoch, self.run.accum_grad_iters
         params = [p for p in self.model_without_ddp.parameters() if p.requires_grad]
-        losses, samples, skipped = [], 0, 0
-        per_dataset = torch.zeros(len(self.dataset_names), dtype=torch.float64)
-        cost = torch.zeros(len(COST_KEYS), dtype=torch.float64)  # this epoch, summed over ranks
-        win_loss, win_time, win_data, win_cost, win_samples = [], 0.0, 0.0, torch.zeros_like(cost), 0
-        start = time.perf_counter()
+        meter = self.meter
+        meter.begin(epoch)
         bar = progress(total=iters, desc=f"epoch {epoch}", disable=not self.info.is_main, leave=False, dynamic_ncols=True)
         try:
             for step in range(iters):
@@ -178,102 +209,66 @@ class RunnerIter:
                 step_loss, data_s = 0.0, 0.0
                 for micro in range(accum):
                     td = time.perf_counter()
-                    batch, n_skipped = self._next_batch()
+                    batch, skipped = self._next_batch()
                     data_s += time.perf_counter() - td
-                    last = micro == accum - 1
-                    sync = contextlib.nullcontext() if last or not self.info.distributed else self.model.no_sync()
-                    with sync:
-                        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-                            out = self.task.train_step(self.model, batch)
-                        out = out if isinstance(out, dict) else {"loss": out}
-                        loss = out["loss"]
-                        stop = signals.requested()
-                        counts = [batch.get("dataset", []).count(n) for n in self.dataset_names]
-                        stats = du.all_reduce_sum(
-                            torch.tensor(  # on the device: nccl reduces CUDA tensors only
-                                [
-                                    loss.detach().float().item(),
-                                    batch_size_of(batch),
-                                    n_skipped,
-                                    stop or 0,
-                                    stop is not None,
-                                    *[out.get(k) or 0 for k in COST_KEYS],
-                                    *counts,
-                                ],
-                                dtype=torch.float64,
-                                device=self.device,
-                            )
-                        )
-                        if stats[4] > 0:  # a signal on any rank: every rank abandons this step, before backward
-                            raise signals.Interrupted(stop or round(stats[3].item() / stats[4].item()), where=f"epoch {epoch} step {step}")
-                        mean_loss = stats[0].item() / self.info.world_size
-                        if not math.isfinite(mean_loss):
-                            raise NonFiniteLossError(self._nan_message(mean_loss, epoch, step))
+                    with self._grad_sync(last=micro == accum - 1):
+                        loss, stats, signum = self._forward(batch, skipped)
+                        mean_loss = self._check(stats, signum, epoch, step)  # every rank stops here, or none
                         self.scaler.scale(loss / accum).backward()
                     step_loss += mean_loss / accum
-                    samples += int(stats[1].item())
-                    win_samples += int(stats[1].item())
-                    skipped += int(stats[2].item())
-                    win_cost += stats[5 : 5 + len(COST_KEYS)].cpu()
-                    per_dataset += stats[5 + len(COST_KEYS) :].cpu()
-                if self.run.grad_clip is not None:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, self.run.grad_clip)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                losses.append(step_loss)
-                win_loss.append(step_loss)
-                win_time += time.perf_counter() - t0
-                win_data += data_s
+                    meter.add(stats)
+                self._optimizer_step(params)
+                meter.step(step_loss, time.perf_counter() - t0, data_s)
                 bar.update(1)
-                if step % self.run.log_freq == 0 or step == iters - 1:
-                    n = len(win_loss)
-                    avg = sum(win_loss) / n
-                    eta = (iters - step - 1) * win_time / n
-                    rates = self._rates(win_cost, win_time, win_samples)
-                    self.log.info(
-                        format_train_line(epoch, step, iters, eta, lr, avg, win_time / n, win_data / n, max_memory_mb(self.device), rates)
-                    )
-                    self.trackers.scalars(
-                        {"train/loss": avg, "train/lr": lr, **{f"train/{k}": v for k, v in rates.items() if v is not None}},
-                        epoch * iters + step,
-                    )
-                    cost += win_cost
-                    win_loss, win_time, win_data, win_cost, win_samples = [], 0.0, 0.0, torch.zeros_like(cost), 0
+                if meter.due(step):
+                    meter.log_window(step, lr)
         finally:
             bar.close()  # also when interrupted: no stale bar on the terminal
-        seconds = time.perf_counter() - start
-        if skipped:
-            self.log.warning("Epoch %d: skipped %d missing/corrupt samples (set run.strict_data to fail instead)", epoch, skipped)
-        rates = self._rates(cost, seconds, samples)
-        return {
-            "epoch": epoch,
-            "loss": sum(losses) / len(losses),
-            "lr": lr,
-            "seconds": round(seconds, 3),
-            "samples_per_s": rates["samples_per_s"],
-            "tokens_per_s": rates["tokens_per_s"],
-            "padding": rates["padding"],
-            "mfu": rates["mfu"],
-            "feature_cache": {"hits": int(cost[3]), "encoded": int(cost[4])},
-            "samples": samples,
-            "samples_per_dataset": {n: int(c) for n, c in zip(self.dataset_names, per_dataset.tolist())},
-            "skipped": skipped,
-            "global_step": (epoch + 1) * iters,
-        }
+        return meter.record(lr)
 
-    def _rates(self, cost: torch.Tensor, seconds: float, samples: int) -> dict[str, float | None]:
-        """Throughput of ``samples`` and ``cost`` (``COST_KEYS``, both summed over ranks) in ``seconds``."""
-        tokens, positions, flops, hits, encoded = cost.tolist()
-        peak = self.peak * self.info.world_size if self.peak else None
-        return {
-            "samples_per_s": round(samples / seconds, 3) if seconds > 0 and samples else None,
-            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
-            "padding": round(1 - tokens / positions, 4) if positions else None,
-            "mfu": round(m, 4) if (m := mfu(flops, seconds, peak)) is not None and flops else None,
-            "cache_hits": round(hits / (hits + encoded), 4) if self.caching and hits + encoded else None,
+    def _grad_sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """DDP's gradient all-reduce only in the last micro-step of an optimizer step."""
+        return contextlib.nullcontext() if last or not self.info.distributed else self.model.no_sync()
+
+    def _forward(self, batch: dict[str, Any], skipped: int) -> tuple[torch.Tensor, dict[str, float], int | None]:
+        """The task's loss on ``batch`` (under autocast), the step's statistics summed over ranks (loss,
+        samples, skipped, pending signals, the counts, samples per dataset) and this rank's pending signal."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            out = self.task.train_step(self.model, batch)
+        out = out if isinstance(out, Mapping) else {"loss": out}  # a bare loss: no counts
+        loss = out["loss"]
+        signum = signals.requested()
+        names = batch.get("dataset", [])
+        values = {
+            "loss": loss.detach().float().item(),
+            "samples": batch_size_of(batch),
+            "skipped": skipped,
+            "signal": signum or 0,
+            "signalled": float(signum is not None),
+            **{n: out.get(n) for n in self.count_names},
+            **{dataset_stat(n): names.count(n) for n in self.dataset_names},
         }
+        return loss, self.stats.reduce(values, self.device), signum
+
+    def _check(self, stats: Mapping[str, float], signum: int | None, epoch: int, step: int) -> float:
+        """The loss's mean over ranks; raises, on every rank alike, when a rank got a signal
+        (``signals.Interrupted`` with this rank's ``signum``, else the ranks' mean: the step is abandoned
+        before backward) or when the loss is not finite."""
+        if stats["signalled"] > 0:
+            raise signals.Interrupted(signum or round(stats["signal"] / stats["signalled"]), where=f"epoch {epoch} step {step}")
+        mean_loss = stats["loss"] / self.info.world_size
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLossError(self._nan_message(mean_loss, epoch, step))
+        return mean_loss
+
+    def _optimizer_step(self, params: list[torch.Tensor]) -> None:
+        """Unscale and clip (``run.grad_clip``), step, update the scaler, drop the gradients."""
+        if self.run.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(params, self.run.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
 
     def _next_batch(self) -> tuple[dict[str, Any], int]:
         """The next non-empty batch on the device and the samples the collater dropped for it."""
@@ -294,7 +289,7 @@ class RunnerIter:
     # ------------------------------------------------------------------ checkpoints
     def save(self, epoch: int) -> None:
         """All ranks contribute their RNG and data-stream states; rank 0 writes the checkpoint."""
-        rank_states = du.all_gather_object({"rng": du.get_rng_state(), "data": self.loader.state_dict()})
+        rank_states = dist.all_gather_object({"rng": dist.get_rng_state(), "data": self.loader.state_dict()})
         path = checkpoint_path(self.run_dir, epoch)
         if self.info.is_main:
             save_checkpoint(
@@ -313,7 +308,7 @@ class RunnerIter:
                 },
             )
             self.log.info("Saved %s", path)
-        du.barrier()
+        dist.barrier()
         self.last_checkpoint = path
 
     def _resume(self, path: str | Path) -> None:
@@ -327,7 +322,7 @@ class RunnerIter:
         if ckpt["world_size"] == self.info.world_size:
             mine = ckpt["rank_states"][self.info.rank]
             self.loader.load_state_dict(mine["data"])
-            du.set_rng_state(mine["rng"])
+            dist.set_rng_state(mine["rng"])
         else:
             next_pass = max(s["data"]["data_pass"] for s in ckpt["rank_states"]) + 1
             self.loader.load_state_dict({"data_pass": next_pass, "batch_in_pass": 0})
