@@ -4,8 +4,7 @@
 [--caption-mode separate|concat] [--karpathy-json PATH]``. See docs/data.md.
 """
 
-from minigpt4.datasets.flickr30k_prepare import main
-from minigpt4.errors import run_command
+from minigpt4.cli import prepare
 
-if __name__ == "__main__":  # as minigpt4.cli.prepare, without importing the other commands
-    raise SystemExit(run_command(main))
+if __name__ == "__main__":
+    raise SystemExit(prepare())

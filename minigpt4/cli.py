@@ -1,7 +1,10 @@
 """The console commands (``[project.scripts]`` in pyproject.toml; ``train.py``, ``prepare_flickr30k.py``
 and ``eval_scripts/eval_flickr30k.py`` are shims over the same functions). Without installing the
-scripts: ``python -m minigpt4.cli {train,eval,caption,prepare,summary,cache,export,torchrun} ARGS`` (also under
-``torchrun -m``).
+scripts: ``python -m minigpt4.cli COMMAND ARGS`` with a command of ``COMMANDS`` (also under ``torchrun -m``).
+
+This module only dispatches: each command lives in ``minigpt4.commands.<module>``, imported when it runs,
+so that a command (and the torchrun launcher, which starts the workers) loads only what it uses: not
+matplotlib for training, nor torch for ``--help``.
 
 A ``UserError`` (bad config, data, weights, command line or environment) is printed as ``error: ...``
 on stderr with exit status 2, with no traceback; anything else is a bug and keeps its traceback.
@@ -9,92 +12,77 @@ on stderr with exit status 2, with no traceback; anything else is a bug and keep
 
 from __future__ import annotations
 
-import signal
+import importlib
 import sys
 from collections.abc import Sequence
 
-from minigpt4.errors import EXIT_USER_ERROR, run_command
+from minigpt4.errors import EXIT_USER_ERROR
 
-# Each command imports its module when it runs, so that a command (and the torchrun launcher, which
-# starts the workers) loads only what it uses: not matplotlib for training, nor torch for `--help`.
+# command name -> module of minigpt4.commands (its ``run(argv)`` returns the exit status)
+COMMANDS = {
+    "train": "train",
+    "eval": "evaluate",
+    "caption": "caption",
+    "prepare": "prepare",
+    "summary": "summary",
+    "cache": "cache",
+    "export": "export",
+    "torchrun": "torchrun",
+    "random-stack": "random_stack",
+}
+
+
+def run(command: str, argv: Sequence[str] | None = None) -> int:
+    """The exit status of ``command`` run with ``argv`` (default: ``sys.argv[1:]``)."""
+    return importlib.import_module(f"minigpt4.commands.{COMMANDS[command]}").run(argv)
 
 
 def train(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-train`` / ``train.py``: fine-tune as configured (one process or torchrun)."""
-    from minigpt4.training import launch
-
-    return run_command(launch.main, argv)
+    return run("train", argv)
 
 
 def evaluate(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-eval`` / ``evaluate.sh`` / ``eval_scripts/eval_flickr30k.py``: caption and score."""
-    from minigpt4.evaluation import job
-
-    return run_command(job.main, argv)
+    return run("eval", argv)
 
 
 def caption(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-caption``: caption image files as the evaluation would (``path<TAB>caption`` on stdout);
     exit status 1 when an image could not be read (the others are captioned)."""
-    from minigpt4.evaluation import caption_images
-
-    status: list[int] = []
-    return run_command(lambda a: status.append(caption_images.main(a)), argv) or status[0]
+    return run("caption", argv)
 
 
 def prepare(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-prepare`` / ``prepare_flickr30k.py``: write the per-split Flickr30k annotation files."""
-    from minigpt4.datasets import flickr30k_prepare
-
-    return run_command(flickr30k_prepare.main, argv)
+    return run("prepare", argv)
 
 
 def summarise(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-summary``: rewrite a run's eval/summary.{csv,md,png} from its metrics.json files."""
-    from minigpt4.evaluation import summary
-
-    return run_command(summary.main, argv)
+    return run("summary", argv)
 
 
 def cache(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-cache``: fill run.feature_cache for a config's images ahead of time (resumable)."""
-    from minigpt4.training import fill_cache
-
-    return run_command(fill_cache.main, argv)
+    return run("cache", argv)
 
 
 def export(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-export``: a checkpoint as a merged Hugging Face LLM (LoRA folded in) + llama_proj.pth."""
-    from minigpt4.models import export as export_job
-
-    return run_command(export_job.main, argv)
+    return run("export", argv)
 
 
 def torchrun(argv: Sequence[str] | None = None) -> int:
-    """``minigpt4-torchrun``: torch's ``torchrun`` (same arguments), except that SIGINT or SIGTERM ends
-    it with status 130 or 143 and one line instead of the launcher's traceback and status 1. The
-    workers get the signal from it, as under torchrun, and report what they kept."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.run import main as torch_run
-
-    try:
-        torch_run(list(sys.argv[1:] if argv is None else argv))
-    except SignalException as e:
-        print(f"torchrun: stopped by {signal.Signals(e.sigval).name}; see the ranks' last lines above for what was kept", file=sys.stderr)
-        return 128 + int(e.sigval)
-    return 0
+    """``minigpt4-torchrun``: torch's ``torchrun`` (same arguments); SIGINT or SIGTERM end it with status
+    130 or 143 and one line instead of the launcher's traceback and status 1."""
+    return run("torchrun", argv)
 
 
-COMMANDS = {
-    "train": train,
-    "eval": evaluate,
-    "caption": caption,
-    "prepare": prepare,
-    "summary": summarise,
-    "cache": cache,
-    "export": export,
-    "torchrun": torchrun,
-}
+def random_stack(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-random-stack``: a random MiniGPT-4 stack at an official size, in the official file
+    formats, to measure GPU memory and time before downloading the weights."""
+    return run("random-stack", argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: python -m minigpt4.cli {{{','.join(COMMANDS)}}} ARGS (--help for each)", file=sys.stderr)
         return EXIT_USER_ERROR
-    return COMMANDS[argv[0]](argv[1:])
+    return run(argv[0], argv[1:])
 
 
 if __name__ == "__main__":

@@ -83,12 +83,12 @@ def tiny_cfg_path(tmp_path, tiny_stack) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_flickr(tmp_path_factory) -> Path:
     """40 synthetic 56-px images (32 train) with Flickr30k-style split files."""
-    from minigpt4.datasets import flickr30k_prepare
+    from minigpt4.commands import prepare
     from minigpt4.quickstart import synthetic
 
     out = tmp_path_factory.mktemp("synthetic_flickr30k")
     assert synthetic.main(["--out", str(out), "--images", "40", "--image-size", "56"]) in (0, None)
-    assert flickr30k_prepare.main(["--root", str(out)]) in (0, None)
+    assert prepare.main(["--root", str(out)]) in (0, None)
     return out
 
 

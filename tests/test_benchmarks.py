@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from minigpt4.benchmarks.__main__ import main
+from minigpt4.benchmarks.__main__ import main, parser
 from minigpt4.benchmarks.common import BenchmarkError
 
 
@@ -70,6 +70,16 @@ def test_cpu_benchmark_minimal(quick_standins):
     job = results["eval"]["k2-cold"]["results"]
     assert [r["feature_cache"]["shared_by"] for r in job] == [2, 2] and job[0]["num_images"] == 2
     assert "### Targets" in text and "length-grouped batches" in text
+
+
+def test_full_benchmark_sizes_are_the_random_stacks_names(capsys):
+    from minigpt4.benchmarks.full import VARIANTS
+    from minigpt4.models.random_stack import OFFICIAL_SIZES
+
+    assert sorted(VARIANTS) == sorted(OFFICIAL_SIZES)  # one name per size
+    assert parser().parse_args(["full", "--size", "vicuna0"]).size == "vicuna-7b"  # the earlier name, with a note
+    assert capsys.readouterr().err.strip() == "note: --size vicuna0 is now called vicuna-7b"
+    assert parser().parse_args(["memory", "--sizes", "vicuna-7b", "llama2-7b"]).sizes == ["vicuna-7b", "llama2-7b"]
 
 
 def test_full_benchmark_commands_check(quick_standins, tmp_path, capsys):

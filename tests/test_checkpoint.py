@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from minigpt4.errors import WeightsError
 from minigpt4.run_dir import LATEST, create_run_dir, find_resume_checkpoint, list_checkpoints
 from minigpt4.training.checkpoint import load_checkpoint, save_checkpoint
-from minigpt4.utils import dist as du
+from minigpt4.utils import dist
 from minigpt4.utils.io import atomic_torch_save, atomic_write_text, remove_stale_tmp_files, tmp_path_for
 from minigpt4.utils.logging import EpochLog
 
@@ -28,7 +28,7 @@ def _state(epoch: int, value: float = 1.0) -> dict:
         "epoch": epoch,
         "global_step": (epoch + 1) * 4,
         "world_size": 1,
-        "rank_states": [{"rng": du.get_rng_state(), "data": {"data_pass": 0, "batch_in_pass": 4}}],
+        "rank_states": [{"rng": dist.get_rng_state(), "data": {"data_pass": 0, "batch_in_pass": 4}}],
         "config": {"run": {"seed": 1}},
     }
 
@@ -102,12 +102,12 @@ def test_find_resume_checkpoint_picks_newest_run_then_highest_epoch(tmp_path):
 
 
 def test_rng_state_round_trip_through_a_safe_checkpoint(tmp_path):
-    du.seed_everything(123)
-    state = du.get_rng_state()
+    dist.seed_everything(123)
+    state = dist.get_rng_state()
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
     torch.save({"rng": state}, tmp_path / "rng.pth")
-    du.seed_everything(999)
-    du.set_rng_state(torch.load(tmp_path / "rng.pth", weights_only=True)["rng"])
+    dist.seed_everything(999)
+    dist.set_rng_state(torch.load(tmp_path / "rng.pth", weights_only=True)["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 

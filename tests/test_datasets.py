@@ -354,7 +354,7 @@ def test_load_config_missing_data_paths(tmp_path, tiny_stack):
 def test_yaml_only_caption_json_dataset_trains_tiny(root, tmp_path, tiny_stack):
     """A new dataset added through a YAML entry alone (builder: caption_json) trains in the tiny setup;
     a missing image in it is skipped and counted."""
-    from minigpt4.training.launch import main as train_main
+    from minigpt4.commands.train import main as train_main
 
     images = tmp_path / "images"
     shutil.copytree(root / "flickr30k-images", images)

@@ -15,6 +15,7 @@ from conftest import run_ok, tiny_model_section, write_yaml
 from PIL import Image
 
 import minigpt4
+from minigpt4.commands.cache import main as fill_main
 from minigpt4.datasets.caption_datasets import CaptionEvalDataset, collate
 from minigpt4.datasets.records import CaptionRecord
 from minigpt4.errors import ConfigError
@@ -22,7 +23,6 @@ from minigpt4.features import FeatureCache, stack_key
 from minigpt4.processors.image import Blip2ImageEvalProcessor, Blip2ImageTrainProcessor
 from minigpt4.tasks.captioning import CaptioningTask
 from minigpt4.tasks.captioning.image_features import ImageFeatures
-from minigpt4.training.fill_cache import main as fill_main
 
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."
 

@@ -20,6 +20,7 @@ LAYERS = [
     ("minigpt4.datasets", "minigpt4.models", "minigpt4.features"),
     ("minigpt4.tasks",),
     ("minigpt4.training", "minigpt4.evaluation"),
+    ("minigpt4.commands",),
     ("minigpt4.cli", "minigpt4"),
 ]
 

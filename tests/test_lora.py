@@ -20,7 +20,7 @@ from minigpt4.evaluation.train_match import adopt_training_lora, training_mismat
 from minigpt4.models import export as export_job
 from minigpt4.registry import RUNNERS, TASKS
 from minigpt4.training.checkpoint import load_checkpoint
-from minigpt4.utils import dist as du
+from minigpt4.utils import dist
 from minigpt4.utils.logging import setup_logger
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
@@ -116,8 +116,8 @@ def test_llm_grad_checkpoint_recomputes_each_layer_and_gives_the_same_gradients(
 
 
 def _train(cfg, run_dir):
-    du.seed_everything(cfg.run.seed)
-    info = du.init_distributed("cpu")
+    dist.seed_everything(cfg.run.seed)
+    info = dist.init_distributed("cpu")
     setup_logger(0)
     task = TASKS.build(cfg.run.task, cfg.run)
     runner = RUNNERS.build(

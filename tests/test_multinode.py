@@ -18,7 +18,7 @@ import pytest
 import torch
 from conftest import REPO, TINY_CFG, options, run_dirs, train_env
 
-from minigpt4.utils import dist as du
+from minigpt4.utils import dist
 from minigpt4.utils.slurm import LaunchEnvError, default_master_port, expand_nodelist, first_host, slurm_layout
 
 QUICKSTART_CFG = REPO / "train_configs" / "minigpt4_flickr_quickstart.yaml"
@@ -122,25 +122,25 @@ def test_malformed_slurm_variables(extra, message, monkeypatch):
 
 def test_which_launcher_wins():
     torchrun = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}
-    launch = du.read_launch_env({**slurm_env(), **torchrun}, gpus_per_node=2)  # srun torchrun ...: torchrun's
+    launch = dist.read_launch_env({**slurm_env(), **torchrun}, gpus_per_node=2)  # srun torchrun ...: torchrun's
     assert (launch.rank, launch.world_size, launch.local_rank, launch.launcher, launch.exports) == (3, 4, 1, "torchrun", {})
-    launch = du.read_launch_env(slurm_env(), gpus_per_node=2)
+    launch = dist.read_launch_env(slurm_env(), gpus_per_node=2)
     assert (launch.rank, launch.world_size, launch.local_rank, launch.launcher) == (5, 8, 1, "slurm")
     assert launch.exports == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "gpu03", "MASTER_PORT": "29956"}
-    assert du.read_launch_env({**slurm_env(), du.IGNORE_SLURM_ENV: "1"}).launcher == "none"
-    assert du.read_launch_env({"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "a[1-2]"}).launcher == "none"  # no task variables
-    assert du.read_launch_env({}) == du.LaunchEnv(0, 1, 0, "none", {})
-    assert not du.DistInfo(8, 16, 0, torch.device("cpu"), "torchrun").is_main  # first process of machine 2: no writer
+    assert dist.read_launch_env({**slurm_env(), dist.IGNORE_SLURM_ENV: "1"}).launcher == "none"
+    assert dist.read_launch_env({"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "a[1-2]"}).launcher == "none"  # no task variables
+    assert dist.read_launch_env({}) == dist.LaunchEnv(0, 1, 0, "none", {})
+    assert not dist.DistInfo(8, 16, 0, torch.device("cpu"), "torchrun").is_main  # first process of machine 2: no writer
     with pytest.raises(ValueError, match="RANK=4 is not below WORLD_SIZE=4"):
-        du.read_launch_env({**torchrun, "RANK": "4"})
+        dist.read_launch_env({**torchrun, "RANK": "4"})
     with pytest.raises(ValueError, match="WORLD_SIZE='x': expected an integer"):
-        du.read_launch_env({**torchrun, "WORLD_SIZE": "x"})
+        dist.read_launch_env({**torchrun, "WORLD_SIZE": "x"})
 
 
 @pytest.fixture()
 def bare_env(monkeypatch):
     """No launcher variables; whatever init_distributed exports is removed afterwards."""
-    for key in (*LAUNCH_VARS, *(k for k in os.environ if k.startswith("SLURM_")), du.IGNORE_SLURM_ENV):
+    for key in (*LAUNCH_VARS, *(k for k in os.environ if k.startswith("SLURM_")), dist.IGNORE_SLURM_ENV):
         monkeypatch.setenv(key, "")  # recorded, so the teardown restores the original state
         monkeypatch.delenv(key)
     return monkeypatch
@@ -151,9 +151,9 @@ def test_init_distributed_exports_the_slurm_layout(bare_env):
     bare_env.setenv("SLURM_NTASKS", "1")
     bare_env.setenv("SLURM_LOCALID", "0")
     bare_env.setenv("SLURM_JOB_ID", "4242")
-    info = du.init_distributed("cpu")
+    info = dist.init_distributed("cpu")
     assert (info.rank, info.world_size, info.local_rank, info.launcher, info.is_main) == (0, 1, 0, "slurm", True)
-    assert not du.is_dist() and info.device == torch.device("cpu")
+    assert not dist.is_dist() and info.device == torch.device("cpu")
     assert {k: os.environ[k] for k in LAUNCH_VARS} == {
         "RANK": "0",
         "WORLD_SIZE": "1",
@@ -187,7 +187,7 @@ def free_ports(n: int) -> list[int]:
 
 
 def node_env(extra: dict | None = None) -> dict:
-    env = {k: v for k, v in train_env().items() if not k.startswith("SLURM_") and k not in (*LAUNCH_VARS, du.IGNORE_SLURM_ENV)}
+    env = {k: v for k, v in train_env().items() if not k.startswith("SLURM_") and k not in (*LAUNCH_VARS, dist.IGNORE_SLURM_ENV)}
     return {**env, "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep), **(extra or {})}
 
 

@@ -3,15 +3,20 @@ and the writer options it uses (fp16 files, an LLM vocabulary larger than the to
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_model_section, write_yaml
+from conftest import REPO, tiny_model_section, write_yaml
 from transformers import Blip2QFormerModel, LlamaConfig, LlamaForCausalLM
 
 import minigpt4
+import minigpt4.cli
+from minigpt4.commands import random_stack as random_stack_command
 from minigpt4.errors import DataError
 from minigpt4.models.llm import load_tokenizer
 from minigpt4.models.minigpt4 import MiniGPT4
@@ -39,8 +44,8 @@ CAPTIONS = [
 ]
 
 
-def test_vicuna0_size_is_the_official_stack():
-    s = SIZES["vicuna0"]
+def test_vicuna_7b_size_is_the_official_stack():
+    s = SIZES["vicuna-7b"]
     with torch.device("meta"):  # shapes only: no memory, no time
         llm = LlamaForCausalLM(LlamaConfig(**s["llm"]))
     assert sum(p.numel() for p in llm.parameters()) == 6_738_415_616  # LLaMA-7B / Vicuna-7B
@@ -138,3 +143,57 @@ def test_cli_names_a_bad_captions_file(tmp_path):
     bad.write_text("raw,split\n")
     with pytest.raises(DataError, match="captions.csv: expected a prepared annotation file"):
         main(["--out", str(tmp_path / "stack"), "--captions", str(bad)])
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_random_stack_command_and_its_testing_alias_write_the_same_files(tmp_path, capsys):
+    """``python -m minigpt4.testing.stacks`` (tiny by default) is ``minigpt4-random-stack`` with the tiny
+    sizes (registered by importing minigpt4.testing.stacks, as here)."""
+    old = subprocess.run(
+        [sys.executable, "-m", "minigpt4.testing.stacks", "--size", "tiny-llama2", "--out", str(tmp_path / "old")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert old.returncode == 0, old.stderr[-2000:]
+    assert "note:" not in old.stderr  # the tiny sizes stay the test tool's: no note
+    assert minigpt4.cli.main(["random-stack", "--size", "tiny-llama2", "--out", str(tmp_path / "new")]) == 0
+    new_out = capsys.readouterr().out
+    assert new_out.replace(str(tmp_path / "new"), "DIR") == old.stdout.replace(str(tmp_path / "old"), "DIR")
+    old_files, new_files = _digests(tmp_path / "old"), _digests(tmp_path / "new")
+    assert sorted(old_files) == sorted(new_files) and "eva_vit_g.pth" in new_files
+    assert old_files["llama/config.json"] == new_files["llama/config.json"]
+    # (tokenizer.model records the temporary folder it was trained in: compare the vocabularies)
+    assert load_tokenizer(tmp_path / "old" / "llama").get_vocab() == load_tokenizer(tmp_path / "new" / "llama").get_vocab()
+    assert [old_files[f] == new_files[f] for f in old_files if f.endswith(".safetensors")] == [True]
+    for name in ("eva_vit_g.pth", "minigpt4_ckpt.pth"):
+        a, b = torch.load(tmp_path / "old" / name), torch.load(tmp_path / "new" / name)
+        a, b = a.get("model", a), b.get("model", b)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_vicuna0_is_an_alias_of_the_vicuna_7b_size(capsys):
+    assert "vicuna0" not in SIZES  # one name per size
+    assert random_stack_command.parse_args(["--out", "x", "--size", "vicuna0"]).size == "vicuna-7b"
+    assert capsys.readouterr().err.strip() == "note: --size vicuna0 is now called vicuna-7b"
+    assert random_stack_command.parse_args(["--out", "x"]).size == "vicuna-7b"  # the product command's default
+    assert capsys.readouterr().err == ""
+
+
+def test_testing_stacks_notes_the_new_command_for_official_sizes(monkeypatch, capsys):
+    from minigpt4.testing import stacks
+
+    built = []
+    monkeypatch.setattr(random_stack_command, "build", lambda args: built.append(args.size) or {})
+    stacks.main(["--out", "x", "--size", "vicuna0"])
+    stacks.main(["--out", "x"])
+    assert built == ["vicuna-7b", "tiny"]
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "note: --size vicuna0 is now called vicuna-7b",
+        "note: the official sizes' command is now minigpt4-random-stack (python -m minigpt4.cli random-stack)",
+    ]

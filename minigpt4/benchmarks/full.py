@@ -1,4 +1,4 @@
-"""The full-size benchmark: random weights at the official sizes (``minigpt4.testing.stacks --size
+"""The full-size benchmark: random weights at the official sizes (``minigpt4-random-stack --size
 vicuna-7b``, ``vicuna-13b`` or ``llama2-7b``), the real fine-tune and evaluation configs of the variant,
 on a GPU.
 
@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from minigpt4.commands.random_stack import size_argument
+
 from .common import (
     QUICKSTART,
     REPO,
@@ -43,7 +45,6 @@ VARIANTS = {
     "vicuna-7b": ("minigpt4_flickr_finetune.yaml", "minigpt4_flickr_eval.yaml", True),
     "vicuna-13b": ("minigpt4_flickr_finetune.yaml", "minigpt4_flickr_eval.yaml", True),
     "llama2-7b": ("minigpt4_llama2_flickr_finetune.yaml", "minigpt4_llama2_flickr_eval.yaml", False),
-    "vicuna0": ("minigpt4_flickr_finetune.yaml", "minigpt4_flickr_eval.yaml", True),  # = vicuna-7b
 }
 CACHES = ("off", "warm")
 
@@ -57,8 +58,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--size",
         default="vicuna-7b",
+        type=size_argument,
         choices=list(VARIANTS),
-        help="official sizes of a MiniGPT-4 variant (vicuna0 = vicuna-7b, its earlier name)",
+        help="official sizes of a MiniGPT-4 variant (vicuna0: an earlier name of vicuna-7b, accepted with a note)",
     )
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="run.device of every command")
     ap.add_argument(
@@ -223,7 +225,7 @@ def build_stack(args: argparse.Namespace, stack: Path, ann: Path, work: Path) ->
     print(f"== random {args.size} stack: building {stack} (about {28 if '13b' in args.size else 16} GB)", flush=True)
     return run(
         python_cmd(
-            "-m", "minigpt4.testing.stacks", "--size", args.size, "--device", args.device, "--out", str(stack), "--captions", str(ann)
+            "-m", "minigpt4.cli", "random-stack", "--size", args.size, "--device", args.device, "--out", str(stack), "--captions", str(ann)
         ),
         work / "logs" / "stack.txt",
     )

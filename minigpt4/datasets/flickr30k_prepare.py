@@ -5,12 +5,12 @@ Input: ``ROOT/flickr_annotations_30k.csv`` (Hugging Face ``nlphuji/flickr30k``: 
 ``dataset_flickr30k.json`` (``restval`` counted as train). Output records, in input order:
 ``{"image": filename, "image_id": filename stem, "captions": [5 strings]}``; captions keep their
 text (whitespace normalised only). Everything is validated before anything is written; files are
-written atomically, and a rerun gives byte-identical files. The CLI is ``prepare_flickr30k.py``.
+written atomically, and a rerun gives byte-identical files. The command is ``minigpt4-prepare``
+(``prepare_flickr30k.py``, ``minigpt4.commands.prepare``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,37 +264,3 @@ def prepare_flickr30k(
     summary.captions = {s: sum(len(a["captions"]) for a in anns[s]) for s in SPLITS}
     summary.files = list(files)
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI of ``prepare_flickr30k.py`` / ``minigpt4-prepare`` (errors: ``minigpt4.cli``, exit 2)."""
-    ap = argparse.ArgumentParser(description="Write flickr30k_{train,val,test}.json from the Flickr30k annotations.")
-    ap.add_argument("--root", required=True, help=f"folder with {CSV_NAME} and {IMAGE_DIR}/")
-    ap.add_argument("--out-dir", default=None, help="where to write the split files (default: --root)")
-    ap.add_argument(
-        "--check-images",
-        action="store_true",
-        help="also open and decode every image; undecodable ones are dropped and counted like missing ones",
-    )
-    ap.add_argument("--strict", action="store_true", help="a missing (or undecodable) image is an error instead")
-    ap.add_argument(
-        "--skip-image-check",
-        action="store_true",
-        help="write the annotations without looking for the images (by default the rows of missing images are dropped and counted)",
-    )
-    ap.add_argument(
-        "--caption-mode",
-        choices=CAPTION_MODES,
-        default="separate",
-        help="separate: 5 captions per image (default); concat: one joined caption "
-        "(older practice, kept only for comparison; writes flickr30k_<split>_concat.json)",
-    )
-    ap.add_argument(
-        "--karpathy-json", default=None, help="read Karpathy's dataset_flickr30k.json instead of the CSV ('restval' is counted as train)"
-    )
-    args = ap.parse_args(argv)
-    summary = prepare_flickr30k(
-        args.root, args.out_dir, args.check_images, args.strict, args.caption_mode, args.karpathy_json, args.skip_image_check
-    )
-    print(summary.format())
-    return 0

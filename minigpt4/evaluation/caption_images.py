@@ -14,8 +14,6 @@ the exit status is then 1.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import logging
 import re
 import sys
@@ -31,49 +29,17 @@ from minigpt4.config import load_config
 from minigpt4.datasets.caption_datasets import open_image
 from minigpt4.datasets.records import CaptionRecord
 from minigpt4.errors import EvalError
-from minigpt4.evaluation.job import Checkpoint, resolve_checkpoints
+from minigpt4.evaluation.plan import Checkpoint, resolve_checkpoints
 from minigpt4.evaluation.train_match import adopt_training_lora
 from minigpt4.models.lora import ADAPTER_MARK, describe_adapters
 from minigpt4.registry import DATASETS, MODELS, TASKS
 from minigpt4.run_dir import CONFIG, PRETRAINED
 from minigpt4.tasks.captioning.generation import batch_size_eval
-from minigpt4.utils import dist, signals
-from minigpt4.utils.io import atomic_write_json
-from minigpt4.utils.logging import setup_logger
+from minigpt4.utils import dist
 from minigpt4.utils.prompt import PromptTemplate
 
 log = logging.getLogger("minigpt4")
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")  # of a directory's files
-EXIT_SKIPPED = 1
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        description="Caption image files with an evaluation config and a checkpoint, "
-        "exactly as minigpt4-eval would; prints path<TAB>caption lines."
-    )
-    ap.add_argument(
-        "images",
-        nargs="+",
-        metavar="IMAGE_OR_DIR",
-        help=f"image files, or folders: their {'/'.join(IMAGE_SUFFIXES)} files (not sub-folders)",
-    )
-    ap.add_argument("--cfg-path", required=True, help="evaluation config (model + evaluation_datasets + run)")
-    ap.add_argument(
-        "--ckpt",
-        default=PRETRAINED,
-        metavar="PATH",
-        help="checkpoint to caption with (default: the config's model.ckpt; null = the fresh projection)",
-    )
-    ap.add_argument(
-        "--train-config",
-        default=None,
-        metavar="RUN_DIR/config.yaml",
-        help="the run's config, for the LoRA settings of a checkpoint with adapters (default: the config.yaml next to the checkpoint)",
-    )
-    ap.add_argument("--json", default=None, metavar="FILE", help='also write the captions to FILE: [{"image": path, "caption": text}, ...]')
-    ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides (after the images)")
-    return ap.parse_args(argv)
 
 
 def expand(paths: Sequence[str]) -> list[tuple[str, str | None]]:
@@ -138,16 +104,24 @@ def tsv_field(text: str) -> str:
     return re.sub(r"[^\S ]", " ", text)
 
 
-def caption(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
-    """([{"image", "caption"}] of the readable images in order, the number of paths skipped)."""
-    cfg = load_config(args.cfg_path, args.options, evaluation=True)
-    if args.json is not None and not Path(args.json).absolute().parent.is_dir():
-        raise EvalError(f"--json {args.json}: its folder does not exist")
-    (ckpt,) = resolve_checkpoints([args.ckpt], cfg)  # missing, unreadable, no llama_proj: an error now
-    adopt_lora(cfg, ckpt, args.train_config)
+def caption(
+    cfg_path: str,
+    images: Sequence[str],
+    ckpt: str = PRETRAINED,
+    options: Sequence[str] = (),
+    train_config: str | None = None,
+    json_path: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """([{"image", "caption"}] of the readable ``images`` in order, the number of paths skipped); warnings
+    about unreadable images go to stderr. ``json_path`` is only checked here (its folder must exist)."""
+    cfg = load_config(cfg_path, options, evaluation=True)
+    if json_path is not None and not Path(json_path).absolute().parent.is_dir():
+        raise EvalError(f"--json {json_path}: its folder does not exist")
+    (checkpoint,) = resolve_checkpoints([ckpt], cfg)  # missing, unreadable, no llama_proj: an error now
+    adopt_lora(cfg, checkpoint, train_config)
     task = TASKS.build(cfg.run.task, cfg.run)
     instruction = task.instruction(cfg)
-    found = expand(args.images)
+    found = expand(images)
     readable = [path for path, why in found if why is None]
     for path, why in found:
         if why is not None:
@@ -160,15 +134,15 @@ def caption(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
     info = dist.init_distributed(cfg.run.device, cfg.run.dist_backend)
     dist.seed_everything(cfg.run.seed)
     model = MODELS.build(cfg.model.arch, cfg.model, device=info.device)
-    if ckpt.spec != PRETRAINED:
-        model.load_checkpoint(ckpt.file)
-    if ckpt.file is None:
+    if checkpoint.spec != PRETRAINED:
+        model.load_checkpoint(checkpoint.file)
+    if checkpoint.file is None:
         log.info(
             "checkpoint: none (model.ckpt is null): the fresh llama_proj (MiniGPT4.reset_projection's fixed "
             "seed) that training starts from, i.e. an untrained projection"
         )
     else:
-        log.info("checkpoint: %s%s", ckpt.file, " (the config's model.ckpt)" if ckpt.spec == PRETRAINED else "")
+        log.info("checkpoint: %s%s", checkpoint.file, " (the config's model.ckpt)" if checkpoint.spec == PRETRAINED else "")
     log.info(
         "captioning %d image(s) on %s in batches of %d; prompt %r, stop at %r",
         len(readable),
@@ -177,28 +151,7 @@ def caption(args: argparse.Namespace) -> tuple[list[dict[str, Any]], int]:
         PromptTemplate(cfg.model.prompt_template).wrap(instruction),
         model.end_sym,
     )
-    encoded = task.encode(model, dataset, cfg.run, use_cache=not ckpt.vision, desc="encoding")
+    encoded = task.encode(model, dataset, cfg.run, use_cache=not checkpoint.vision, desc="encoding")
     results = task.generate(model, encoded, instruction, cfg.run, desc="captioning")
     dist.cleanup()
     return [{"image": readable[r["index"]], "caption": r["caption"]} for r in results], skipped
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command: exit status 0, or 1 when an image was skipped (``UserError``s are raised)."""
-    args = parse_args(argv)
-    stdout = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr), signals.stop_signals():  # logs and progress: stderr
-        setup_logger(dist.read_launch_env().rank)
-        try:
-            captions, skipped = caption(args)
-        except signals.Interrupted as e:
-            log.error("Interrupted by %s: no captions printed", e.name)
-            return e.exit_code
-        if args.json is not None:
-            atomic_write_json(args.json, captions)
-            log.info("wrote %d caption(s) to %s", len(captions), args.json)
-        if skipped:
-            log.warning("%d image path(s) skipped (see the warnings above)", skipped)
-    for c in captions:
-        print(f"{c['image']}\t{tsv_field(c['caption'])}", file=stdout)
-    return EXIT_SKIPPED if skipped else 0

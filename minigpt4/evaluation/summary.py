@@ -7,10 +7,8 @@ rewrites them from every ``DIR/*/metrics.json`` (DIR defaults to ``RUN_DIR/eval`
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -141,13 +139,3 @@ def write_summary(
         eval_dir, list(table["name"]), *table_cells(table, metrics), f"{heading} ({size})", out["png"], [line for line in notes[1:] if line]
     )
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir", help="run folder whose eval/ holds <name>/metrics.json")
-    ap.add_argument("--eval-dir", default=None, help="folder of <name>/metrics.json (default: RUN_DIR/eval)")
-    args = ap.parse_args(argv)
-    out = write_summary(args.run_dir, args.eval_dir)
-    print(out["md"].read_text())
-    print("wrote " + ", ".join(str(p) for p in out.values()))

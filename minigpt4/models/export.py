@@ -1,4 +1,4 @@
-"""``minigpt4-export``: a fine-tuned checkpoint as plain files that load without adapters.
+"""A fine-tuned checkpoint as plain files that load without adapters (the command: ``minigpt4-export``).
 
     minigpt4-export --cfg-path RUN_DIR/config.yaml --ckpt RUN_DIR/checkpoint_3.pth --out DIR
 
@@ -14,7 +14,6 @@ A run without adapters exports only ``llama_proj.pth`` (and ``model.yaml`` keeps
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shutil
@@ -29,34 +28,11 @@ from minigpt4.config import CUSTOM_IMPORTS, load_model_config, read_yaml
 from minigpt4.errors import UserError
 from minigpt4.registry import MODELS
 from minigpt4.utils.dtypes import DTYPES
-from minigpt4.utils.logging import setup_logger
 
 from .lora import ADAPTER_MARK, merged_llm
 
 log = logging.getLogger("minigpt4")
 LLM_DIR, PROJECTION_FILE, MODEL_YAML = "llm", "llama_proj.pth", "model.yaml"
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        description="Export a checkpoint as a merged Hugging Face LLM (LoRA folded in) and "
-        "a MiniGPT-4 projection checkpoint, loadable with model.lora: null."
-    )
-    ap.add_argument(
-        "--cfg-path",
-        required=True,
-        help="the run's config.yaml (or any config whose model section matches the checkpoint; only that section is read)",
-    )
-    ap.add_argument("--ckpt", required=True, help="the checkpoint to export (e.g. RUN_DIR/checkpoint_3.pth)")
-    ap.add_argument("--out", required=True, help="new folder to write (must not exist)")
-    ap.add_argument(
-        "--dtype",
-        default="source",
-        choices=("source", *DTYPES),
-        help="dtype of the saved LLM weights (default: the dtype of model.llama_model's config.json); the merge itself is done in fp32",
-    )
-    ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="model config overrides")
-    return ap.parse_args(argv)
 
 
 def _source_dtype(llama_model: str) -> torch.dtype:
@@ -104,18 +80,4 @@ def export(cfg_path: str | Path, ckpt: str | Path, out: str | Path, options: Seq
     written = {"model_yaml": out / MODEL_YAML, "projection": out / PROJECTION_FILE}
     if model.lora is not None:
         written["llm"] = out / LLM_DIR
-    return written
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
-    args = parse_args(argv)
-    setup_logger(0)
-    written = export(args.cfg_path, args.ckpt, args.out, args.options, args.dtype)
-    for name, path in written.items():
-        print(f"{name}: {path}")
-    llm = f"model.llama_model={written['llm']} " if "llm" in written else ""
-    print(
-        f"evaluate it with --options {llm}model.ckpt={written['projection']} model.lora=null "
-        f"(or use {written['model_yaml']}'s model section)"
-    )
     return written

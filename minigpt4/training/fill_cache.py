@@ -1,4 +1,5 @@
-"""Fill the feature cache ahead of training and evaluation, over all ranks; rerun it to resume.
+"""Fill the feature cache ahead of training and evaluation, over all ranks; rerun it to resume
+(the command: ``minigpt4.commands.cache``).
 
     python -m minigpt4.cli cache --cfg-path CONFIG.yaml [--options k=v ...]
     python -m minigpt4.cli torchrun --nproc-per-node N -m minigpt4.cli cache --cfg-path CONFIG.yaml
@@ -11,35 +12,21 @@ done, so an interrupted fill loses at most one batch per rank and the next run s
 
 from __future__ import annotations
 
-import argparse
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from minigpt4.config import load_config
 from minigpt4.datasets.caption_datasets import CaptionEvalDataset
 from minigpt4.errors import ConfigError
 from minigpt4.registry import MODELS, TASKS
 from minigpt4.tasks.captioning.generation import batch_size_eval, shard_batches
-from minigpt4.utils import dist, signals
-from minigpt4.utils.logging import setup_logger
+from minigpt4.utils import dist
 from minigpt4.utils.progress import progress
 
 log = logging.getLogger("minigpt4")
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        description="Fill run.feature_cache with the frozen vision stack's output for every "
-        "training and evaluation image of a config (resumable)."
-    )
-    ap.add_argument("--cfg-path", required=True, help="a training or evaluation config")
-    ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
-    ap.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: run.batch_size_eval)")
-    return ap.parse_args(argv)
 
 
 def unique_images(name: str, dataset: Dataset) -> CaptionEvalDataset:
@@ -71,40 +58,35 @@ def fill(model: Any, task: Any, name: str, images: CaptionEvalDataset, batch_siz
     return counts
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, list[int]]:
-    """The fill; returns {entry: [encoded, already cached, unreadable]} summed over ranks."""
-    args = parse_args(argv)
-    setup_logger(dist.read_launch_env().rank)
-    cfg = load_config(args.cfg_path, args.options)
+def require_cache(cfg: DictConfig) -> None:
+    """A ``ConfigError`` when ``run.feature_cache`` is null (there is nothing to fill)."""
     if not cfg.run.get("feature_cache"):
         raise ConfigError("run.feature_cache is null: there is no cache to fill (set it to a folder)")
+
+
+def fill_cache(cfg: DictConfig, info: dist.DistInfo, batch_size: int | None = None, source: str = "the config") -> dict[str, list[int]]:
+    """Fill ``run.feature_cache`` for every image of ``cfg``'s ``datasets`` and ``evaluation_datasets``;
+    returns {entry: [encoded, already cached, unreadable]} summed over ranks (``batch_size``: default
+    ``run.batch_size_eval``; ``source`` names the config in errors)."""
+    require_cache(cfg)
+    task = TASKS.build(cfg.run.task, cfg.run)
+    entries = dict(task.build_datasets(cfg.datasets)) if cfg.get("datasets") else {}
+    if cfg.get("evaluation_datasets"):
+        dataset, name, _ = task.build_eval_split(cfg)
+        entries[name] = dataset
+    if not entries:
+        raise ConfigError(f"{source}: no datasets or evaluation_datasets entries: nothing to fill")
+    model = MODELS.build(cfg.model.arch, cfg.model, device=info.device)
+    if model.feature_cut is None:
+        raise ConfigError("model.freeze_vit is false: the ViT trains, so there are no frozen features to cache")
+    batch = batch_size or batch_size_eval(cfg.run, info.device)
     out: dict[str, list[int]] = {}
-    with signals.stop_signals():
-        try:
-            info = dist.init_distributed(cfg.run.device, cfg.run.dist_backend)
-            setup_logger(info.rank)
-            task = TASKS.build(cfg.run.task, cfg.run)
-            entries = dict(task.build_datasets(cfg.datasets)) if cfg.get("datasets") else {}
-            if cfg.get("evaluation_datasets"):
-                dataset, name, _ = task.build_eval_split(cfg)
-                entries[name] = dataset
-            if not entries:
-                raise ConfigError(f"{args.cfg_path}: no datasets or evaluation_datasets entries: nothing to fill")
-            model = MODELS.build(cfg.model.arch, cfg.model, device=info.device)
-            if model.feature_cut is None:
-                raise ConfigError("model.freeze_vit is false: the ViT trains, so there are no frozen features to cache")
-            batch = args.batch_size or batch_size_eval(cfg.run, info.device)
-            for name, dataset in entries.items():
-                task.features.attach(model, dataset, model.feature_cut)
-                counts = fill(model, task, name, unique_images(name, dataset), batch, cfg.run.num_workers)
-                out[name] = [int(c) for c in dist.all_reduce_sum(torch.tensor(counts, dtype=torch.float64, device=info.device)).tolist()]
-                if info.is_main:
-                    log.info("%s: %d images encoded now, %d were cached already, %d unreadable (skipped)", name, *out[name])
-            if info.is_main:
-                log.info(task.features.describe(model))
-        except signals.Interrupted as e:
-            if dist.is_main_process():
-                log.error("Interrupted by %s; every finished batch is in the cache: rerun to continue", e.name)
-            dist.exit_interrupted(e.exit_code)
-    dist.cleanup()
+    for name, dataset in entries.items():
+        task.features.attach(model, dataset, model.feature_cut)
+        counts = fill(model, task, name, unique_images(name, dataset), batch, cfg.run.num_workers)
+        out[name] = [int(c) for c in dist.all_reduce_sum(torch.tensor(counts, dtype=torch.float64, device=info.device)).tolist()]
+        if info.is_main:
+            log.info("%s: %d images encoded now, %d were cached already, %d unreadable (skipped)", name, *out[name])
+    if info.is_main:
+        log.info(task.features.describe(model))
     return out

@@ -1,42 +1,33 @@
-"""What ``train.py`` runs: config -> process group -> run folder -> task, datasets, model -> runner.
+"""What ``train.py`` runs (``minigpt4.commands.train``): task, datasets, model -> run folder -> runner.
 
 Works the same under ``python train.py`` (one process) and ``torchrun --nproc-per-node N train.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import shutil
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minigpt4.config import load_config
 from minigpt4.errors import ConfigError, NonFiniteLossError
 from minigpt4.registry import MODELS, RUNNERS, TASKS
 from minigpt4.run_dir import CONFIG, create_run_dir, find_resume_checkpoint, job_dir, write_config
-from minigpt4.utils import dist as du
-from minigpt4.utils import signals
+from minigpt4.utils import dist, signals
 from minigpt4.utils.io import remove_stale_tmp_files
-from minigpt4.utils.logging import get_logger, setup_logger
+from minigpt4.utils.logging import get_logger
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="Fine-tune MiniGPT-4's llama_proj (one process or torchrun).")
-    ap.add_argument("--cfg-path", required=True, help="run config YAML (see train_configs/)")
-    ap.add_argument(
-        "--options", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys, e.g. run.init_lr=1e-4 model.ckpt=null"
-    )
-    ap.add_argument(
-        "--resume",
-        default=None,
-        metavar="auto|PATH",
-        help="auto: continue the newest checkpoint of output_dir/job_name in its run folder "
-        "(start fresh when there is none); PATH: same as run.resume_ckpt_path=PATH",
-    )
-    return ap.parse_args(argv)
+@dataclass(frozen=True)
+class Invocation:
+    """How training was started (``--cfg-path``, ``--options``, ``--resume``): for the command that
+    continues the run after an interruption."""
+
+    cfg_path: str
+    options: list[str] = field(default_factory=list)
+    resume: str | None = None
 
 
 def resolve_resume(cfg: Any, resume: str | None) -> Path | None:
@@ -50,8 +41,8 @@ def resolve_resume(cfg: Any, resume: str | None) -> Path | None:
             raise ConfigError(f"--resume {resume}: checkpoint file not found")
         cfg.run.resume_ckpt_path = str(path)
         return None
-    found = find_resume_checkpoint(job_dir(cfg.run)) if du.is_main_process() else None
-    found = du.broadcast_object(str(found) if found else None)
+    found = find_resume_checkpoint(job_dir(cfg.run)) if dist.is_main_process() else None
+    found = dist.broadcast_object(str(found) if found else None)
     if found is None:
         log.info("--resume auto: no checkpoint under %s; starting a fresh run", job_dir(cfg.run))
         return None
@@ -60,7 +51,7 @@ def resolve_resume(cfg: Any, resume: str | None) -> Path | None:
     return Path(found).parent
 
 
-def resume_command(args: argparse.Namespace, info: du.DistInfo, last: Path | None, run_dir: Path) -> str:
+def resume_command(invocation: Invocation, info: dist.DistInfo, last: Path | None, run_dir: Path) -> str:
     """The command that continues this run after an interruption (under SLURM or on several
     machines: the command each task or machine runs, with the job's own launcher flags)."""
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
@@ -70,9 +61,9 @@ def resume_command(args: argparse.Namespace, info: du.DistInfo, last: Path | Non
         launcher = ["torchrun", f"--nproc-per-node={per_node}"]
     else:
         launcher = ["python"]
-    cmd = [*launcher, "train.py", "--cfg-path", args.cfg_path] + (["--options", *args.options] if args.options else [])
+    cmd = [*launcher, "train.py", "--cfg-path", invocation.cfg_path] + (["--options", *invocation.options] if invocation.options else [])
     if last is None:
-        text = shlex.join(cmd) + (" (no epoch had finished: this starts again)" if args.resume is None else "")
+        text = shlex.join(cmd) + (" (no epoch had finished: this starts again)" if invocation.resume is None else "")
     else:
         text = shlex.join(cmd + ["--resume", "auto" if last.parent == run_dir else str(last)])
     if info.launcher != "slurm" and per_node < info.world_size:
@@ -86,29 +77,12 @@ def _remove_unused(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def main(argv: Sequence[str] | None = None) -> Any:
-    """Train as configured; returns the runner's per-epoch records.
-
-    Everything that can fail on the user's input (config, data, model files) is checked before a run
-    folder is created. SIGINT/SIGTERM stop every rank at a step boundary with exit status 130/143.
-    """
-    args = parse_args(argv)
-    setup_logger(du.read_launch_env().rank)  # the config's notes (official names, ignored keys) are logged
-    cfg = load_config(args.cfg_path, args.options)
-    with signals.stop_signals():
-        info = du.init_distributed(cfg.run.device, cfg.run.dist_backend)
-        log = setup_logger(info.rank)
-        try:
-            return _train(args, cfg, info, log)
-        except signals.Interrupted as e:  # during start-up (model loading can take minutes)
-            if info.is_main:
-                log.error("Interrupted by %s before training started: no step was taken", e.name)
-            du.exit_interrupted(e.exit_code)
-
-
-def _train(args: argparse.Namespace, cfg: Any, info: du.DistInfo, log: Any) -> Any:
-    resumed_dir = resolve_resume(cfg, args.resume)
-    du.seed_everything(cfg.run.seed)  # identical model init on every rank
+def train(cfg: Any, invocation: Invocation, info: dist.DistInfo, log: Any) -> Any:
+    """Build the task, datasets, model and run folder, then train; returns the runner's per-epoch records.
+    Call it inside ``signals.stop_signals()`` after ``dist.init_distributed``: an interruption exits
+    130/143 with the command that continues the run."""
+    resumed_dir = resolve_resume(cfg, invocation.resume)
+    dist.seed_everything(cfg.run.seed)  # identical model init on every rank
     task = TASKS.build(cfg.run.task, cfg.run)
     datasets = task.build_datasets(cfg.datasets)
     model = MODELS.build(cfg.model.arch, cfg.model, device=info.device)  # LLM loaded in its GPU dtype there
@@ -119,7 +93,7 @@ def _train(args: argparse.Namespace, cfg: Any, info: du.DistInfo, log: Any) -> A
     if info.is_main:
         log.info("Config: %s", write_config(run_dir, cfg))
     log.info("Run folder: %s", run_dir)
-    du.seed_everything(cfg.run.seed + info.rank)
+    dist.seed_everything(cfg.run.seed + info.rank)
     try:
         runner = RUNNERS.build(cfg.run.runner, cfg, task=task, model=model, datasets=datasets, run_dir=run_dir, dist_info=info)
     except BaseException:
@@ -138,11 +112,11 @@ def _train(args: argparse.Namespace, cfg: Any, info: du.DistInfo, log: Any) -> A
                 e.name,
                 f" at {e.where}" if e.where else "",
                 last or "none",
-                resume_command(args, info, last, run_dir),
+                resume_command(invocation, info, last, run_dir),
             )
-        du.exit_interrupted(e.exit_code)
+        dist.exit_interrupted(e.exit_code)
     except NonFiniteLossError as e:  # every rank stops at the same step
         log.error("%s", e)
         raise SystemExit(1) from None
-    du.cleanup()
+    dist.cleanup()
     return records
