@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,12 @@ def _model_section(user: dict, opts: dict, cfg_path: str, ck: _Checker) -> dict 
     return model
 
 
+def _fits(section: str) -> Callable[[type], bool]:
+    """Builders that can fill ``section`` (by their ``splits()``): training ones for ``datasets``,
+    evaluation ones for ``evaluation_datasets``; a builder that does not say fits both."""
+    return lambda cls: not hasattr(cls, "splits") or any((s == "train") == (section == "datasets") for s in cls.splits())
+
+
 def _datasets_section(section: str, user: dict, opts: dict, cfg_path: str, ck: _Checker) -> dict:
     entries: dict[str, list[tuple[Any, str]]] = {}
     for src, origin in ((user, cfg_path), (opts, OPTIONS)):
@@ -233,7 +239,7 @@ def _datasets_section(section: str, user: dict, opts: dict, cfg_path: str, ck: _
     for name, parts in entries.items():
         builder = next((p.get("builder") for p, _ in reversed(parts) if isinstance(p, dict) and p.get("builder")), name)
         try:
-            cls = DATASETS.get(builder)
+            cls = DATASETS.get(builder, suggest=_fits(section))
         except KeyError as e:
             ck.problems.append(f"{section}.{name} in {parts[0][1]}: {e.args[0]}")
             continue
