@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from minigpt4.errors import ConfigError
 from minigpt4.registry import DATASETS, MODELS, RUNNERS, import_modules
 
+from . import seed_project
 from .schema import Key, defaults, type_problem, unknown_key_message
 
 log = logging.getLogger(__name__)
@@ -373,6 +374,7 @@ def load_config(cfg_path: str | Path, options: Iterable[str] | None = None, eval
                 f"{cfg_path} has no evaluation_datasets: scoring {DEFAULT_EVALUATION} with its defaults "
                 f"(set evaluation_datasets.{DEFAULT_EVALUATION}.build_info to its files)"
             )
+    ck.problems += seed_project.problems(user, cfg_path) + seed_project.problems(opts, OPTIONS)
     model = _model_section(user, opts, cfg_path, ck)
     datasets = _datasets_section("datasets", user, opts, cfg_path, ck)
     eval_datasets = _datasets_section("evaluation_datasets", user, opts, cfg_path, ck)
