@@ -45,15 +45,17 @@ class Registry:
             for module in self.locations:
                 importlib.import_module(module)
 
-    def get(self, name: str) -> type:
-        """The class registered as ``name``; an unknown name lists the known ones and the closest."""
+    def get(self, name: str, suggest: Callable[[type], bool] | None = None) -> type:
+        """The class registered as ``name``; an unknown name lists the known ones and the closest
+        (among the classes ``suggest`` accepts, e.g. only the builders that fit where the name was given)."""
         self._load()
         try:
             return self._items[self._aliases.get(name, name)]
         except KeyError:
             pass
         known = sorted(self._items)
-        close = difflib.get_close_matches(str(name), known, n=1)
+        fitting = [n for n in known if suggest is None or suggest(self._items[n])]
+        close = difflib.get_close_matches(str(name), fitting, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         aliases = f" (also: {', '.join(f'{a} = {c}' for a, c in sorted(self._aliases.items()))})" if self._aliases else ""
         raise KeyError(f"Unknown {self.kind} '{name}'.{hint} Registered {self.kind}s: {', '.join(known) or '(none)'}{aliases}")

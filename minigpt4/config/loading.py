@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from minigpt4.errors import ConfigError
 from minigpt4.registry import DATASETS, MODELS, RUNNERS, import_modules
 
+from . import seed_project
 from .schema import DatasetConfigurable, Key, ModelConfigurable, defaults, type_problem, unknown_key_message
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,12 @@ def _model_section(user: dict, opts: dict, cfg_path: str, ck: _Checker) -> dict 
     return model
 
 
+def _fits(section: str) -> Callable[[type], bool]:
+    """Builders that can fill ``section`` (by their ``splits()``): training ones for ``datasets``,
+    evaluation ones for ``evaluation_datasets``; a builder that does not say fits both."""
+    return lambda cls: not hasattr(cls, "splits") or any((s == "train") == (section == "datasets") for s in cls.splits())
+
+
 def _datasets_section(section: str, user: dict, opts: dict, cfg_path: str, ck: _Checker) -> dict:
     entries: dict[str, list[tuple[Any, str]]] = {}
     for src, origin in ((user, cfg_path), (opts, OPTIONS)):
@@ -233,7 +240,7 @@ def _datasets_section(section: str, user: dict, opts: dict, cfg_path: str, ck: _
     for name, parts in entries.items():
         builder = next((p.get("builder") for p, _ in reversed(parts) if isinstance(p, dict) and p.get("builder")), name)
         try:
-            cls: type[DatasetConfigurable] = DATASETS.get(builder)
+            cls: type[DatasetConfigurable] = DATASETS.get(builder, suggest=_fits(section))
         except KeyError as e:
             ck.problems.append(f"{section}.{name} in {parts[0][1]}: {e.args[0]}")
             continue
@@ -367,6 +374,7 @@ def load_config(cfg_path: str | Path, options: Iterable[str] | None = None, eval
                 f"{cfg_path} has no evaluation_datasets: scoring {DEFAULT_EVALUATION} with its defaults "
                 f"(set evaluation_datasets.{DEFAULT_EVALUATION}.build_info to its files)"
             )
+    ck.problems += seed_project.problems(user, cfg_path) + seed_project.problems(opts, OPTIONS)
     model = _model_section(user, opts, cfg_path, ck)
     datasets = _datasets_section("datasets", user, opts, cfg_path, ck)
     eval_datasets = _datasets_section("evaluation_datasets", user, opts, cfg_path, ck)

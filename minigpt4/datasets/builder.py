@@ -93,6 +93,13 @@ class CaptionBuilder:
         self.strict = bool(strict)
 
     @classmethod
+    def splits(cls) -> tuple[str, ...]:
+        """The splits this builder can give: its ``split`` key's choices; a builder without one gives
+        ``train`` only. ``train`` fits a ``datasets`` entry, the others ``evaluation_datasets``."""
+        key = cls.SCHEMA.get("split")
+        return tuple(key.choices) if key is not None and key.choices else ("train",)
+
+    @classmethod
     def from_config(cls, cfg: Any, strict: bool = False) -> CaptionBuilder:
         """Keep the entry ``cfg``: a validated section of ``load_config``'s result (a DictConfig), or a
         plain mapping, validated here (missing keys take the schema defaults; raises ``ConfigError``)."""

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from minigpt4.errors import ConfigError, WeightsError
+from minigpt4.utils.dist import read_launch_env
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,30 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tok
 
 
+def gpu_for_8bit(device: torch.device, device_8bit: int | None, world_size: int) -> tuple[int, str | None]:
+    """The GPU index for this process's 8-bit LLM (``low_resource``) and a warning, or None.
+
+    ``device`` is the process's CUDA device (its local rank's). ``device_8bit`` null = that device;
+    an explicit index is honoured only in a single-process run: with several processes each rank
+    loads its copy on its own device, so that the copies are not stacked on one GPU."""
+    if device.type != "cuda":
+        raise ValueError(f"an 8-bit LLM needs a CUDA device, got {device}")
+    own = device.index if device.index is not None else 0  # plain "cuda": the first visible GPU
+    if device_8bit is None:
+        return own, None
+    if world_size <= 1:
+        return device_8bit, None
+    return own, (
+        f"model.device_8bit: {device_8bit} applies to a single-process run only; with {world_size} processes "
+        f"each loads its 8-bit LLM on its own GPU (this one: cuda:{own}); set it to null"
+    )
+
+
 def load_llm(
-    path: str | Path, dtype: torch.dtype, device: torch.device | None = None, low_resource: bool = False, device_8bit: int = 0
+    path: str | Path, dtype: torch.dtype, device: torch.device | None = None, low_resource: bool = False, device_8bit: int | None = None
 ) -> LlamaForCausalLM:
-    """``LlamaForCausalLM.from_pretrained`` from a local directory (no hub access)."""
+    """``LlamaForCausalLM.from_pretrained`` from a local directory (no hub access); ``low_resource``:
+    in 8-bit on the GPU :func:`gpu_for_8bit` picks from ``device`` and ``device_8bit``, else on ``device``."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise WeightsError(f"llama_model: {path} is not a Hugging Face model directory (no config.json)")
@@ -39,7 +60,12 @@ def load_llm(
             raise ConfigError("model.low_resource: true needs the bitsandbytes package: pip install bitsandbytes")
         from transformers import BitsAndBytesConfig
 
-        kwargs.update(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": device_8bit})
+        own = device if device is not None and device.type == "cuda" and device.index is not None else None
+        own = own or torch.device("cuda", torch.cuda.current_device())
+        gpu, warning = gpu_for_8bit(own, device_8bit, read_launch_env().world_size)
+        if warning:
+            log.warning(warning)
+        kwargs.update(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": gpu})
     elif device is not None and device.type == "cuda":
         kwargs["device_map"] = {"": device}
     model = LlamaForCausalLM.from_pretrained(str(path), **kwargs)

@@ -135,7 +135,7 @@ class MiniGPT4(nn.Module, ModelConfigurable):
                 _llm_dtype(cfg.llm_dtype, dev),
             )
             low_resource = False
-        llm = load_llm(cfg.llama_model, _llm_dtype(cfg.llm_dtype, dev), dev, low_resource, cfg.device_8bit)
+        llm = load_llm(cfg.llama_model, _llm_dtype(cfg.llm_dtype, dev), dev, low_resource, cfg.get("device_8bit"))
         model = cls(
             vit,
             qformer,

@@ -85,7 +85,14 @@ MODEL_SCHEMA: dict[str, Key] = {
     ),
     "llm_dtype": Key("LLM dtype: auto = bf16 on CUDA, fp32 on CPU.", str, "auto", choices=("auto", "fp16", "bf16", "fp32")),
     "low_resource": Key("Load the LLM in 8-bit (needs CUDA and bitsandbytes).", bool, False),
-    "device_8bit": Key("GPU index for the 8-bit LLM when low_resource is on.", int, 0),
+    "device_8bit": Key(
+        "GPU index for the 8-bit LLM when low_resource is on. null = the process's own GPU (cuda:<LOCAL_RANK> "
+        "under torchrun), so each rank loads its copy on its own GPU; an index is honoured in a single-process "
+        "run only (with several processes it is reported and each rank uses its own GPU).",
+        int,
+        None,
+        nullable=True,
+    ),
     "use_grad_checkpoint": Key("Gradient checkpointing in the ViT (only matters when the ViT trains).", bool, False),
     "freeze_vit": Key("Freeze the ViT and ln_vision (MiniGPT-4: true).", bool, True),
     "freeze_qformer": Key("Freeze the Q-Former and query tokens (MiniGPT-4: true).", bool, True),
