@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, adapted_lora_checkpoint, subprocess_env, tiny_model_section, write_ckpt, write_yaml
 
 from minigpt4.cli import caption
 from minigpt4.cli import evaluate as eval_main
@@ -21,6 +20,10 @@ from minigpt4.cli import main as cli_main
 from minigpt4.datasets.caption_datasets import open_image
 from minigpt4.evaluation import caption_images
 from minigpt4.processors.base import create_processor
+from tests.helpers.configs import tiny_model_section, write_yaml
+from tests.helpers.evaluation import adapted_lora_checkpoint, write_ckpt
+from tests.helpers.paths import REPO
+from tests.helpers.processes import subprocess_env
 
 PHOTOS = [REPO / "tests" / "data" / "flickr_1000268201.jpg", REPO / "tests" / "data" / "flickr_1002674143.jpg"]
 LORA = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import eval_outputs, write_ckpt
-
 from minigpt4.cli import evaluate as eval_main
 from minigpt4.models.minigpt4 import MiniGPT4
+from tests.helpers.evaluation import eval_outputs, write_ckpt
 
 
 def _count_encoder_passes(monkeypatch) -> list[int]:

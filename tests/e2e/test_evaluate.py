@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import eval_outputs, run_ok, write_ckpt
 from omegaconf import OmegaConf
 from PIL import Image
 
 from minigpt4.cli import evaluate as eval_main
 from minigpt4.evaluation import METRICS, CaptionScorer, score_captions
 from minigpt4.quickstart.standins import STANDIN
+from tests.helpers.evaluation import eval_outputs, write_ckpt
+from tests.helpers.paths import REPO
+from tests.helpers.processes import run_ok
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "eval_scripts" / "eval_flickr30k.py"
 EVALUATE_SH = REPO / "evaluate.sh"
 TEMPLATE = "###Human: {} ###Assistant: "

@@ -9,10 +9,12 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, eval_fails, interrupt_when, run_ok, subprocess_env, write_ckpt
 
 from minigpt4.cli import evaluate as eval_main
 from minigpt4.quickstart.standins import STANDIN
+from tests.helpers.evaluation import eval_fails, write_ckpt
+from tests.helpers.paths import REPO
+from tests.helpers.processes import interrupt_when, run_ok, subprocess_env
 
 EVALUATE_SH = REPO / "evaluate.sh"
 

@@ -10,8 +10,11 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, run_dirs, run_ok
-from test_official_configs import edit_paths
+
+from tests.helpers.configs import edit_paths
+from tests.helpers.paths import REPO
+from tests.helpers.processes import run_ok
+from tests.helpers.training import run_dirs
 
 TINY_VIT = {
     "hidden_size": 64,

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 from PIL import Image
+
+from tests.helpers.paths import REPO
 
 RUNNABLE = "<!-- runnable: after quickstart.sh"
 

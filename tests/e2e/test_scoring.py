@@ -6,14 +6,14 @@ import contextlib
 import json
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
 from minigpt4.evaluation import METRICS, CaptionScorer, ScoringSetupError, score_captions
 from minigpt4.tasks.captioning.scoring import check_java, check_writable, spice_status
+from tests.helpers.paths import DATA
 
-KARPATHY_TEST = Path(__file__).parent / "data" / "karpathy_test_refs.json"
+KARPATHY_TEST = DATA / "karpathy_test_refs.json"
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_CFG, epoch_records, interrupt_when, options, run_dirs, run_train, train_cmd, train_env
 from omegaconf import OmegaConf
 
 import minigpt4
@@ -25,8 +24,10 @@ from minigpt4.training.checkpoint import load_checkpoint
 from minigpt4.utils import dist as du
 from minigpt4.utils.logging import setup_logger
 from minigpt4.utils.tracking import Trackers
+from tests.helpers.paths import TINY_CFG
+from tests.helpers.processes import interrupt_when
+from tests.helpers.training import epoch_records, options, run_dirs, run_train, train_cmd, train_env
 
-REPO = Path(__file__).resolve().parents[1]
 TRAINABLE = {"llama_proj.weight", "llama_proj.bias"}
 # The resume runs: 150 steps of 4 samples per epoch over 32 images x 5 captions (40 batches per data
 # pass), so epochs end mid-pass and the resumed stream must start in the middle of a pass.

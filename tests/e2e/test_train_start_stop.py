@@ -10,10 +10,12 @@ import signal
 import sys
 
 import pytest
-from conftest import TINY_CFG, interrupt_when, options, run_dirs, train_env
 
 from minigpt4.run_dir import LATEST
 from minigpt4.training.checkpoint import load_checkpoint
+from tests.helpers.paths import TINY_CFG
+from tests.helpers.processes import interrupt_when
+from tests.helpers.training import options, run_dirs, train_env
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, tiny_model_section, write_yaml
 
 from minigpt4.cli import main as cli_main
+from tests.helpers.configs import tiny_model_section, write_yaml
+from tests.helpers.paths import REPO
 
 
 def _run(*args) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import ast
 import subprocess
 import sys
 
-from conftest import REPO
+from tests.helpers.paths import REPO
 
 PACKAGE = REPO / "minigpt4"
 NOT_PRODUCT = ("minigpt4.testing", "minigpt4.quickstart")

@@ -2,9 +2,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
 
 from minigpt4.registry import Registry
+from tests.helpers.paths import REPO
 
 
 def test_register_get_build():
@@ -44,7 +44,8 @@ def test_duplicate_name_is_an_error():
 
 
 def test_locations_are_imported_on_first_lookup(tmp_path, monkeypatch):
-    (tmp_path / "my_widgets.py").write_text("from test_registry import LAZY\n@LAZY.register('spring')\nclass Spring:\n    pass\n")
+    widgets = "from tests.unit.test_registry import LAZY\n@LAZY.register('spring')\nclass Spring:\n    pass\n"
+    (tmp_path / "my_widgets.py").write_text(widgets)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert "my_widgets" not in sys.modules
     assert LAZY.names() == ["spring"] and "my_widgets" in sys.modules

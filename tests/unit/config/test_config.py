@@ -5,12 +5,13 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, tiny_model_section, write_yaml
 
 import minigpt4
 from minigpt4.config import ConfigError, load_config
 from minigpt4.models.minigpt4 import MiniGPT4
 from minigpt4.testing.stacks import TINY_IMAGE_SIZE, TINY_NUM_QUERY_TOKEN, TINY_QFORMER, TINY_VIT
+from tests.helpers.configs import tiny_model_section, write_yaml
+from tests.helpers.paths import REPO
 
 
 def _errors(path, options=None) -> str:

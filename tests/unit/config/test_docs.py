@@ -1,11 +1,11 @@
 """docs/config.md's config-key table is generated from the schemas and must stay in sync with them."""
 
 import pytest
-from conftest import REPO
 
 from minigpt4.config import docs as schema_doc
 from minigpt4.config.schema import Key
 from minigpt4.training.schema import RUN_SCHEMA
+from tests.helpers.paths import REPO
 
 
 def test_readme_config_table_is_current():

@@ -7,26 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import REPO, tiny_model_section, write_yaml
 
 import minigpt4
 from minigpt4.errors import ConfigError
 from minigpt4.models.variants import OFFICIAL_CHECKPOINTS
-
-OFFICIAL = Path(__file__).parent / "data" / "official_configs"
-
-
-def edit_paths(name: str, out: Path, paths: dict[str, str]) -> Path:
-    """An official-structure config with only its paths (dotted keys) edited, written to ``out``."""
-    cfg = yaml.safe_load((OFFICIAL / name).read_text())
-    for dotted, value in paths.items():
-        *parents, last = dotted.split(".")
-        node = cfg
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return write_yaml(out / name, cfg)
+from tests.helpers.configs import edit_paths, tiny_model_section, write_yaml
+from tests.helpers.paths import REPO
 
 
 def stack_paths(stack: dict, storage: Path | None = None) -> dict[str, str]:

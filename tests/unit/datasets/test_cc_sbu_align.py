@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_model_section, write_yaml
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -20,6 +19,7 @@ from minigpt4.datasets.caption_datasets import CaptionTrainDataset
 from minigpt4.datasets.records import CaptionRecord, read_cc_sbu_align
 from minigpt4.errors import DataError
 from minigpt4.registry import DATASETS, PROCESSORS, TASKS
+from tests.helpers.configs import tiny_model_section, write_yaml
 
 S = 56
 LONG = (

@@ -13,8 +13,8 @@ import pytest
 from minigpt4.cli import prepare
 from minigpt4.datasets.flickr30k_prepare import PrepareError, prepare_flickr30k
 from minigpt4.quickstart.synthetic import make_synthetic_flickr30k
+from tests.helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 N = 30
 SPLITS = ("train", "val", "test")
 OUT_NAMES = [f"flickr30k_{s}.json" for s in SPLITS]

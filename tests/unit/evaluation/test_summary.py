@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,49 +15,7 @@ from minigpt4.evaluation.plot import plot_metrics
 from minigpt4.evaluation.summary import collect, to_markdown, write_summary
 from minigpt4.quickstart.report import report
 from minigpt4.run_dir import checkpoint_epoch, result_name, run_checkpoints
-
-
-def write_metrics(
-    eval_dir: Path,
-    name: str,
-    epoch: int | None,
-    scores: dict,
-    limit: int | None = None,
-    settings: str = "s1",
-    dataset: str = "flickr30k_eval",
-) -> Path:
-    """A metrics.json in the layout the evaluation job writes (the fields the summary reads)."""
-    path = eval_dir / name / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {
-                "name": name,
-                "epoch": epoch,
-                "dataset": dataset,
-                "split": "test",
-                "num_images": 6 if limit is None else limit,
-                "limit": limit,
-                "scores": scores,
-                "fingerprint": {"settings_digest": settings},
-            }
-        )
-    )
-    return path
-
-
-def scores_for(i: int) -> dict:
-    return {m: round(0.1 * (i + 1) + 0.01 * j, 4) for j, m in enumerate(METRICS)}
-
-
-def make_run(tmp_path: Path, epochs=(0, 1, 2, 10)) -> Path:
-    run = tmp_path / "run"
-    run.mkdir()
-    for e in epochs:
-        (run / f"checkpoint_{e}.pth").write_bytes(b"x")
-    (run / "checkpoint_latest.pth").write_bytes(b"x")  # not an epoch checkpoint
-    (run / "log.txt").write_text("")
-    return run
+from tests.helpers.evaluation import make_run, scores_for, write_captions, write_metrics
 
 
 def test_result_names_and_epochs():
@@ -157,17 +114,6 @@ def test_markdown_of_unknown_epoch(tmp_path):
     write_metrics(tmp_path, "custom", None, scores_for(0))
     table, metrics = collect(tmp_path)
     assert "| custom |  | 6 |" in to_markdown(table, metrics)
-
-
-def write_captions(eval_dir: Path, name: str, captions: list[str], references: list[list[str]]) -> Path:
-    """A captions.json in the layout the evaluation job writes (caption and references per image)."""
-    path = eval_dir / name / "captions.json"
-    path.write_text(
-        json.dumps(
-            [{"image_id": str(i), "image": f"{i}.jpg", "caption": c, "references": r} for i, (c, r) in enumerate(zip(captions, references))]
-        )
-    )
-    return path
 
 
 def test_report(tmp_path):

@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import torch
-from conftest import run_ok, tiny_model_section, write_yaml
 from PIL import Image
 
 import minigpt4
@@ -23,6 +22,8 @@ from minigpt4.processors.image import Blip2ImageEvalProcessor, Blip2ImageTrainPr
 from minigpt4.tasks.captioning import CaptioningTask
 from minigpt4.tasks.captioning.image_features import ImageFeatures
 from minigpt4.training.fill_cache import main as fill_main
+from tests.helpers.configs import tiny_model_section, write_yaml
+from tests.helpers.processes import run_ok
 
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."
 

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import tiny_model_section, write_yaml
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from transformers import Blip2QFormerModel, LlamaConfig, LlamaForCausalLM
 
@@ -15,6 +14,7 @@ from minigpt4.models import flops
 from minigpt4.models.qformer import qformer_config
 from minigpt4.models.vision import build_vision_encoder, vision_config
 from minigpt4.testing.stacks import TINY_QFORMER, VICUNA7B_LLM
+from tests.helpers.configs import tiny_model_section, write_yaml
 
 aten = torch.ops.aten
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."

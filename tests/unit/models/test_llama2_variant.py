@@ -8,11 +8,12 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import overfit, tiny_model_section, write_yaml
 
 import minigpt4
 from minigpt4.errors import WeightsError
 from minigpt4.models.weights import load_weights
+from tests.helpers.configs import tiny_model_section, write_yaml
+from tests.helpers.training import overfit
 
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from conftest import TINY_CFG, adapted_lora_checkpoint, options, tiny_model_section, write_yaml
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
@@ -22,6 +21,10 @@ from minigpt4.registry import RUNNERS, TASKS
 from minigpt4.training.checkpoint import load_checkpoint
 from minigpt4.utils import dist as du
 from minigpt4.utils.logging import setup_logger
+from tests.helpers.configs import tiny_model_section, write_yaml
+from tests.helpers.evaluation import adapted_lora_checkpoint
+from tests.helpers.paths import TINY_CFG
+from tests.helpers.training import options
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
 INSTRUCTION = "<Img><ImageHere></Img> Describe this image."

@@ -4,9 +4,10 @@ import logging
 
 import pytest
 import torch
-from conftest import overfit, tiny_model_section, write_yaml
 
 import minigpt4
+from tests.helpers.configs import tiny_model_section, write_yaml
+from tests.helpers.training import overfit
 
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."
 INSTR2 = "<Img><ImageHere></Img> Could you describe the contents of this image for me?"

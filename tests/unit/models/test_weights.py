@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from conftest import tiny_model_section, write_yaml
 
 import minigpt4
 from minigpt4.errors import WeightsError
@@ -11,6 +10,7 @@ from minigpt4.models.vision import eva_to_hf
 from minigpt4.models.weights import load_weights
 from minigpt4.testing.stacks import official_blip2_state, official_vit_state
 from minigpt4.utils.io import atomic_torch_save
+from tests.helpers.configs import tiny_model_section, write_yaml
 
 
 def _build(tmp_path, stack, name="m.yaml", **over):

@@ -1,7 +1,5 @@
 """Image and caption processors: exact CLIP normalisation, shapes, seeded crops, caption cleaning."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from PIL import Image
@@ -9,8 +7,9 @@ from PIL import Image
 from minigpt4.processors import CLIP_MEAN, CLIP_STD, build_processor, clean_caption
 from minigpt4.processors.image import random_resized_crop_box, to_tensor
 from minigpt4.registry import PROCESSORS
+from tests.helpers.paths import DATA
 
-PHOTO = Path(__file__).parent / "data" / "flickr_1000268201.jpg"  # real Flickr30k photo (224x224 copy)
+PHOTO = DATA / "flickr_1000268201.jpg"  # real Flickr30k photo (224x224 copy)
 
 
 def _expected(rgb) -> torch.Tensor:

@@ -4,11 +4,11 @@ import math
 import random
 
 import pytest
-from test_summary import make_run, scores_for, write_captions, write_metrics
 
 from minigpt4.errors import run_command
 from minigpt4.quickstart.check import attribute_scores, caption_attributes, main, true_attributes
 from minigpt4.quickstart.synthetic import make_scenes, scene_captions
+from tests.helpers.evaluation import make_run, scores_for, write_captions, write_metrics
 
 
 def test_every_template_reads_back_the_scene():

@@ -20,8 +20,8 @@ from minigpt4.quickstart.synthetic import (
     shape_boxes,
     split_labels,
 )
+from tests.helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 N, SIZE = 30, 64
 
 

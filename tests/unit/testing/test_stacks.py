@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_model_section, write_yaml
 from transformers import Blip2QFormerModel, LlamaConfig, LlamaForCausalLM
 
 import minigpt4
@@ -29,6 +28,7 @@ from minigpt4.testing.stacks import (
     main,
     write_random_stack,
 )
+from tests.helpers.configs import tiny_model_section, write_yaml
 
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."
 CAPTIONS = [

@@ -2,13 +2,13 @@
 padding, the same global batches on every rank, seeded, resumable."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from minigpt4.training.data import InfiniteLoader, ResumableDistributedSampler
+from tests.helpers.paths import DATA as TEST_DATA
 
-DATA = Path(__file__).parent / "data" / "karpathy_test_refs.json"
+DATA = TEST_DATA / "karpathy_test_refs.json"
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY_CFG, options, run_dirs, train_env
 
 from minigpt4.utils import dist as du
 from minigpt4.utils.slurm import LaunchEnvError, default_master_port, expand_nodelist, first_host, slurm_layout
+from tests.helpers.paths import REPO, TINY_CFG
+from tests.helpers.training import options, run_dirs, train_env
 
 QUICKSTART_CFG = REPO / "train_configs" / "minigpt4_flickr_quickstart.yaml"
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
