@@ -36,7 +36,7 @@ def layer_of(module: str) -> int:
         for name in names:
             if (module == name or module.startswith(name + ".")) and len(name) > best_len:
                 best, best_len = i, len(name)
-    assert best is not None, f"{module} is in no layer of tests/test_layers.py: add it"
+    assert best is not None, f"{module} is in no layer of tests/unit/test_layers.py: add it"
     return best
 
 
