@@ -1,0 +1,72 @@
+"""Training runs of the tiny stack (``train.py`` in a subprocess, alone or under torchrun), their run
+folders and epoch records, and a short in-process overfit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from minigpt4.testing.tasks import NAN_STEP_ENV
+from tests.helpers.paths import REPO, TINY_CFG
+
+
+def overfit(model, batch: dict, steps: int = 60, lr: float = 3e-3) -> float:
+    """Train ``model``'s trainable parameters on one batch (Adam); returns the last loss, model in eval mode."""
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        loss = model(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return loss.item()
+
+
+def options(stack: dict, data: Path, out: Path, **run) -> list[str]:
+    opts = [
+        f"model.llama_model={stack['llama_model']}",
+        f"model.vit_ckpt={stack['vit_ckpt']}",
+        f"model.q_former_model={stack['q_former_model']}",
+        f"datasets.flickr30k_caption.build_info.ann_path={data / 'flickr30k_train.json'}",
+        f"datasets.flickr30k_caption.build_info.image_path={data / 'flickr30k-images'}",
+        f"run.output_dir={out}",
+        f"run.feature_cache={out / 'feature_cache'}",
+        "run.device=cpu",
+    ]
+    return opts + [f"run.{k}={v}" for k, v in run.items()]
+
+
+def train_env(extra: dict | None = None) -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop(NAN_STEP_ENV, None)
+    return {**env, **(extra or {})}
+
+
+def train_cmd(opts: list[str], nproc: int = 0, resume: str | None = None) -> list[str]:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc else [sys.executable]
+    cmd = launcher + ["train.py", "--cfg-path", str(TINY_CFG), "--options", *opts]
+    return cmd + (["--resume", resume] if resume else [])
+
+
+def run_train(
+    opts: list[str], nproc: int = 0, resume: str | None = None, env: dict | None = None, check: bool = True, timeout: int = 240
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(train_cmd(opts, nproc, resume), cwd=REPO, env=train_env(env), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"train.py exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def run_dirs(out: Path, job: str = "minigpt4_flickr_tiny") -> list[Path]:
+    return sorted(p for p in (out / job).iterdir() if p.is_dir())
+
+
+def epoch_records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "log.txt").read_text().splitlines()]
