@@ -21,7 +21,7 @@ from minigpt4.evaluation import METRICS, CaptionScorer, score_captions
 from minigpt4.quickstart.standins import STANDIN
 from tests.helpers.evaluation import eval_outputs, write_ckpt
 from tests.helpers.paths import REPO
-from tests.helpers.processes import run_ok
+from tests.helpers.processes import run_ok, torchrun
 
 SCRIPT = REPO / "eval_scripts" / "eval_flickr30k.py"
 EVALUATE_SH = REPO / "evaluate.sh"
@@ -52,18 +52,13 @@ def test_one_and_two_processes_give_identical_results(standin_eval, tmp_path):
     args = ["--cfg-path", standin_eval["cfg"], "--ckpt", "pretrained", "--ckpt", ckpt, "--options", "run.batch_size_eval=3"]
     run_ok([sys.executable, SCRIPT, "--save-path", tmp_path / "one", *args])
     run_ok(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
+        torchrun(
+            2,
             SCRIPT,
             "--save-path",
             tmp_path / "two",
             *args,
-        ]
+        )
     )
 
     test_split = json.loads((standin_eval["data"] / "flickr30k_test.json").read_text())
