@@ -45,6 +45,7 @@ def test_every_command_has_help(command, capsys):
     assert status == 0 and "usage:" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # starts a Python process
 @pytest.mark.parametrize(
     "command",
     [
@@ -63,6 +64,7 @@ def test_old_entry_points_still_answer_help(command):
     assert ("usage:" in proc.stdout) or ("Usage: bash evaluate.sh" in proc.stdout)
 
 
+@pytest.mark.slow  # starts a Python process
 def test_importing_the_cli_loads_no_command():
     heavy = "m.split('.')[0] in ('torch', 'transformers') or m.startswith('minigpt4.commands.')"
     code = f"import sys, minigpt4.cli; print(sorted(m for m in sys.modules if {heavy}))"

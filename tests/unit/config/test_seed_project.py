@@ -109,6 +109,7 @@ def test_entries_with_a_builder_and_lora_keys_outside_seed_files_are_left_alone(
     assert cfg == {"model": {"lora_r": 64}, "evaluation_datasets": {"flickr30k": {"builder": "flickr30k_eval"}}}
 
 
+@pytest.mark.slow  # starts a Python process
 @pytest.mark.parametrize(
     ("command", "seed", "first"),
     [

@@ -150,6 +150,7 @@ def _digests(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # starts a Python process
 def test_random_stack_command_and_its_testing_alias_write_the_same_files(tmp_path, capsys):
     """``python -m minigpt4.testing.stacks`` (tiny by default) is ``minigpt4-random-stack`` with the tiny
     sizes (registered by importing minigpt4.testing.stacks, as here)."""
