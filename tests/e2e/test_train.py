@@ -145,12 +145,6 @@ def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, re
     assert epoch_records(run_dir)[1]["feature_cache"] == {"hits": 600, "encoded": 0}
 
 
-def test_resume_auto_without_checkpoint_starts_fresh(tiny_stack, synthetic_flickr, tmp_path):
-    proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path, max_epoch=1, iters_per_epoch=2, batch_size_train=2), resume="auto")
-    assert "no checkpoint under" in proc.stdout and "starting a fresh run" in proc.stdout
-    assert (run_dirs(tmp_path)[0] / "checkpoint_0.pth").is_file()
-
-
 def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_stack, synthetic_flickr, tmp_path):
     run = {"max_epoch": 3, "iters_per_epoch": 6, "batch_size_train": 2}
     proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path, task="nan_injecting", **run), env={NAN_STEP_ENV: "9"}, check=False)
@@ -181,9 +175,11 @@ def test_nan_on_one_rank_stops_every_rank(tiny_stack, synthetic_flickr, tmp_path
 
 
 def test_resume_auto_keeps_the_original_config(tiny_stack, synthetic_flickr, tmp_path):
-    """--resume auto writes the new invocation's config beside config.yaml instead of over it."""
+    """--resume auto with no checkpoint yet starts a fresh run; resuming it writes the new invocation's config
+    beside config.yaml instead of over it."""
     opts = options(tiny_stack, synthetic_flickr, tmp_path, iters_per_epoch=2, batch_size_train=2, max_epoch=2, stop_after_epoch=0)
-    run_train(opts)
+    first = run_train(opts, resume="auto")  # nothing to resume yet: a fresh run
+    assert "no checkpoint under" in first.stdout and "starting a fresh run" in first.stdout
     (run_dir,) = run_dirs(tmp_path)
     original = (run_dir / "config.yaml").read_text()
     run_train(opts + ["run.log_freq=7"], resume="auto")

@@ -1,8 +1,9 @@
-"""Trackers of a training run: TensorBoard optional, W&B offline logging the console's scalars and the
-config, a missing tracker package as a config error."""
+"""Trackers of a training run: W&B offline logging the console's scalars and the config (with TensorBoard
+beside it where installed), a missing tracker package as a config error."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import struct
@@ -17,19 +18,7 @@ from minigpt4.utils.tracking import Trackers
 from tests.helpers.training import epoch_records, options, run_dirs, run_train
 
 pytestmark = pytest.mark.slow
-
-
-def test_tensorboard_is_optional(tiny_stack, synthetic_flickr, tmp_path):
-    import importlib.util
-
-    opts = options(tiny_stack, synthetic_flickr, tmp_path, max_epoch=1, iters_per_epoch=2, batch_size_train=2, tensorboard="true")
-    proc = run_train(opts, check=False)
-    if importlib.util.find_spec("tensorboard") is None:
-        assert proc.returncode != 0
-        assert "run.tensorboard is true but the 'tensorboard' package is not installed" in proc.stderr
-    else:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert list((run_dirs(tmp_path)[0] / "tensorboard").glob("events.out.tfevents.*"))
+TENSORBOARD = importlib.util.find_spec("tensorboard") is not None  # an optional extra
 
 
 def wandb_records(path: Path) -> list:
@@ -69,6 +58,7 @@ def test_wandb_offline_logs_the_same_scalars_and_the_config(tiny_stack, syntheti
         wandb_log="true",
         wandb_mode="offline",
         wandb_project="flickr-tests",
+        tensorboard=str(TENSORBOARD).lower(),
     )
     proc = run_train(opts, env={"WANDB_SILENT": "true"})
     (run,) = run_dirs(tmp_path)
@@ -89,15 +79,24 @@ def test_wandb_offline_logs_the_same_scalars_and_the_config(tiny_stack, syntheti
     config = {i.key: json.loads(i.value_json) for i in start.config.update}
     assert config["model"]["llama_model"] == tiny_stack["llama_model"] and config["run"]["wandb_mode"] == "offline"
     assert "\r" not in proc.stdout + proc.stderr  # not a terminal: progress lines, no bar updates
+    if TENSORBOARD:  # the optional package, when installed, logs beside W&B
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_a_missing_tracker_package_is_a_config_error(monkeypatch, tmp_path):
-    run = OmegaConf.create({"tensorboard": False, "wandb_log": True, "wandb_project": "p", "wandb_name": None, "wandb_mode": "offline"})
-    monkeypatch.setitem(sys.modules, "wandb", None)
+@pytest.mark.parametrize(
+    "key, package",
+    [("tensorboard", "tensorboard"), ("wandb_log", "wandb")],
+)
+def test_a_missing_tracker_package_is_a_config_error(monkeypatch, tmp_path, key, package):
+    run = OmegaConf.create({"tensorboard": False, "wandb_log": False, "wandb_project": "p", "wandb_name": None, "wandb_mode": "offline"})
+    run[key] = True
+    monkeypatch.setitem(sys.modules, package, None)
+    if package == "tensorboard":  # torch's module imports the package
+        monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(
         ConfigError,
-        match=r"run.wandb_log is true but the 'wandb' package is not installed: pip "
-        r"install wandb \(or set run.wandb_log: false\)",
+        match=rf"run.{key} is true but the '{package}' package is not installed: pip "
+        rf"install {package} \(or set run.{key}: false\)",
     ):
         Trackers.from_run(run, tmp_path, {}, is_main=True)
     assert Trackers.from_run(run, tmp_path, {}, is_main=False).trackers == []  # other ranks log nothing
