@@ -1,5 +1,5 @@
 """End-to-end training of the tiny stack on the synthetic Flickr30k sample: torchrun with 2 CPU
-processes (gloo), exact resume (clean stop, SIGTERM, SIGKILL), the NaN stop."""
+processes (gloo), exact resume after SIGTERM or SIGKILL, a clean stop resumed, the NaN stop."""
 
 from __future__ import annotations
 
@@ -96,25 +96,10 @@ def test_torchrun_two_processes(tiny_stack, synthetic_flickr, tmp_path):
     assert_same_weights(final_weights(resumed, 1), final_weights(run_dir, 1))
 
 
-def test_stop_and_resume_equals_uninterrupted(tiny_stack, synthetic_flickr, reference, tmp_path):
-    opts = options(tiny_stack, synthetic_flickr, tmp_path, **RESUME_RUN)
-    run_train(opts + ["run.stop_after_epoch=0"])
-    (run_dir,) = run_dirs(tmp_path)
-    assert not (run_dir / "checkpoint_1.pth").exists()
-    proc = run_train(opts, resume="auto")
-    assert "--resume auto: continuing from" in proc.stdout
-    assert run_dirs(tmp_path) == [run_dir]  # continued in the same run folder
-    assert_same_weights(final_weights(run_dir, 1), final_weights(reference, 1))
-    timing = ("seconds", "samples_per_s", "tokens_per_s", "mfu")
-    assert epoch_records(run_dir) == [
-        {**r, **{k: r2[k] for k in timing}} for r, r2 in zip(epoch_records(reference), epoch_records(run_dir))
-    ]
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, reference, tmp_path, sig):
-    """Kill during epoch 1 (after checkpoint_0), resume with --resume auto: epoch 1 is redone and
-    the final weights and per-epoch losses equal the uninterrupted run's (feature cache on, cold in
+    """Kill during epoch 1 (after checkpoint_0), resume with --resume auto (in the same run folder):
+    epoch 1 is redone and the final weights and epoch records equal the uninterrupted run's (feature cache on, cold in
     the reference, partly filled by the killed run). SIGTERM exits 143 with a message naming the
     checkpoint and the resume command (SIGINT takes the same path: 130 and the same message, as
     test_train_start_stop.py's Ctrl-C cases show under torchrun)."""
@@ -137,10 +122,13 @@ def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, re
         assert rc == -signal.SIGKILL
     assert [r["epoch"] for r in epoch_records(run_dir)] == [0]
 
-    run_train(opts, resume="auto")
+    assert "--resume auto: continuing from" in run_train(opts, resume="auto").stdout
     assert run_dirs(tmp_path) == [run_dir]
     assert_same_weights(final_weights(run_dir, 1), final_weights(reference, 1))
-    assert [r["loss"] for r in epoch_records(run_dir)] == [r["loss"] for r in epoch_records(reference)]
+    timing = ("seconds", "samples_per_s", "tokens_per_s", "mfu")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in epoch_records(run_dir)] == [
+        {k: v for k, v in r.items() if k not in timing} for r in epoch_records(reference)
+    ]  # losses, lr, samples, skipped, padding, per-dataset counts: all as if never interrupted
     # with the feature cache on (options() gives each run its own): the resumed epoch read it
     assert epoch_records(run_dir)[1]["feature_cache"] == {"hits": 600, "encoded": 0}
 
