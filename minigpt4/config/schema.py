@@ -2,7 +2,7 @@
 
 A schema is a ``dict[str, Key]``. Model classes, dataset builders, processors and the runner each
 own one (``SCHEMA`` class attribute: ``Configurable``); ``minigpt4.config`` validates YAML against
-them and the key table in docs/config.md is generated from them (``python -m minigpt4.config.docs``).
+them and the key table in docs/config.md is generated from them (``python -m minigpt4.commands.config_docs``).
 What else ``load_config`` reads from a registered class is declared here too: ``DatasetConfigurable``
 (dataset builders) and ``ModelConfigurable`` (model classes, a base class with defaults).
 """

@@ -42,3 +42,14 @@ class FeatureReading(Protocol):
     vis_processor: Any
 
     def use_features(self, cache: Any | None) -> None: ...
+
+
+@runtime_checkable
+class ImageRecords(Protocol):
+    """Built from image records (``records``: each an image file under ``image_root`` with its captions),
+    read through ``vis_processor``; ``source`` names it in messages (or is empty)."""
+
+    records: list
+    image_root: Any
+    vis_processor: Any
+    source: str | None

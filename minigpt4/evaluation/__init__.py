@@ -3,6 +3,6 @@ its results (``fingerprint``, ``summary``, ``plot``, ``report``) and ``minigpt4-
 generated and scored is the task's (``minigpt4.tasks.captioning``); its metrics are re-exported here."""
 
 from minigpt4.errors import ScoringSetupError
-from minigpt4.tasks.captioning.scoring import METRICS, CaptionScorer, score_captions
+from minigpt4.tasks.captioning.scoring import METRICS, CaptionScorer, score_captions, shared_scorer
 
-__all__ = ["METRICS", "CaptionScorer", "ScoringSetupError", "score_captions"]
+__all__ = ["METRICS", "CaptionScorer", "ScoringSetupError", "score_captions", "shared_scorer"]

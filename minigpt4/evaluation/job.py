@@ -35,7 +35,7 @@ from minigpt4.run_dir import (
     read_metrics,
 )
 from minigpt4.tasks.captioning.generation import batch_size_eval
-from minigpt4.tasks.captioning.scoring import CaptionScorer
+from minigpt4.tasks.captioning.scoring import CaptionScorer, shared_scorer
 from minigpt4.utils import dist
 from minigpt4.utils.io import atomic_write_json
 
@@ -68,7 +68,8 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
     """Generate and score every pending checkpoint; appends the metrics.json paths written (rank 0)."""
     task = TASKS.build(cfg.run.task, cfg.run)
     dist.seed_everything(cfg.run.seed)
-    scorer = CaptionScorer() if info.is_main else None  # METEOR's JVM starts while the model loads
+    scorer = shared_scorer() if info.is_main else None  # a new METEOR JVM starts while the model loads
+    finished = False
     background = BackgroundJobs() if info.is_main else None  # scores a checkpoint while the next generates
     try:
         model = MODELS.build(cfg.model.arch, cfg.model, device=info.device)
@@ -133,11 +134,12 @@ def evaluate(cfg: DictConfig, plan: Plan, info: dist.DistInfo, written: list[Pat
                 )
         if background is not None:
             background.wait()
+        finished = True
     finally:
         if background is not None:
             background.close()  # on an error or a signal: pending scoring dropped, the running one finished
-        if scorer is not None:
-            scorer.close()
+        if scorer is not None and not finished:
+            scorer.close()  # METEOR may be left mid-answer: the next job in this process starts a fresh one
     return written
 
 

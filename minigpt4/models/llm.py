@@ -12,8 +12,20 @@ from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerBas
 
 from minigpt4.errors import ConfigError, WeightsError
 from minigpt4.utils.dist import read_launch_env
+from minigpt4.utils.dtypes import DTYPES
 
 log = logging.getLogger(__name__)
+
+
+def llm_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The LLM's dtype for ``model.llm_dtype`` on ``device`` (fp32 or bf16 on CPU; ``auto``: bf16 where supported)."""
+    if device.type != "cuda":
+        if name == "fp16":
+            log.warning("llm_dtype fp16 is not supported on CPU; using fp32")
+        return torch.bfloat16 if name == "bf16" else torch.float32
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return DTYPES[name]
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:

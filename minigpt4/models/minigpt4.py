@@ -21,28 +21,17 @@ from minigpt4.utils.prompt import DEFAULT_TEMPLATE, PromptTemplate, load_instruc
 
 from . import lora as lora_adapters
 from . import model_types
-from .llm import enable_checkpointing, is_quantized, load_llm, load_tokenizer
+from .llm import enable_checkpointing, is_quantized, llm_dtype, load_llm, load_tokenizer
+from .padding import pad_rows
 from .schema import DEFAULT_MODEL_TYPE, MODEL_SCHEMA
 from .stack import build_vision_stack
-from .variants import ARCH_ALIASES, MODEL_TYPE_ALIASES, likely_checkpoint
+from .variants import ARCH_ALIASES, MODEL_TYPE_ALIASES, projection_mismatch_hint
 from .vision import half_linear_weights, keep_key_bias_zero
-from .weights import load_parameters, load_weights, unwrap
+from .weights import load_parameters, read_projection_checkpoint
 
 log = logging.getLogger(__name__)
 
-# Persistent buffers that official MiniGPT-4 checkpoints may carry besides llama_proj.
-_IGNORED_CKPT_SUFFIXES = ("position_ids", "rotary_emb.inv_freq")
 PATCHES_PER_TOKEN = 4  # the Llama-2 variant: 4 consecutive ViT patches (of a row, raster order) per LLM token
-
-
-def _llm_dtype(name: str, device: torch.device) -> torch.dtype:
-    if device.type != "cuda":
-        if name == "fp16":
-            log.warning("llm_dtype fp16 is not supported on CPU; using fp32")
-        return torch.bfloat16 if name == "bf16" else torch.float32
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return DTYPES[name]
 
 
 @MODELS.register("minigpt4", aliases=tuple(ARCH_ALIASES))
@@ -132,10 +121,10 @@ class MiniGPT4(nn.Module, ModelConfigurable):
             log.warning(
                 "model.low_resource: true loads the LLM in 8-bit on a GPU, but this process runs on %s: loading it in %s instead",
                 dev.type,
-                _llm_dtype(cfg.llm_dtype, dev),
+                llm_dtype(cfg.llm_dtype, dev),
             )
             low_resource = False
-        llm = load_llm(cfg.llama_model, _llm_dtype(cfg.llm_dtype, dev), dev, low_resource, cfg.get("device_8bit"))
+        llm = load_llm(cfg.llama_model, llm_dtype(cfg.llm_dtype, dev), dev, low_resource, cfg.get("device_8bit"))
         model = cls(
             vit,
             qformer,
@@ -179,16 +168,7 @@ class MiniGPT4(nn.Module, ModelConfigurable):
         enable_checkpointing(self.llama_model.get_base_model() if self.lora else self.llama_model)
         self.llm_checkpointing = True
 
-    @staticmethod
-    def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-        """The parameters of a MiniGPT-4 or training checkpoint file (``llama_proj`` required; the
-        persistent buffers official checkpoints carry are dropped). Raises ``WeightsError``."""
-        sd = unwrap(load_weights(path), path)
-        if "llama_proj.weight" not in sd or "llama_proj.bias" not in sd:
-            raise WeightsError(
-                f"{path}: no llama_proj.weight/llama_proj.bias in the checkpoint (keys: {sorted(sd)[:8]}{' ...' if len(sd) > 8 else ''})"
-            )
-        return {k: v for k, v in sd.items() if not k.endswith(_IGNORED_CKPT_SUFFIXES)}
+    read_checkpoint = staticmethod(read_projection_checkpoint)  # evaluation reads checkpoints through the model class
 
     def load_checkpoint(self, path: str | Path, check_only: bool = False) -> None:
         """Load ``llama_proj`` (and any other parameter present) from a checkpoint, strictly.
@@ -207,18 +187,8 @@ class MiniGPT4(nn.Module, ModelConfigurable):
 
     def _variant_hint(self, found: tuple[int, ...]) -> str:
         """Which released variant a ``llama_proj.weight`` shape belongs to, vs this model's."""
-        own = tuple(self.llama_proj.weight.shape)
-        if found == own:
-            return ""
-        theirs, mine = likely_checkpoint(found), likely_checkpoint(own)
         source = "Q-Former" if self.qformer is not None else f"{PATCHES_PER_TOKEN} ViT patches"
-        return (
-            f"the checkpoint's llama_proj is {found[1]} -> {found[0]}"
-            + (f", as in {theirs.description}" if theirs else "")
-            + f"; this model's is {own[1]} -> {own[0]} ({source} -> LLM hidden size)"
-            + (f", as in {mine.description}" if mine else "")
-            + ": use the model_type and LLM that match the checkpoint (model.has_qformer and llama_model)"
-        )
+        return projection_mismatch_hint(found, tuple(self.llama_proj.weight.shape), source)
 
     def place(self, device: str | torch.device) -> MiniGPT4:
         """Move the model to ``device``, except an 8-bit LLM (``low_resource``), which stays on the GPU
@@ -383,17 +353,7 @@ class MiniGPT4(nn.Module, ModelConfigurable):
             text = embed(torch.tensor(pre + post + ans, device=dev))
             rows.append(torch.cat([text[: len(pre)], img_embeds[i], text[len(pre) :]]))
             labels.append([-100] * (len(pre) + img_embeds.shape[1] + len(post)) + ans)
-        length = max(r.shape[0] for r in rows)
-        pad = embed(torch.tensor([tok.pad_token_id], device=dev))[0]
-        out = pad.expand(len(rows), length, -1).clone()
-        mask = torch.zeros(len(rows), length, dtype=torch.long, device=dev)
-        target = torch.full((len(rows), length), -100, dtype=torch.long, device=dev)
-        for i, (row, lab) in enumerate(zip(rows, labels)):
-            n = row.shape[0]
-            s = slice(length - n, length) if pad_left else slice(0, n)
-            out[i, s], mask[i, s] = row, 1
-            target[i, s] = torch.tensor(lab, device=dev)
-        return out, mask, target
+        return pad_rows(rows, labels, embed(torch.tensor([tok.pad_token_id], device=dev))[0], pad_left)
 
     # ---- training and generation --------------------------------------------------------
     def forward(self, samples: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -71,5 +71,20 @@ def likely_checkpoint(proj_shape: tuple[int, ...]) -> Checkpoint | None:
     return next((c for c in OFFICIAL_CHECKPOINTS if c.proj_shape == tuple(proj_shape)), None)
 
 
+def projection_mismatch_hint(found: tuple[int, ...], own: tuple[int, ...], source: str) -> str:
+    """What a checkpoint's ``llama_proj.weight`` shape ``found`` says against a model's ``own`` ("" when
+    equal): the released variant each belongs to. ``source``: what feeds the model's projection."""
+    if found == own:
+        return ""
+    theirs, mine = likely_checkpoint(found), likely_checkpoint(own)
+    return (
+        f"the checkpoint's llama_proj is {found[1]} -> {found[0]}"
+        + (f", as in {theirs.description}" if theirs else "")
+        + f"; this model's is {own[1]} -> {own[0]} ({source} -> LLM hidden size)"
+        + (f", as in {mine.description}" if mine else "")
+        + ": use the model_type and LLM that match the checkpoint (model.has_qformer and llama_model)"
+    )
+
+
 def canonical_model_type(name: str) -> str:
     return MODEL_TYPE_ALIASES.get(name, name)

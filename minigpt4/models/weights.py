@@ -94,3 +94,18 @@ def load_parameters(
         for k, v in state.items():
             own[k].copy_(v)
     return list(state)
+
+
+# Persistent buffers that official MiniGPT-4 checkpoints may carry besides llama_proj.
+_IGNORED_CKPT_SUFFIXES = ("position_ids", "rotary_emb.inv_freq")
+
+
+def read_projection_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The parameters of a MiniGPT-4 or training checkpoint file (``llama_proj`` required; the
+    persistent buffers official checkpoints carry are dropped). Raises ``WeightsError``."""
+    sd = unwrap(load_weights(path), path)
+    if "llama_proj.weight" not in sd or "llama_proj.bias" not in sd:
+        raise WeightsError(
+            f"{path}: no llama_proj.weight/llama_proj.bias in the checkpoint (keys: {sorted(sd)[:8]}{' ...' if len(sd) > 8 else ''})"
+        )
+    return {k: v for k, v in sd.items() if not k.endswith(_IGNORED_CKPT_SUFFIXES)}

@@ -2,17 +2,10 @@
 is the product's (``minigpt4.models.random_stack``, which also has the official sizes); importing this
 module registers the sizes ``tiny`` and ``tiny-llama2`` there.
 
-``build_tiny_stack(out_dir)`` (and ``build_random_stack(out_dir, size)``) writes, with random weights:
-  - ``llama/``: a LLaMA Hugging Face directory (``save_pretrained``) with a sentencepiece tokenizer
-    trained locally (BPE, byte fallback, unk 0 / bos 1 / eos 2),
-  - ``eva_vit_g.pth``: a plain state dict in the EVA layout, with one block more than the model uses
-    (as the official file has 40 blocks for 39 used),
-  - ``blip2_pretrained.pth``: ``{"model": {"Qformer.bert.*", "query_tokens", "ln_vision.*", ...}}`` including
-    the text-side and ``t5_proj`` keys that MiniGPT-4 drops,
-  - ``minigpt4_ckpt.pth``: ``{"model": {"llama_proj.*", <a buffer>}}`` like the official checkpoint.
-The Llama-2 variant (``has_qformer=False``: sizes ``tiny-llama2``, ``llama2-7b``) has no BLIP-2 file and a
-``llama_proj`` from 4 ViT patches. These load through exactly the code paths of the real files
-(``model_type: tiny`` / ``tiny_llama2``, registered by ``minigpt4.testing``, or ``vicuna0`` / ``llama2``).
+``build_tiny_stack(out_dir)`` (and ``build_random_stack(out_dir, size)``) writes a random stack in the
+official file layouts (listed in ``minigpt4.models.random_stack``) at a tiny size. These load through
+exactly the code paths of the real files (``model_type: tiny`` / ``tiny_llama2``, registered by
+``minigpt4.testing``).
 
 CLI: ``python -m minigpt4.testing.stacks --out DIR [--size tiny-llama2]``: ``minigpt4-random-stack`` with the
 tiny sizes (the default here), which also builds the official sizes.

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from minigpt4.datasets.caption_datasets import CaptionEvalDataset
+from minigpt4.datasets.protocol import FeatureReading, ImageRecords
 from minigpt4.errors import ConfigError
 from minigpt4.registry import MODELS, TASKS
 from minigpt4.tasks.captioning.generation import batch_size_eval, shard_batches
@@ -31,12 +32,10 @@ log = logging.getLogger("minigpt4")
 
 def unique_images(name: str, dataset: Dataset) -> CaptionEvalDataset:
     """One item per image of a caption dataset, through its own image processor and cache."""
-    if not hasattr(dataset, "records"):
-        raise ConfigError(f"{name}: {type(dataset).__name__} has no records; the cache command fills caption datasets")
-    images = CaptionEvalDataset(
-        dataset.records, dataset.image_root, dataset.vis_processor, strict=False, source=getattr(dataset, "source", name)
-    )
-    images.features = dataset.features
+    if not isinstance(dataset, ImageRecords) or not isinstance(dataset, FeatureReading):
+        raise ConfigError(f"{name}: {type(dataset).__name__} has no image records; the cache command fills caption datasets")
+    images = CaptionEvalDataset(dataset.records, dataset.image_root, dataset.vis_processor, strict=False, source=dataset.source or name)
+    images.use_features(dataset.features)
     return images
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from minigpt4.cli import evaluate as eval_main
+from minigpt4.evaluation import shared_scorer
 from minigpt4.models.minigpt4 import MiniGPT4
 from tests.helpers.evaluation import eval_outputs, write_ckpt
 
@@ -26,7 +27,9 @@ def test_k_checkpoints_share_one_encoding_pass(standin_eval, tmp_path, monkeypat
     cache = tmp_path / "features"
     opts = ["--options", "run.max_new_tokens=6", f"run.feature_cache={cache}"]
     calls = _count_encoder_passes(monkeypatch)
+    scorer = shared_scorer()
     assert eval_main([str(run), "--cfg-path", str(standin_eval["cfg"]), *opts]) == 0
+    assert shared_scorer() is scorer and scorer.usable  # a finished job leaves the process's METEOR JVM running
     assert sum(calls) == 10  # 4 checkpoints (pretrained + 3), 10 test images: each image once
     for name in ("pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_2"):
         _, m = eval_outputs(run / "eval", name)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,11 @@ from PIL import Image
 
 from minigpt4.cli import evaluate as eval_main
 from minigpt4.evaluation import METRICS, CaptionScorer, score_captions
+from minigpt4.quickstart.report import report
 from minigpt4.quickstart.standins import STANDIN
 from tests.helpers.evaluation import eval_outputs, write_ckpt
 from tests.helpers.paths import REPO
-from tests.helpers.processes import run_ok
+from tests.helpers.processes import run_ok, torchrun
 
 SCRIPT = REPO / "eval_scripts" / "eval_flickr30k.py"
 EVALUATE_SH = REPO / "evaluate.sh"
@@ -50,20 +50,15 @@ def test_one_and_two_processes_give_identical_results(standin_eval, tmp_path):
     """Two checkpoints in one job; 10 test images in batches of 3 (the last one short)."""
     ckpt = write_ckpt(tmp_path / "checkpoint_1.pth", standin_eval["base"], 1, 0.01)
     args = ["--cfg-path", standin_eval["cfg"], "--ckpt", "pretrained", "--ckpt", ckpt, "--options", "run.batch_size_eval=3"]
-    run_ok([sys.executable, SCRIPT, "--save-path", tmp_path / "one", *args])
+    assert eval_main(["--save-path", str(tmp_path / "one"), *map(str, args)]) == 0  # in this process
     run_ok(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
+        torchrun(
+            2,
             SCRIPT,
             "--save-path",
             tmp_path / "two",
             *args,
-        ]
+        )
     )
 
     test_split = json.loads((standin_eval["data"] / "flickr30k_test.json").read_text())
@@ -98,14 +93,14 @@ def test_one_and_two_processes_give_identical_results(standin_eval, tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_sh_on_a_run_folder(standin_eval, tmp_path):
+def test_evaluate_sh_on_a_run_folder(standin_eval, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     for epoch in (0, 1):
         write_ckpt(run / f"checkpoint_{epoch}.pth", standin_eval["base"], epoch, 0.01)
     (run / "config.yaml").write_text(yaml.safe_dump({"model": standin_eval["cfg_dict"]["model"]}))
 
-    first = run_ok(["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--options", "run.max_new_tokens=12"])
+    first = run_ok(["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--options", "run.max_new_tokens=12", "--nproc", "1"])
     log = first.stdout + first.stderr
     assert "evaluating 3 checkpoint(s)" in log and "differs from" not in log
     eval_dir = run / "eval"
@@ -122,35 +117,35 @@ def test_evaluate_sh_on_a_run_folder(standin_eval, tmp_path):
         assert json.loads(im.text["Epochs"]) == [-1, 0, 1]
     stamps = {p: p.stat().st_mtime_ns for p in eval_dir.glob("*/*.json")}
 
+    # the same job in this process from here on (evaluate.sh's flags: tests/unit/test_cli.py)
+    def evaluate(*extra: str, tokens: int = 12) -> str:
+        capsys.readouterr()
+        assert eval_main([str(run), "--cfg-path", str(standin_eval["cfg"]), *extra, "--options", f"run.max_new_tokens={tokens}"]) == 0
+        return capsys.readouterr().out
+
     # a second call with the same settings evaluates nothing
-    second = run_ok(["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--options", "run.max_new_tokens=12"])
-    assert "evaluating" not in second.stdout + second.stderr and "up to date (same fingerprint)" in second.stdout
+    second = evaluate()
+    assert "evaluating" not in second and "up to date (same fingerprint)" in second
     assert {p: p.stat().st_mtime_ns for p in eval_dir.glob("*/*.json")} == stamps
 
-    # a new checkpoint: only it is evaluated (here with torchrun), and epoch 10 sorts after epoch 1
+    # a new checkpoint: only it is evaluated, and epoch 10 sorts after epoch 1
     write_ckpt(run / "checkpoint_10.pth", standin_eval["base"], 10, 0.01)
-    third = run_ok(
-        ["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--options", "run.max_new_tokens=12", "--nproc", "2"]
-    )  # evaluate.sh's own flag after --options
-    assert "evaluating 1 checkpoint(s)" in third.stdout + third.stderr
+    assert "evaluating 1 checkpoint(s)" in evaluate()
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    assert json.loads((eval_dir / "checkpoint_10" / "metrics.json").read_text())["world_size"] == 2
     csv = (eval_dir / "summary.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in csv[1:]] == ["pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_10"]
 
-    report = run_ok([sys.executable, "-m", "minigpt4.quickstart.report", run, "--samples", "2"]).stdout
+    text = report(run, samples=2)
     first_image = json.loads((standin_eval["data"] / "flickr30k_test.json").read_text())[0]
-    assert first_image["captions"][0] in report and "checkpoint_10" in report and "summary.png" in report
+    assert first_image["captions"][0] in text and "checkpoint_10" in text and "summary.png" in text
 
-    # flags after --options are evaluate.sh's and the script's own: --limit 4 goes to eval_limit4/
-    limited = run_ok(["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--options", "run.max_new_tokens=12", "--limit", "4"])
-    assert "evaluating 4 checkpoint(s) on 4 test images" in limited.stdout
+    # --limit 4 goes to eval_limit4/
+    assert "evaluating 4 checkpoint(s) on 4 test images" in evaluate("--limit", "4")
     assert json.loads((run / "eval_limit4" / "checkpoint_0" / "metrics.json").read_text())["limit"] == 4
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the full-split results are untouched
 
     # a changed setting re-evaluates everything it affects, says why, and keeps the old results aside
-    changed = run_ok(["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--options", "run.max_new_tokens=5"])
-    log = changed.stdout
+    log = evaluate(tokens=5)
     assert "4 to evaluate" in log and "checkpoint_1: settings changed: generation.max_new_tokens: 12 -> 5" in log
     for name in ("pretrained", "checkpoint_0", "checkpoint_1", "checkpoint_10"):
         m = json.loads((eval_dir / name / "metrics.json").read_text())

@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from minigpt4.cli import evaluate as eval_main
+from minigpt4.evaluation import shared_scorer
 from minigpt4.quickstart.standins import STANDIN
 from tests.helpers.evaluation import eval_fails, write_ckpt
 from tests.helpers.paths import REPO
-from tests.helpers.processes import interrupt_when, run_ok, subprocess_env
+from tests.helpers.processes import interrupt_when, subprocess_env
 
 EVALUATE_SH = REPO / "evaluate.sh"
 
@@ -169,6 +170,7 @@ def test_unreadable_image(standin_eval, tmp_path, capsys):
     shutil.copytree(standin_eval["data"], data)
     victim = json.loads((data / "flickr30k_test.json").read_text())[4]["image"]
     (data / "flickr30k-images" / victim).write_bytes(b"not a jpeg")
+    scorer = shared_scorer()
     err = eval_fails(
         [
             "--cfg-path",
@@ -184,6 +186,7 @@ def test_unreadable_image(standin_eval, tmp_path, capsys):
     assert f"cannot load image {data / 'flickr30k-images' / victim}" in err
     assert "does not skip unreadable" in err
     assert not (tmp_path / "out" / "pretrained" / "metrics.json").exists()
+    assert not scorer.usable and shared_scorer() is not scorer  # a failed job stops its METEOR JVM
 
 
 def test_split_option_with_an_annotation_file(standin_eval, tmp_path, capsys):
@@ -215,7 +218,7 @@ def test_split_option_with_an_annotation_file(standin_eval, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_evaluation_keeps_finished_results(standin_eval, tmp_path):
+def test_ctrl_c_during_evaluation_keeps_finished_results(standin_eval, tmp_path, capsys):
     """SIGINT after the first result: exit 130, no traceback, the finished result is kept and named;
     under evaluate.sh --nproc 2 a SIGTERM to the launcher: exit 143 from every process; the rerun
     evaluates only the rest."""
@@ -255,5 +258,6 @@ def test_ctrl_c_during_evaluation_keeps_finished_results(standin_eval, tmp_path)
     assert rc == 143 and "Traceback" not in text and "forcefully" not in text and seconds < 20, text[-3000:]
     assert "Interrupted by SIGTERM; finished results are kept (pretrained" in text and text.count("Interrupted by") == 1
     assert "torchrun: stopped by SIGTERM" in text and (run / "eval" / "pretrained" / "metrics.json").is_file()
-    again = run_ok(cmd)
-    assert "pretrained: up to date" in again.stdout and not (run / "eval" / "pretrained" / "replaced").exists()
+    capsys.readouterr()
+    assert eval_main(cmd[4:]) == 0  # the rerun, in this process
+    assert "pretrained: up to date" in capsys.readouterr().out and not (run / "eval" / "pretrained" / "replaced").exists()

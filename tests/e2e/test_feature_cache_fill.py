@@ -4,11 +4,10 @@ cache itself: tests/unit/features/test_cache.py.)"""
 import hashlib
 import json
 import re
-import sys
 
 from minigpt4.commands.cache import main as fill_main
 from tests.helpers.configs import tiny_model_section, write_yaml
-from tests.helpers.processes import run_ok
+from tests.helpers.processes import run_ok, torchrun
 
 
 def test_fill_command_fills_over_two_ranks_then_skips(tiny_stack, synthetic_flickr, tmp_path):
@@ -31,13 +30,8 @@ def test_fill_command_fills_over_two_ranks_then_skips(tiny_stack, synthetic_flic
         },
     )
     proc = run_ok(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
+        torchrun(
+            2,
             "-m",
             "minigpt4.cli",
             "cache",
@@ -45,7 +39,7 @@ def test_fill_command_fills_over_two_ranks_then_skips(tiny_stack, synthetic_flic
             cfg,
             "--batch-size",
             "5",
-        ]
+        )
     )
     found = re.search(r"flickr30k_caption: (\d+) images encoded now, (\d+) were cached already, 0 unreadable", proc.stdout + proc.stderr)
     assert found and int(found[1]) + int(found[2]) == 32 and int(found[1]) >= 30  # 32 images (some may be twins)

@@ -6,24 +6,16 @@ device and step counts come as --options: the tiny stack is not the official siz
 
 import json
 import shutil
-import sys
 
 import pytest
 import torch
 
+from minigpt4.testing.stacks import TINY_VIT
 from tests.helpers.configs import edit_paths
 from tests.helpers.paths import REPO
-from tests.helpers.processes import run_ok
+from tests.helpers.processes import run_ok, torchrun
 from tests.helpers.training import run_dirs
 
-TINY_VIT = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "patch_size": 14,
-    "initializer_range": 0.02,
-}
 SIZE_OPTIONS = ["model.image_size=56", *(f"model.vit_config.{k}={v}" for k, v in TINY_VIT.items())]
 
 
@@ -55,13 +47,8 @@ def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_st
         {**model_paths, "datasets.cc_sbu_align.build_info.storage": str(storage), "run.output_dir": str(out)},
     )
     proc = run_ok(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
+        torchrun(
+            2,
             "train.py",
             "--cfg-path",
             train_cfg,
@@ -79,7 +66,7 @@ def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_st
             "model.lora.r=4",
             "model.llm_grad_checkpoint=true",
             "run.wandb_mode=offline",
-        ],
+        ),
         timeout=400,
     )
     log = proc.stdout + proc.stderr

@@ -73,7 +73,11 @@ def test_quickstart_reduced(tmp_path):
     assert len(printed) == 3 and all(line.split(" -> ")[1].strip() for line in printed), api
     # a second run reuses the prepared sample and the stand-ins
     again = subprocess.run(
-        ["bash", str(REPO / "quickstart.sh")], env={**env, "QS_EPOCHS": "1"}, capture_output=True, text=True, timeout=900
+        ["bash", str(REPO / "quickstart.sh")],
+        env={**env, "QS_EPOCHS": "1", "QS_ITERS": "1", "QS_LIMIT": "2"},
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "reusing the prepared sample" in again.stdout and "up to date; reusing" in again.stdout + again.stderr

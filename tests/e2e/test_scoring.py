@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from minigpt4.evaluation import METRICS, CaptionScorer, ScoringSetupError, score_captions
+from minigpt4.evaluation import METRICS, CaptionScorer, ScoringSetupError, score_captions, shared_scorer
 from minigpt4.tasks.captioning.scoring import check_java, spice_status
 from tests.helpers.paths import DATA
 
@@ -23,11 +23,10 @@ def karpathy() -> list[dict]:
     return data
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def scorer():
-    """One METEOR JVM for the whole module."""
-    with CaptionScorer() as s:
-        yield s
+    """The process's scorer: one METEOR JVM for these tests and the in-process evaluation jobs."""
+    return shared_scorer()
 
 
 def leave_one_out(data: list[dict]) -> tuple[dict, dict]:
@@ -105,6 +104,18 @@ def test_one_tokenizer_run_per_call_and_new_references_are_tokenised(karpathy, s
     other, fresh = scorer.score(preds, other_refs), scorer.score(preds, refs)
     assert runs == [30, 15, 30, 30]  # refs + candidates, candidates only, new refs + candidates, refs again
     assert reused == first == fresh and other != first  # reused references score as freshly tokenised ones
+
+
+def test_the_process_scorer_is_reused_and_replaced_once_its_jvm_died(scorer):
+    assert shared_scorer() is scorer and scorer.usable
+    proc = scorer._meteor.meteor_p
+    proc.kill()
+    proc.wait()
+    assert not scorer.usable
+    fresh = shared_scorer()
+    assert fresh is not scorer and fresh.usable and shared_scorer() is fresh
+    scorer.close()
+    assert fresh.score({"a": "a dog runs"}, {"a": ["a dog runs", "a dog"]})["Bleu_1"] > 0.9
 
 
 def test_order_of_ids_does_not_matter(karpathy, scorer):

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from tests.helpers.paths import REPO
 
 def subprocess_env() -> dict:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def torchrun(nproc: int, *args) -> list:
+    """The command line running ``args`` (a script or ``-m module``, then its arguments) under
+    ``torchrun --standalone`` with ``nproc`` CPU processes."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]
 
 
 def run_ok(cmd: list[str], cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:

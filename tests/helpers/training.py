@@ -14,6 +14,9 @@ import torch
 
 from minigpt4.testing.tasks import NAN_STEP_ENV
 from tests.helpers.paths import REPO, TINY_CFG
+from tests.helpers.processes import torchrun
+
+TRAINABLE = {"llama_proj.weight", "llama_proj.bias"}
 
 
 def overfit(model, batch: dict, steps: int = 60, lr: float = 3e-3) -> float:
@@ -50,8 +53,8 @@ def train_env(extra: dict | None = None) -> dict:
 
 
 def train_cmd(opts: list[str], nproc: int = 0, resume: str | None = None) -> list[str]:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] if nproc else [sys.executable]
-    cmd = launcher + ["train.py", "--cfg-path", str(TINY_CFG), "--options", *opts]
+    args = ["train.py", "--cfg-path", str(TINY_CFG), "--options", *opts]
+    cmd = torchrun(nproc, *args) if nproc else [sys.executable, *args]
     return cmd + (["--resume", resume] if resume else [])
 
 
@@ -70,3 +73,30 @@ def run_dirs(out: Path, job: str = "minigpt4_flickr_tiny") -> list[Path]:
 
 def epoch_records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "log.txt").read_text().splitlines()]
+
+
+def final_weights(run_dir: Path, epoch: int) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / f"checkpoint_{epoch}.pth", weights_only=True)["model"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert set(a) == set(b) == TRAINABLE
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs (max abs diff {(a[k] - b[k]).abs().max().item():.3g})"
+
+
+def build_runner(cfg, run_dir: Path, model=None):
+    """The config's task and runner in this process (one CPU rank), around ``model`` (default: built from
+    ``cfg.model``), writing to ``run_dir``."""
+    import minigpt4
+    from minigpt4.registry import RUNNERS, TASKS
+    from minigpt4.utils import dist
+    from minigpt4.utils.logging import setup_logger
+
+    info = dist.init_distributed("cpu")
+    setup_logger(0)
+    task = TASKS.build(cfg.run.task, cfg.run)
+    model = model if model is not None else minigpt4.build_model(cfg.model)
+    return RUNNERS.build(
+        cfg.run.runner, cfg, task=task, model=model, datasets=task.build_datasets(cfg.datasets), run_dir=run_dir, dist_info=info
+    )

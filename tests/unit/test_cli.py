@@ -16,6 +16,7 @@ def _run(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # starts a Python process
 def test_train_py_with_a_typo_names_key_and_file(tmp_path, tiny_stack):
     cfg = write_yaml(
         tmp_path / "typo.yaml", {"custom_imports": ["minigpt4.testing"], "model": tiny_model_section(tiny_stack, num_querry_token=16)}
@@ -27,6 +28,7 @@ def test_train_py_with_a_typo_names_key_and_file(tmp_path, tiny_stack):
     assert not (tmp_path / "output").exists()
 
 
+@pytest.mark.slow  # starts a Python process
 @pytest.mark.parametrize("command", [["eval_scripts/eval_flickr30k.py"], ["-m", "minigpt4.cli", "eval"]])
 def test_evaluation_commands_report_a_missing_config(tmp_path, command):
     proc = _run(*command, "--cfg-path", tmp_path / "nope.yaml", "--save-path", tmp_path / "out")
@@ -34,6 +36,7 @@ def test_evaluation_commands_report_a_missing_config(tmp_path, command):
     assert proc.stderr.strip().splitlines()[-1] == f"error: invalid config: {tmp_path / 'nope.yaml'}: config file not found"
 
 
+@pytest.mark.slow  # starts a Python process
 def test_evaluate_sh_passes_flags_after_options(tmp_path):
     """--options no longer swallows the flags after it: --limit reaches the job (here: a bad value)."""
     proc = subprocess.run(

@@ -7,6 +7,8 @@ import ast
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers.paths import REPO
 
 PACKAGE = REPO / "minigpt4"
@@ -91,6 +93,7 @@ def test_product_modules_import_only_downwards():
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow  # starts a Python process
 def test_importing_every_product_module_loads_no_test_or_demo_code():
     names = sorted(product_modules())
     code = (

@@ -55,6 +55,7 @@ def test_locations_are_imported_on_first_lookup(tmp_path, monkeypatch):
 LAZY = Registry("lazy widget", ["my_widgets"])
 
 
+@pytest.mark.slow  # starts a Python process
 def test_real_registries_load_their_modules_lazily():
     code = (
         "import sys; from minigpt4.registry import MODELS, RUNNERS; "

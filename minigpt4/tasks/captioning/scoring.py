@@ -4,12 +4,14 @@
 and so fails offline before any metric. Here the PTB tokenizer, BLEU-1..4, METEOR, ROUGE-L and
 CIDEr(-D) run as in that function; SPICE runs only when its CoreNLP jars are already installed.
 
-One ``CaptionScorer`` keeps one METEOR JVM (6-10 s to start) for its lifetime, so several
-checkpoints are scored with one start-up, and tokenises a set of references once.
+One ``CaptionScorer`` keeps one METEOR JVM (6-10 s and about 8 CPU-seconds to start) for its
+lifetime, so several checkpoints are scored with one start-up, and tokenises a set of references
+once; ``shared_scorer()`` keeps one for the whole process, for successive evaluation jobs.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -148,6 +150,11 @@ class CaptionScorer:
         self._meteor = Meteor()  # starts the JVM now; it loads while captions are generated
         self._tokenized_refs: tuple[tuple, dict] | None = None  # (references, their PTB tokens)
 
+    @property
+    def usable(self) -> bool:
+        """Open, with its METEOR JVM still running."""
+        return self._meteor is not None and self._meteor.meteor_p.poll() is None
+
     def score(self, predictions: Mapping, references: Mapping) -> dict[str, float]:
         """``{image_id: caption}``, ``{image_id: [refs]}`` -> ``{"Bleu_1", ..., "CIDEr"[, "SPICE"]}``."""
         if self._meteor is None:
@@ -211,6 +218,24 @@ class CaptionScorer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_shared: CaptionScorer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_scorer() -> CaptionScorer:
+    """This process's reusable scorer (SPICE "auto"): successive evaluation jobs in one process (a
+    notebook, a script looping over runs, the test suite) share one METEOR JVM instead of starting one
+    each. A closed or dead one (a failed or interrupted job closes it) is replaced; it stops at exit."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or not _shared.usable:
+            if _shared is not None:
+                _shared.close()
+            _shared = CaptionScorer()
+            atexit.register(_shared.close)
+        return _shared
 
 
 def score_captions(predictions: Mapping, references: Mapping, scorer: CaptionScorer | None = None) -> dict[str, float]:

@@ -106,6 +106,7 @@ def test_unknown_model_type_from_options_is_blamed_on_options(tiny_cfg_path):
     assert str(tiny_cfg_path) not in str(e.value)
 
 
+@pytest.mark.slow  # starts a Python process
 def test_custom_imports_registers_components(tmp_path, tiny_stack):
     """A fresh process knows only the real model types; custom_imports brings the tiny one in."""
     plain = write_yaml(tmp_path / "plain.yaml", {"model": tiny_model_section(tiny_stack)})

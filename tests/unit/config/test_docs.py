@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from minigpt4.commands import config_docs
 from minigpt4.config import docs as schema_doc
 from minigpt4.config.schema import Key
 from minigpt4.training.schema import RUN_SCHEMA
@@ -12,8 +13,9 @@ from tests.helpers.paths import REPO
 
 
 def test_readme_config_table_is_current():
+    assert config_docs.main(["--check"]) == 0  # the command's default file is the repository's docs/config.md
     assert schema_doc.update(REPO / "docs" / "config.md", check=True), (
-        "docs/config.md's config-key table is stale: run python -m minigpt4.config.docs"
+        "docs/config.md's config-key table is stale: run python -m minigpt4.commands.config_docs"
     )
 
 
@@ -28,7 +30,7 @@ def test_a_new_key_makes_the_check_fail(monkeypatch, tmp_path):
     readme.write_text((REPO / "docs" / "config.md").read_text())
     monkeypatch.setitem(RUN_SCHEMA, "brand_new_key", Key("A key added without regenerating the docs.", int, 1))
     assert not schema_doc.update(readme, check=True)
-    assert schema_doc.main(["--readme", str(readme), "--check"]) == 1
+    assert config_docs.main(["--readme", str(readme), "--check"]) == 1
     schema_doc.update(readme)  # regenerating fixes it
     assert schema_doc.update(readme, check=True) and "`run.brand_new_key`" in readme.read_text()
 

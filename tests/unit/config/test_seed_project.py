@@ -6,18 +6,16 @@ evaluation entry a training-only one."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 import minigpt4
+import minigpt4.cli
 from minigpt4.config import seed_project
 from minigpt4.errors import ConfigError
 from minigpt4.registry import DATASETS, Registry
 from tests.helpers.configs import tiny_model_section, write_yaml
 from tests.helpers.paths import REPO
-from tests.helpers.processes import subprocess_env
 
 SEED = REPO / "tests" / "data" / "seed_project"
 TRAIN = SEED / "minigpt4_flickr_finetune.yaml"
@@ -116,19 +114,13 @@ def test_entries_with_a_builder_and_lora_keys_outside_seed_files_are_left_alone(
         (["eval", "--save-path", "out"], EVAL, "error: invalid config (9 problems):\n  - evaluation_datasets.flickr30k in "),
     ],
 )
-def test_commands_exit_2_with_one_error_before_any_output(tmp_path, command, seed, first):
+def test_commands_exit_2_with_one_error_before_any_output(tmp_path, monkeypatch, capsys, command, seed, first):
     cfg = shutil.copy(seed, tmp_path / seed.name)
-    proc = subprocess.run(
-        [sys.executable, "-m", "minigpt4.cli", command[0], "--cfg-path", str(cfg), *command[1:]],
-        cwd=tmp_path,
-        env={**subprocess_env(), "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    error = proc.stderr[proc.stderr.index("error: ") :]
-    assert error.startswith(first) and "Did you mean" not in error
+    monkeypatch.chdir(tmp_path)
+    assert minigpt4.cli.main([command[0], "--cfg-path", str(cfg), *command[1:]]) == 2
+    err = capsys.readouterr().err
+    error = err[err.index("error: ") :]
+    assert error.startswith(first) and "Did you mean" not in error and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == [seed.name]  # no run folder, no output folder
 
 

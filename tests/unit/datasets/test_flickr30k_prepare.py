@@ -259,6 +259,7 @@ def test_main_prints_summary_and_errors(sample, tmp_path, capsys):
     assert "\nerror: " in "\n" + err and "flickr_annotations_30k.csv line 2 (row 0): unknown split 'nope'" in err
 
 
+@pytest.mark.slow  # starts a Python process
 def test_script_cli(sample, tmp_path):
     root = _bad_csv(sample, tmp_path, _set(3, "raw", "[oops"))
     r = subprocess.run([sys.executable, "prepare_flickr30k.py", "--root", str(root)], cwd=REPO, capture_output=True, text=True)

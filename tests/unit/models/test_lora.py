@@ -17,14 +17,12 @@ from minigpt4.errors import ConfigError, WeightsError
 from minigpt4.evaluation.fingerprint import eval_settings
 from minigpt4.evaluation.train_match import adopt_training_lora, training_mismatches
 from minigpt4.models import export as export_job
-from minigpt4.registry import RUNNERS, TASKS
 from minigpt4.training.checkpoint import load_checkpoint
 from minigpt4.utils import dist
-from minigpt4.utils.logging import setup_logger
 from tests.helpers.configs import tiny_model_section, write_yaml
 from tests.helpers.evaluation import adapted_lora_checkpoint
 from tests.helpers.paths import TINY_CFG
-from tests.helpers.training import options
+from tests.helpers.training import build_runner, options
 
 LORA = {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}
 INSTRUCTION = "<Img><ImageHere></Img> Describe this image."
@@ -120,18 +118,7 @@ def test_llm_grad_checkpoint_recomputes_each_layer_and_gives_the_same_gradients(
 
 def _train(cfg, run_dir):
     dist.seed_everything(cfg.run.seed)
-    info = dist.init_distributed("cpu")
-    setup_logger(0)
-    task = TASKS.build(cfg.run.task, cfg.run)
-    runner = RUNNERS.build(
-        cfg.run.runner,
-        cfg,
-        task=task,
-        model=minigpt4.build_model(cfg.model),
-        datasets=task.build_datasets(cfg.datasets),
-        run_dir=run_dir,
-        dist_info=info,
-    )
+    runner = build_runner(cfg, run_dir)
     return runner, runner.train()
 
 

@@ -119,6 +119,7 @@ def test_deterministic_bytes(tmp_path, sample):
     assert other["flickr_annotations_30k.csv"] != _files(sample)["flickr_annotations_30k.csv"]
 
 
+@pytest.mark.slow  # starts a Python process
 def test_cli(tmp_path):
     r = subprocess.run(
         [

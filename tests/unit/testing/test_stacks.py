@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from minigpt4.models.qformer import qformer_config
 from minigpt4.models.variants import OFFICIAL_CHECKPOINTS
 from minigpt4.models.vision import build_vision_encoder, vision_config
 from minigpt4.models.weights import load_weights
+from minigpt4.testing import stacks
 from minigpt4.testing.stacks import (
     SIZES,
     TINY_IMAGE_SIZE,
@@ -34,7 +33,6 @@ from minigpt4.testing.stacks import (
     write_random_stack,
 )
 from tests.helpers.configs import tiny_model_section, write_yaml
-from tests.helpers.paths import REPO
 
 INSTR = "<Img><ImageHere></Img> Describe this image in detail."
 CAPTIONS = [
@@ -151,20 +149,14 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def test_random_stack_command_and_its_testing_alias_write_the_same_files(tmp_path, capsys):
-    """``python -m minigpt4.testing.stacks`` (tiny by default) is ``minigpt4-random-stack`` with the tiny
-    sizes (registered by importing minigpt4.testing.stacks, as here)."""
-    old = subprocess.run(
-        [sys.executable, "-m", "minigpt4.testing.stacks", "--size", "tiny-llama2", "--out", str(tmp_path / "old")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert old.returncode == 0, old.stderr[-2000:]
-    assert "note:" not in old.stderr  # the tiny sizes stay the test tool's: no note
+    """``python -m minigpt4.testing.stacks`` (tiny by default; its ``main``, here) is
+    ``minigpt4-random-stack`` with the tiny sizes (registered by importing minigpt4.testing.stacks)."""
+    stacks.main(["--size", "tiny-llama2", "--out", str(tmp_path / "old")])
+    old = capsys.readouterr()
+    assert "note:" not in old.err  # the tiny sizes stay the test tool's: no note
     assert minigpt4.cli.main(["random-stack", "--size", "tiny-llama2", "--out", str(tmp_path / "new")]) == 0
     new_out = capsys.readouterr().out
-    assert new_out.replace(str(tmp_path / "new"), "DIR") == old.stdout.replace(str(tmp_path / "old"), "DIR")
+    assert new_out.replace(str(tmp_path / "new"), "DIR") == old.out.replace(str(tmp_path / "old"), "DIR")
     old_files, new_files = _digests(tmp_path / "old"), _digests(tmp_path / "new")
     assert sorted(old_files) == sorted(new_files) and "eva_vit_g.pth" in new_files
     assert old_files["llama/config.json"] == new_files["llama/config.json"]
