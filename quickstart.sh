@@ -14,6 +14,7 @@
 #
 # Usage: bash quickstart.sh            (environment overrides, e.g. for a smaller run:
 #        QS_IMAGES QS_SEED QS_VISION_STEPS QS_STAGE1_STEPS QS_NPROC QS_EPOCHS QS_ITERS QS_LIMIT QS_CACHE;
+#        QS_PREPARE_ONLY=1 stops after step 3, with the sample and the stand-ins ready;
 #        QS_TRAIN_OPTIONS: more stage-2 --options, e.g. QS_TRAIN_OPTIONS="model.lora.r=8" adds LoRA adapters;
 #        QS_STANDIN_OPTIONS: more flags of python -m minigpt4.quickstart.standins, e.g. "--vision-lr 2e-3")
 set -euo pipefail
@@ -49,6 +50,10 @@ echo "== 3. stand-ins ($VISION_STEPS stage-0 + $STAGE1_STEPS stage-1 steps, cach
 python -m minigpt4.quickstart.standins --ann "$DATA/flickr30k_train.json" --images "$DATA/flickr30k-images" \
   --out "$STANDINS" --vision-steps "$VISION_STEPS" --steps "$STAGE1_STEPS" --seed "$SEED" \
   ${STANDIN_OPTIONS[@]+"${STANDIN_OPTIONS[@]}"}
+if [ -n "${QS_PREPARE_ONLY:-}" ]; then
+  echo "QS_PREPARE_ONLY is set: the sample and the stand-ins are ready under $CACHE; stopping before training"
+  exit 0
+fi
 
 echo "== 4. stage 2: fine-tune a fresh llama_proj with torchrun ($NPROC processes, $EPOCHS epochs)"
 paths=(model.llama_model="$STANDINS/llama" model.vit_ckpt="$STANDINS/eva_vit_g.pth"

@@ -8,16 +8,22 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 import minigpt4.testing  # noqa: F401  (registers model_type tiny in this process, as custom_imports does)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MINIGPT4_IGNORE_SLURM", "1")  # a suite run inside a SLURM allocation stays one process
+# One intra-op thread in this process and every process a test starts: the tiny models gain nothing from
+# more, and with `pytest -n 2` on 2 cores spinning OpenMP threads of several processes would fight.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 from minigpt4.testing.stacks import build_tiny_stack  # noqa: E402
 from tests.helpers.configs import tiny_model_section, write_yaml  # noqa: E402
-from tests.helpers.evaluation import build_standin_eval  # noqa: E402
+from tests.helpers.evaluation import build_standin_files, standin_eval_setup  # noqa: E402
+from tests.helpers.shared import built_once  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -30,13 +36,13 @@ def _minigpt4_logs_reach_caplog(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_stack(tmp_path_factory) -> dict[str, str]:
     """Paths of a random tiny stack: llama_model, vit_ckpt, q_former_model, ckpt (official layouts)."""
-    return build_tiny_stack(tmp_path_factory.mktemp("tiny_stack"))
+    return built_once(tmp_path_factory, "tiny_stack", build_tiny_stack)
 
 
 @pytest.fixture(scope="session")
 def tiny_llama2_stack(tmp_path_factory) -> dict[str, str]:
     """A random tiny stack of the Llama-2 variant (no BLIP-2 file): llama_model, vit_ckpt, ckpt."""
-    return build_tiny_stack(tmp_path_factory.mktemp("tiny_llama2_stack"), has_qformer=False)
+    return built_once(tmp_path_factory, "tiny_llama2_stack", lambda out: build_tiny_stack(out, has_qformer=False))
 
 
 @pytest.fixture()
@@ -61,4 +67,5 @@ def synthetic_flickr(tmp_path_factory) -> Path:
 def standin_eval(tmp_path_factory) -> dict:
     """Synthetic 112-px Flickr30k sample (10 test images), stand-ins after a short stage 1 (long enough for
     image-dependent captions), an eval config: root, data, cfg (path), cfg_dict, base (llama_proj)."""
-    return build_standin_eval(tmp_path_factory.mktemp("eval_e2e"))
+    files = built_once(tmp_path_factory, "standin_files", build_standin_files)
+    return standin_eval_setup(files, tmp_path_factory.mktemp("eval_e2e"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from minigpt4.datasets import read_caption_json
 from minigpt4.errors import DataError, run_command
-from minigpt4.models.random_stack import SIZE_ALIASES, SIZES, build_random_stack, canonical_size
+from minigpt4.models.sizes import SIZE_ALIASES, SIZES, canonical_size
 
 DEFAULT_SIZE = "vicuna-7b"
 
@@ -65,6 +65,8 @@ def build(args: argparse.Namespace) -> dict[str, str]:
     corpus += read_captions(args.captions) if args.captions else []
     if args.size != "tiny" and not corpus:
         print("note: no --captions: the tokenizer is trained on a few sentences, so captions take more tokens than with the real one")
+    from minigpt4.models.random_stack import build_random_stack  # transformers: not needed for --help
+
     paths = build_random_stack(args.out, args.size, args.seed, corpus, args.device)
     for key, path in paths.items():
         print(f"model.{key}={path}")

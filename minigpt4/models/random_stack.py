@@ -32,39 +32,8 @@ from minigpt4.utils.prompt import DEFAULT_TEMPLATE, IMAGE_PLACEHOLDER, LLAMA2_TE
 from .llm import load_tokenizer
 from .minigpt4 import PATCHES_PER_TOKEN
 from .qformer import hf_to_blip2, qformer_config
-from .variants import LLAMA2_7B_LLM, VICUNA7B_LLM, VICUNA13B_LLM
+from .sizes import SIZES, canonical_size
 from .vision import build_vision_encoder, hf_to_eva, vision_config
-
-# EVA-ViT-G and the BERT-base Q-Former are the defaults of vision_config() and qformer_config(), the
-# LLMs those of minigpt4.models.variants. Written in fp16, as the released eva_vit_g.pth and LLM files are.
-_OFFICIAL = {
-    "image_size": 224,
-    "num_query_token": 32,
-    "vit": {},
-    "qformer": {},
-    "tokenizer_vocab": 32000,
-    "dtype": torch.float16,
-    "has_qformer": True,
-}
-# size -> image_size, num_query_token, vit / qformer / llm sizes, tokenizer_vocab, dtype, has_qformer
-SIZES: dict[str, dict[str, Any]] = {
-    "vicuna-7b": {**_OFFICIAL, "llm": VICUNA7B_LLM},
-    "vicuna-13b": {**_OFFICIAL, "llm": VICUNA13B_LLM},
-    "llama2-7b": {**_OFFICIAL, "llm": LLAMA2_7B_LLM, "has_qformer": False},
-}
-OFFICIAL_SIZES = tuple(SIZES)
-SIZE_ALIASES = {"vicuna0": "vicuna-7b"}  # earlier names
-
-
-def register_size(name: str, spec: dict[str, Any]) -> None:
-    """Add a size (the keys of ``SIZES``' values) that ``build_random_stack`` and the command accept."""
-    SIZES[name] = spec
-
-
-def canonical_size(name: str) -> str:
-    """``name``, or the size an earlier name (``SIZE_ALIASES``) stands for."""
-    return SIZE_ALIASES.get(name, name)
-
 
 _BASE_CORPUS = [
     "a red circle on a blue background",

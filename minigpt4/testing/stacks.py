@@ -22,16 +22,14 @@ import torch
 from minigpt4.commands import random_stack as command
 from minigpt4.errors import run_command
 from minigpt4.models.random_stack import (  # noqa: F401  (the stack writer, for the tests)
-    OFFICIAL_SIZES,
-    SIZES,
     build_random_stack,
     official_blip2_state,
     official_vit_state,
-    register_size,
     train_tokenizer,
     write_random_llama,
     write_random_stack,
 )
+from minigpt4.models.sizes import OFFICIAL_SIZES, SIZES, register_size  # noqa: F401
 from minigpt4.models.variants import VICUNA7B_LLM  # noqa: F401
 from minigpt4.utils.prompt import DEFAULT_TEMPLATE
 

@@ -74,7 +74,7 @@ def test_cpu_benchmark_minimal(quick_standins):
 
 def test_full_benchmark_sizes_are_the_random_stacks_names(capsys):
     from minigpt4.benchmarks.full import VARIANTS
-    from minigpt4.models.random_stack import OFFICIAL_SIZES
+    from minigpt4.models.sizes import OFFICIAL_SIZES
 
     assert sorted(VARIANTS) == sorted(OFFICIAL_SIZES)  # one name per size
     assert parser().parse_args(["full", "--size", "vicuna0"]).size == "vicuna-7b"  # the earlier name, with a note

@@ -242,12 +242,12 @@ def test_ctrl_c_during_evaluation_keeps_finished_results(standin_eval, tmp_path,
     ]
     rc, text, _ = interrupt_when(cmd, tmp_path / "log.txt", r"pretrained: Bleu_1 .* -> ", signal.SIGINT, subprocess_env(), timeout=240)
     assert rc == 130 and "Traceback" not in text, text[-3000:]
-    assert re.search(
-        r"Interrupted by SIGINT; finished results are kept \(pretrained(, checkpoint_0)?\); rerun the same "
-        r"command to evaluate the rest",
-        text,
-    ), text[-2000:]
-    assert (run / "eval" / "pretrained" / "metrics.json").is_file()
+    kept = re.search(r"Interrupted by SIGINT; finished results are kept \(([^)]*)\); rerun the same command to evaluate the rest", text)
+    assert kept, text[-2000:]
+    # on a loaded machine all may be done by the time the signal lands: the message names what is kept
+    names = kept.group(1).split(", ")
+    assert names == ["pretrained", "checkpoint_0", "checkpoint_1"][: len(names)], names
+    assert sorted(p.parent.name for p in (run / "eval").glob("*/metrics.json")) == sorted(names)
     assert not list((run / "eval").rglob(".*"))  # no temporary files
     # the same under evaluate.sh --nproc 2 (minigpt4-torchrun) with a scheduler's SIGTERM to the launcher
     shutil.rmtree(run / "eval")

@@ -71,13 +71,14 @@ def test_quickstart_reduced(tmp_path):
     (api,) = run_readme_blocks(cache, tmp_path / "repo")
     printed = [line for line in api.splitlines() if " -> " in line]
     assert len(printed) == 3 and all(line.split(" -> ")[1].strip() for line in printed), api
-    # a second run reuses the prepared sample and the stand-ins
+    # a second run reuses the prepared sample and the stand-ins (steps 4-6 ran above)
     again = subprocess.run(
         ["bash", str(REPO / "quickstart.sh")],
-        env={**env, "QS_EPOCHS": "1", "QS_ITERS": "1", "QS_LIMIT": "2"},
+        env={**env, "QS_PREPARE_ONLY": "1"},
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "reusing the prepared sample" in again.stdout and "up to date; reusing" in again.stdout + again.stderr
+    assert again.stdout.rstrip().endswith("stopping before training") and len(list(run_dirs[0].parent.iterdir())) == 1

@@ -96,6 +96,7 @@ def test_torchrun_two_processes(tiny_stack, synthetic_flickr, tmp_path):
     assert_same_weights(final_weights(resumed, 1), final_weights(run_dir, 1))
 
 
+@pytest.mark.xdist_group("resume_reference")  # under pytest -n N: one worker, one reference run
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, reference, tmp_path, sig):
     """Kill during epoch 1 (after checkpoint_0), resume with --resume auto (in the same run folder):

@@ -48,12 +48,12 @@ def eval_fails(args: list[str], capsys) -> str:
     return capsys.readouterr().err
 
 
-def build_standin_eval(root: Path) -> dict:
-    """Synthetic 112-px Flickr30k sample (10 test images), stand-ins after a short stage 1 (long enough for
-    image-dependent captions), an eval config."""
+def build_standin_files(root: Path) -> dict[str, str]:
+    """Synthetic 112-px Flickr30k sample under ``root/data`` (10 test images) and stand-ins after a short
+    stage 1 (long enough for image-dependent captions): the data folder and the stand-ins' paths."""
     from minigpt4.datasets import flickr30k_prepare
     from minigpt4.quickstart import synthetic
-    from minigpt4.quickstart.standins import STANDIN, model_section, train_standins
+    from minigpt4.quickstart.standins import train_standins
 
     data = root / "data"
     synthetic.make_synthetic_flickr30k(data, 100, seed=0, image_size=112)
@@ -66,12 +66,20 @@ def build_standin_eval(root: Path) -> dict:
         vision_steps=300,
         vision_batch_size=16,
         vision_lr=1e-3,
-    )  # a quarter of the default's
-    # stage-0 samples: captions no better for these tests with more
-    stage1 = paths["stage1_ckpt"]
+    )  # a quarter of the default's stage-0 samples: captions no better for these tests with more
+    return {**paths, "data": str(data)}
+
+
+def standin_eval_setup(files: dict[str, str], root: Path) -> dict:
+    """An eval config over ``build_standin_files``' output, with its own feature cache under ``root``:
+    root, data, cfg (path), cfg_dict, base (llama_proj of the stand-ins' stage 1)."""
+    from minigpt4.quickstart.standins import STANDIN, model_section
+
+    data = Path(files["data"])
+    stage1 = files["stage1_ckpt"]
     cfg = {
         "custom_imports": ["minigpt4.quickstart"],
-        "model": model_section(paths, ckpt=stage1),
+        "model": model_section(files, ckpt=stage1),
         "evaluation_datasets": {
             "flickr30k_eval": {
                 "build_info": {"ann_path": str(data), "image_path": str(data / "flickr30k-images")},
