@@ -1,6 +1,6 @@
 """Evaluation end to end: eval_flickr30k.py with 1 process and under torchrun with 2 (identical
-captions and scores), evaluate.sh on a run folder (summary files, fingerprints: nothing re-evaluated
-unless a setting changed), --limit, the eval configs. Uses the quickstart's pre-trained stand-ins
+captions and scores), the job of evaluate.sh on a run folder (summary files, fingerprints: nothing
+re-evaluated unless a setting changed), --limit, the eval configs. Uses the quickstart's pre-trained stand-ins
 (conftest's ``standin_eval``) so the captions are real words. Errors and interruption:
 test_evaluate_checks.py."""
 
@@ -24,7 +24,6 @@ from tests.helpers.paths import REPO
 from tests.helpers.processes import run_ok, torchrun
 
 SCRIPT = REPO / "eval_scripts" / "eval_flickr30k.py"
-EVALUATE_SH = REPO / "evaluate.sh"
 TEMPLATE = "###Human: {} ###Assistant: "
 FIRST_INSTRUCTION = (REPO / "minigpt4" / "prompts" / "alignment.txt").read_text().splitlines()[0]
 
@@ -92,15 +91,22 @@ def test_one_and_two_processes_give_identical_results(standin_eval, tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_sh_on_a_run_folder(standin_eval, tmp_path, capsys):
+def test_a_run_folder_then_only_what_is_new_or_changed(standin_eval, tmp_path, capsys):
+    """evaluate.sh's job on a run folder (the script itself runs in test_quickstart.py and, with 2
+    processes, in test_evaluate_checks.py; its flags in tests/unit/test_cli.py), in this process."""
     run = tmp_path / "run"
     run.mkdir()
     for epoch in (0, 1):
         write_ckpt(run / f"checkpoint_{epoch}.pth", standin_eval["base"], epoch, 0.01)
     (run / "config.yaml").write_text(yaml.safe_dump({"model": standin_eval["cfg_dict"]["model"]}))
 
-    first = run_ok(["bash", EVALUATE_SH, run, "--cfg-path", standin_eval["cfg"], "--options", "run.max_new_tokens=12", "--nproc", "1"])
-    log = first.stdout + first.stderr
+    def evaluate(*extra: str, tokens: int = 12) -> str:
+        capsys.readouterr()
+        assert eval_main([str(run), "--cfg-path", str(standin_eval["cfg"]), *extra, "--options", f"run.max_new_tokens={tokens}"]) == 0
+        out, err = capsys.readouterr()
+        return out + err
+
+    log = evaluate()
     assert "evaluating 3 checkpoint(s)" in log and "differs from" not in log
     eval_dir = run / "eval"
     for name in ("pretrained", "checkpoint_0", "checkpoint_1"):
@@ -115,12 +121,6 @@ def test_evaluate_sh_on_a_run_folder(standin_eval, tmp_path, capsys):
         assert json.loads(im.text["Metrics"]) == list(METRICS)
         assert json.loads(im.text["Epochs"]) == [-1, 0, 1]
     stamps = {p: p.stat().st_mtime_ns for p in eval_dir.glob("*/*.json")}
-
-    # the same job in this process from here on (evaluate.sh's flags: tests/unit/test_cli.py)
-    def evaluate(*extra: str, tokens: int = 12) -> str:
-        capsys.readouterr()
-        assert eval_main([str(run), "--cfg-path", str(standin_eval["cfg"]), *extra, "--options", f"run.max_new_tokens={tokens}"]) == 0
-        return capsys.readouterr().out
 
     # a second call with the same settings evaluates nothing
     second = evaluate()

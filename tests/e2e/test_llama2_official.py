@@ -1,6 +1,6 @@
 """End to end, the official way: the official Llama-2 stage-2 config (only its paths edited) trains the
 Llama-2 variant on cc_sbu_align data with torchrun on 2 CPU ranks, with LoRA adapters on the LLM as
-MiniGPT-v2 adds them (``model.lora``, gradient checkpointing on), then ``evaluate.sh`` scores the run
+MiniGPT-v2 adds them (``model.lora``, gradient checkpointing on), then evaluate.sh's job scores the run
 with the official Llama-2 eval config on Flickr30k, taking the adapter settings from the run. Sizes,
 device and step counts come as --options: the tiny stack is not the official size."""
 
@@ -10,9 +10,9 @@ import shutil
 import pytest
 import torch
 
+from minigpt4.cli import evaluate as eval_main
 from minigpt4.testing.stacks import TINY_VIT
 from tests.helpers.configs import edit_paths
-from tests.helpers.paths import REPO
 from tests.helpers.processes import run_ok, torchrun
 from tests.helpers.training import run_dirs
 
@@ -32,7 +32,7 @@ def cc_sbu_align_sample(flickr, out):
 
 
 @pytest.mark.slow
-def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_stack, synthetic_flickr, tmp_path):
+def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_stack, synthetic_flickr, tmp_path, capsys):
     storage = cc_sbu_align_sample(synthetic_flickr, tmp_path / "cc_sbu_align")
     out = tmp_path / "output"
     stage1 = tiny_llama2_stack["ckpt"]
@@ -86,13 +86,12 @@ def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_st
     assert len(ckpt) == 10 and sum(".lora_B." in k and v.abs().sum() > 0 for k, v in ckpt.items()) == 4
 
     eval_cfg = edit_paths("minigpt4_llama2_eval.yaml", tmp_path, model_paths)
-    proc = run_ok(
+    capsys.readouterr()
+    status = eval_main(
         [
-            "bash",
-            REPO / "evaluate.sh",
-            run,
+            str(run),
             "--cfg-path",
-            eval_cfg,
+            str(eval_cfg),
             "--options",
             *SIZE_OPTIONS,
             f"evaluation_datasets.flickr30k_eval.build_info.ann_path={synthetic_flickr}",
@@ -102,10 +101,10 @@ def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_st
             "run.max_new_tokens=8",
             "run.num_workers=0",
             f"run.feature_cache={tmp_path / 'features'}",
-        ],
-        timeout=400,
-    )
-    log = proc.stdout + proc.stderr
+        ]
+    )  # evaluate.sh's job, in this process (the script itself: test_quickstart.py, test_evaluate_checks.py)
+    assert status == 0
+    log = "".join(capsys.readouterr())
     assert "low_resource: true loads the LLM in 8-bit on a GPU, but this process runs on cpu" in log
     assert "not used by the evaluation" in log
     assert "model.lora: the run trained LoRA adapters (r 4, alpha 16, dropout 0.05, target_modules" in log
@@ -115,4 +114,3 @@ def test_official_llama2_configs_train_on_two_ranks_then_evaluate(tiny_llama2_st
         assert m["stop_string"] == "</s>" and m["num_images"] == 4 and m["config"]["model"]["lora"]["r"] == 4
     summary = (run / "eval" / "summary.md").read_text()
     assert "| pretrained |" in summary and "| 1 |" in summary
-    print(proc.stdout)
