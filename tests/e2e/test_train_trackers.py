@@ -60,7 +60,7 @@ def test_wandb_offline_logs_the_same_scalars_and_the_config(tiny_stack, syntheti
         wandb_project="flickr-tests",
         tensorboard=str(TENSORBOARD).lower(),
     )
-    proc = run_train(opts, env={"WANDB_SILENT": "true"})
+    proc = run_train(opts, env={"WANDB_SILENT": "true"}, process=True)  # wandb's run state is per process
     (run,) = run_dirs(tmp_path)
     (log_file,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
     records = wandb_records(log_file)

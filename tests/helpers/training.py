@@ -1,12 +1,15 @@
-"""Training runs of the tiny stack (``train.py`` in a subprocess, alone or under torchrun), their run
-folders and epoch records, and a short in-process overfit."""
+"""Training runs of the tiny stack (``train.py`` under torchrun, or its command in this process), their
+run folders and epoch records, and a short in-process overfit."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,12 +62,50 @@ def train_cmd(opts: list[str], nproc: int = 0, resume: str | None = None) -> lis
 
 
 def run_train(
-    opts: list[str], nproc: int = 0, resume: str | None = None, env: dict | None = None, check: bool = True, timeout: int = 240
+    opts: list[str],
+    nproc: int = 0,
+    resume: str | None = None,
+    env: dict | None = None,
+    check: bool = True,
+    timeout: int = 240,
+    process: bool = False,
 ) -> subprocess.CompletedProcess:
-    proc = subprocess.run(train_cmd(opts, nproc, resume), cwd=REPO, env=train_env(env), capture_output=True, text=True, timeout=timeout)
+    """``train.py`` with these options under torchrun with ``nproc`` processes, or with ``nproc`` 0 the
+    same command in this process (``process``: as a process of its own)."""
+    if nproc or process:
+        proc = subprocess.run(train_cmd(opts, nproc, resume), cwd=REPO, env=train_env(env), capture_output=True, text=True, timeout=timeout)
+    else:
+        proc = train_here(opts, resume, env)
     if check and proc.returncode != 0:
         pytest.fail(f"train.py exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
     return proc
+
+
+def train_here(opts: list[str], resume: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The train command in this process, its exit status and output as a finished process's."""
+    from minigpt4.cli import train
+
+    args = train_cmd(opts, 0, resume)[2:]  # without the interpreter and train.py
+    out, err = io.StringIO(), io.StringIO()
+    with environment(train_env(env)), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = train(args)
+        except SystemExit as e:  # how the command ends on a NaN loss or a signal
+            status = e.code
+    return subprocess.CompletedProcess(["train.py", *args], status, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def environment(env: dict) -> Iterator[None]:
+    """``os.environ`` as ``env`` inside the block, as it was after."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def run_dirs(out: Path, job: str = "minigpt4_flickr_tiny") -> list[Path]:
