@@ -9,8 +9,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -50,7 +50,7 @@ def options(stack: dict, data: Path, out: Path, **run) -> list[str]:
 
 
 def train_env(extra: dict | None = None) -> dict:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # one thread, no tokenizer threads: tests/conftest.py
     env.pop(NAN_STEP_ENV, None)
     return {**env, **(extra or {})}
 
@@ -87,25 +87,12 @@ def train_here(opts: list[str], resume: str | None = None, env: dict | None = No
 
     args = train_cmd(opts, 0, resume)[2:]  # without the interpreter and train.py
     out, err = io.StringIO(), io.StringIO()
-    with environment(train_env(env)), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with mock.patch.dict(os.environ, train_env(env), clear=True), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             status = train(args)
         except SystemExit as e:  # how the command ends on a NaN loss or a signal
             status = e.code
     return subprocess.CompletedProcess(["train.py", *args], status, out.getvalue(), err.getvalue())
-
-
-@contextlib.contextmanager
-def environment(env: dict) -> Iterator[None]:
-    """``os.environ`` as ``env`` inside the block, as it was after."""
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def run_dirs(out: Path, job: str = "minigpt4_flickr_tiny") -> list[Path]:
