@@ -29,6 +29,7 @@ COMMANDS = {
     "export": "export",
     "torchrun": "torchrun",
     "random-stack": "random_stack",
+    "shards": "shards",
 }
 
 
@@ -96,3 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def shards(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-shards``: write webdataset shards (img2dataset's layout) from a caption JSON or CSV."""
+    return run("shards", argv)

@@ -86,7 +86,17 @@ def import_modules(modules: Sequence[str]) -> None:
 
 
 MODELS = Registry("model", ["minigpt4.models.minigpt4"])
-DATASETS = Registry("dataset builder", ["minigpt4.datasets.caption_json", "minigpt4.datasets.cc_sbu_align", "minigpt4.datasets.flickr30k"])
+DATASETS = Registry(
+    "dataset builder",
+    [
+        "minigpt4.datasets.caption_json",
+        "minigpt4.datasets.cc_sbu_align",
+        "minigpt4.datasets.flickr30k",
+        "minigpt4.datasets.webdataset_caption",
+        "minigpt4.datasets.laion",
+        "minigpt4.datasets.cc_sbu",
+    ],
+)
 PROCESSORS = Registry("processor", ["minigpt4.processors.image", "minigpt4.processors.text"])
 TASKS = Registry("task", ["minigpt4.tasks.captioning"])
 RUNNERS = Registry("runner", ["minigpt4.training.epoch_runner"])

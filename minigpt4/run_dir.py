@@ -6,6 +6,8 @@ output_dir/<job_name>/<YYYYmmddHHMMSS>/      one run (a new folder per fresh sta
     log.txt                                  one JSON record per finished epoch
     checkpoint_<epoch>.pth                   after every epoch (complete or absent)
     checkpoint_latest.pth                    the newest of them (hard link or copy)
+    checkpoint_<epoch>_step_<k>.pth          k steps into an epoch (run.save_every_steps, a stop signal);
+                                             the last run.keep_step_checkpoints are kept
     eval/<name>/{captions,metrics}.json      evaluation of ``pretrained`` and ``checkpoint_<epoch>``
     eval/<name>/replaced-<time>/...          an earlier result of other settings, set aside
     eval/summary.{csv,md,png}
@@ -15,6 +17,7 @@ output_dir/<job_name>/<YYYYmmddHHMMSS>/      one run (a new folder per fresh sta
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from datetime import datetime
@@ -35,6 +38,7 @@ CAPTIONS_JSON = "captions.json"
 FINGERPRINT = "fingerprint"  # metrics.json key: what the result depends on (evaluation.fingerprint)
 REPLACED_PREFIX = "replaced-"  # <name>/replaced-<time>/: results set aside when re-evaluated with other settings
 _CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.pth$")
+_STEP_CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)_step_(\d+)\.pth$")
 
 
 # ---- run folders -------------------------------------------------------------------------
@@ -79,6 +83,20 @@ def checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
     return Path(run_dir) / f"checkpoint_{epoch}.pth"
 
 
+def step_checkpoint_path(run_dir: str | Path, epoch: int, step: int) -> Path:
+    """The checkpoint written ``step`` optimizer steps into ``epoch``."""
+    return Path(run_dir) / f"checkpoint_{epoch}_step_{step}.pth"
+
+
+def list_step_checkpoints(run_dir: str | Path) -> list[tuple[tuple[int, int], Path]]:
+    """``[((epoch, step), path), ...]`` of the step checkpoints of ``run_dir``, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(_STEP_CHECKPOINT_RE.match(p.name), p) for p in run_dir.iterdir() if p.is_file()]
+    return sorted(((int(m.group(1)), int(m.group(2))), p) for m, p in found if m)
+
+
 def checkpoint_epoch(spec: str | Path) -> int | None:
     """-1 for ``pretrained``, the epoch of a ``checkpoint_<epoch>.pth`` path, else None."""
     if str(spec) == PRETRAINED:
@@ -98,15 +116,15 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 def find_resume_checkpoint(job: str | Path) -> Path | None:
     """The checkpoint ``--resume auto`` continues from: in the newest run folder of ``job`` (folder
-    names are timestamps, so newest = greatest name) that holds a complete checkpoint, the one of the
-    highest epoch. None when no run has one."""
+    names are timestamps, so newest = greatest name) that holds a complete checkpoint, the furthest
+    one (an epoch checkpoint is past every step checkpoint of its epoch). None when no run has one."""
     job = Path(job)
     if not job.is_dir():
         return None
     for run_dir in sorted((p for p in job.iterdir() if p.is_dir()), key=lambda p: p.name, reverse=True):
-        ckpts = list_checkpoints(run_dir)
+        ckpts = [((e, math.inf), p) for e, p in list_checkpoints(run_dir)] + list_step_checkpoints(run_dir)
         if ckpts:
-            return ckpts[-1][1]
+            return max(ckpts, key=lambda c: c[0])[1]
     return None
 
 

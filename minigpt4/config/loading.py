@@ -126,6 +126,9 @@ class _Checker:
                 continue
             if key.required and v is None:
                 self.problems.append(f"{dotted}: required key is missing ({key.doc})")
+            elif key.check_merged is not None and v is not None:
+                origin = self.origins.get(dotted, "defaults")
+                self.problems += [f"{dotted} in {origin}: {problem}" for problem in key.check_merged(v)]
             elif key.path and isinstance(v, str):
                 p = resolve_path(v)
                 ok = {"file": p.is_file(), "dir": p.is_dir()}.get(key.path, p.exists())

@@ -29,6 +29,8 @@ class Key:
     children: a nested mapping with fixed keys; with ``nullable`` and a ``None`` default the mapping
     is off unless given, and a given mapping is completed with the children's defaults.
     check: extra validation, returns a list of problems (for free-form mappings).
+    check_merged: validation of the final value only (after the defaults, the file and --options are
+    merged), for checks a placeholder default would fail (shard patterns matching files).
     ignored: the reason a key of the official configs has no effect here; such a key is accepted
     (type and ``check`` still apply), reported with the reason and left out of the result.
     """
@@ -41,6 +43,7 @@ class Key:
     path: str | None = None
     children: Mapping[str, Key] | None = None
     check: Callable[[Any], list[str]] | None = field(default=None, compare=False)
+    check_merged: Callable[[Any], list[str]] | None = field(default=None, compare=False)
     ignored: str | None = None
 
     @property

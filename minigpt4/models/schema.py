@@ -7,11 +7,14 @@ from typing import Any
 from transformers import Blip2QFormerConfig, Blip2VisionConfig
 
 from minigpt4.config.schema import Key, ignored_key, only
-from minigpt4.utils.prompt import DEFAULT_TEMPLATE
+from minigpt4.utils.prompt import DEFAULT_TEMPLATE, LLAMA2_TEMPLATE
 
 from .lora import LORA_SCHEMA
 
 DEFAULT_MODEL_TYPE = "vicuna0"
+# The official MiniGPT-4 code's own defaults (MiniGPT4.from_config), which its stage-1 configs rely on and
+# its stage-2 and eval configs override: no template, captions ended by a newline, 32 text tokens.
+STAGE1_DEFAULTS = {"max_txt_len": 32, "end_sym": "\n", "prompt_template": "{}"}
 _V2_ONLY = "read by MiniGPT-v2 only; the official MiniGPT-4 v1 code (arch minigpt4) never passes it on (LoRA here: model.lora)"
 
 _VIT_KEYS = set(Blip2VisionConfig().to_dict())
@@ -76,10 +79,31 @@ MODEL_SCHEMA: dict[str, Key] = {
     ),
     "image_size": Key("Input image side in pixels (ViT position embeddings are resized to it).", int, 224),
     "num_query_token": Key("Number of learned Q-Former queries (image tokens given to the LLM).", int, 32),
-    "max_txt_len": Key("Most answer tokens per sample, end_sym included (longer answers are truncated).", int, 160),
-    "end_sym": Key("Text that ends every answer; generation stops at it.", str, "###"),
-    "prompt_path": Key("Instruction file, one instruction with <ImageHere> per line.", str, "prompts/alignment.txt", path="file"),
-    "prompt_template": Key("Conversation template; {} is replaced by the instruction.", str, DEFAULT_TEMPLATE),
+    "max_txt_len": Key(
+        "Most answer tokens per sample, end_sym included (longer answers are truncated). The default is the official "
+        "code's (stage 1); stage-2 and evaluation configs set 160 (ours 300).",
+        int,
+        STAGE1_DEFAULTS["max_txt_len"],
+    ),
+    "end_sym": Key(
+        "Text that ends every answer; generation stops at it. Default: the official code's stage-1 newline; "
+        'stage 2 sets "###" (Vicuna) or "</s>" (Llama-2).',
+        str,
+        STAGE1_DEFAULTS["end_sym"],
+    ),
+    "prompt_path": Key(
+        "Instruction file, one instruction with <ImageHere> per line: where the evaluation's instruction comes from "
+        "(run.eval_instruction null = its first line). Training instructions come from each dataset entry.",
+        str,
+        "prompts/alignment.txt",
+        path="file",
+    ),
+    "prompt_template": Key(
+        "Conversation template; {} is replaced by the instruction. Default {} (no template: the official code's "
+        f"stage 1, [BOS][image][caption]); stage 2 sets {DEFAULT_TEMPLATE!r} (Vicuna) or {LLAMA2_TEMPLATE!r} (Llama-2).",
+        str,
+        STAGE1_DEFAULTS["prompt_template"],
+    ),
     "vit_precision": Key(
         "ViT weights/compute on GPU: fp16 (official), bf16 or fp32. CPU always runs fp32.", str, "fp16", choices=("fp16", "bf16", "fp32")
     ),

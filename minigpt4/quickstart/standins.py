@@ -31,6 +31,7 @@ from typing import Any
 
 from minigpt4.errors import run_command
 from minigpt4.utils.progress import quiet_library_bars
+from minigpt4.utils.prompt import STAGE2_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def model_section(paths: dict[str, str], ckpt: str | None = None) -> dict[str, A
         "vit_ckpt": paths["vit_ckpt"],
         "q_former_model": paths["q_former_model"],
         "ckpt": ckpt,
+        **STAGE2_TEXT["vicuna0"],  # the stand-ins are a stage-2 (Vicuna template) setup
     }
 
 

@@ -4,12 +4,16 @@ A checkpoint is a dict (loadable with ``torch.load(path, weights_only=True)``)::
 
     model         trainable parameters only (model.trainable_state_dict(): llama_proj.weight/bias)
     optimizer     AdamW state;  lr_scheduler: schedule name + settings;  scaler: GradScaler state
-    epoch         the finished epoch (0-based);  global_step: optimizer steps done so far
+    epoch         the epoch (0-based);  step_in_epoch: its steps done (iters_per_epoch: it is finished)
+    global_step   optimizer steps done so far;  meter: the epoch's running totals (a step checkpoint)
     world_size    number of ranks that wrote it
     rank_states   one entry per rank, gathered to rank 0: {"rng": python/numpy/torch/cuda states,
                   "data": {"data_pass", "batch_in_pass"}}
     config        the fully resolved run config (plain dict)
     format        CHECKPOINT_FORMAT
+
+Step checkpoints (``checkpoint_<epoch>_step_<k>.pth``, ``save_step_checkpoint``) hold the same, ``k``
+steps into the epoch; only the newest ``keep`` of them stay.
 
 Each file is written to a hidden temporary file and renamed, so it is complete or absent.
 ``checkpoint_latest.pth`` is then atomically replaced by a hard link to (or, where hard links are
@@ -24,7 +28,7 @@ from typing import Any
 import torch
 
 from minigpt4.errors import WeightsError
-from minigpt4.run_dir import LATEST, checkpoint_path
+from minigpt4.run_dir import LATEST, checkpoint_path, list_step_checkpoints, step_checkpoint_path
 from minigpt4.utils.io import atomic_link_or_copy, atomic_torch_save
 
 CHECKPOINT_FORMAT = "minigpt4-train-v1"
@@ -35,6 +39,15 @@ def save_checkpoint(run_dir: str | Path, epoch: int, state: dict[str, Any]) -> P
     """Write ``checkpoint_{epoch}.pth`` atomically, then point ``checkpoint_latest.pth`` at it."""
     path = atomic_torch_save({**state, "format": CHECKPOINT_FORMAT}, checkpoint_path(run_dir, epoch))
     atomic_link_or_copy(path, Path(run_dir) / LATEST)
+    return path
+
+
+def save_step_checkpoint(run_dir: str | Path, epoch: int, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Write ``checkpoint_<epoch>_step_<step>.pth`` atomically, then delete all but the newest ``keep``
+    step checkpoints (the epoch checkpoints are never deleted)."""
+    path = atomic_torch_save({**state, "format": CHECKPOINT_FORMAT}, step_checkpoint_path(run_dir, epoch, step))
+    for _, old in list_step_checkpoints(run_dir)[: -max(1, keep)]:
+        old.unlink(missing_ok=True)
     return path
 
 

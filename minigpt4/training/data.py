@@ -201,6 +201,9 @@ class InfiniteLoader:
     def state_dict(self) -> dict[str, int]:
         return {"data_pass": self.data_pass, "batch_in_pass": self.batch_in_pass}
 
+    def begin_epoch(self, epoch: int) -> None:
+        """Epochs do not matter here: the order runs on over data passes."""
+
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.data_pass = int(state["data_pass"])
         self.batch_in_pass = int(state["batch_in_pass"])

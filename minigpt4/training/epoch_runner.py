@@ -1,5 +1,6 @@
 """The training loop (``epoch_runner``; the official name ``runner_iter`` is an alias): epochs of
-``iters_per_epoch`` optimizer steps over an endless data stream, a checkpoint after every epoch, exact resume.
+``iters_per_epoch`` optimizer steps over an endless data stream, a checkpoint after every epoch (and every
+``save_every_steps`` steps, and where a stop signal ends the run), exact resume from any of them.
 
 One optimizer step = ``accum_grad_iters`` forward/backward passes of ``batch_size_train`` samples
 per rank. Before each backward the step's statistics (loss, samples, counts) are summed over ranks
@@ -25,16 +26,16 @@ from torch.utils.data import Dataset
 from minigpt4.errors import NonFiniteLossError
 from minigpt4.models.flops import peak_flops_per_s
 from minigpt4.models.protocol import TrainableModel
-from minigpt4.models.weights import load_parameters
 from minigpt4.registry import LR_SCHEDULERS, RUNNERS
-from minigpt4.run_dir import checkpoint_path
 from minigpt4.tasks.protocol import THROUGHPUT_COUNTS, TrainingTask, missing_members
-from minigpt4.training.checkpoint import load_checkpoint, save_checkpoint
-from minigpt4.training.data import InfiniteLoader, batch_size_of, concat_datasets, to_device
+from minigpt4.training.data import batch_size_of, to_device
+from minigpt4.training.loaders import build_train_loader
 from minigpt4.training.meter import TrainMeter
 from minigpt4.training.optim import build_optimizer, count_parameters
+from minigpt4.training.run_checkpoints import RunCheckpoints
 from minigpt4.training.schema import RUN_SCHEMA
-from minigpt4.training.step_stats import StepStats, dataset_stat
+from minigpt4.training.step_stats import StepStats, dataset_loss_stat, dataset_stat
+from minigpt4.training.stream_loader import StreamLoader
 from minigpt4.utils import dist, signals
 from minigpt4.utils.logging import EpochLog, get_logger, max_memory_mb
 from minigpt4.utils.progress import progress
@@ -56,7 +57,7 @@ def check_components(task: object, model: object) -> None:
 
 
 @RUNNERS.register("epoch_runner", aliases=["runner_iter"])
-class EpochRunner:
+class EpochRunner(RunCheckpoints):
     """Trains ``model`` on ``datasets`` with ``task.train_step``; outputs go to ``run_dir``."""
 
     SCHEMA = RUN_SCHEMA  # the run section's keys (load_config asks the runner for them)
@@ -89,23 +90,12 @@ class EpochRunner:
         self.dataset_names = list(datasets)
         ratios = [(cfg.datasets.get(n) or {}).get("sample_ratio") for n in self.dataset_names]
         ratios = None if None in ratios else ratios
-        data, collate = concat_datasets(datasets)
-        self.loader = InfiniteLoader(
-            data,
-            collate,
-            self.run.batch_size_train,
-            self.run.seed,
-            dist_info.rank,
-            dist_info.world_size,
-            self.run.num_workers,
-            pin_memory=self.device.type == "cuda",
-            sample_ratios=ratios,
-            group_by_length=self.run.group_by_length,
-        )
+        self.loader = build_train_loader(datasets, ratios, self.run, dist_info.rank, dist_info.world_size, self.device.type == "cuda")
         if self.run.group_by_length and not self.loader.grouped:
             self.log.warning("run.group_by_length: a training dataset has no lengths(); batches are not grouped")
         self.count_names = (*THROUGHPUT_COUNTS, *task.count_names)
-        self.stats = StepStats([*STEP_STATS, *self.count_names, *map(dataset_stat, self.dataset_names)])
+        per_dataset = [s(n) for n in self.dataset_names for s in (dataset_stat, dataset_loss_stat)]
+        self.stats = StepStats([*STEP_STATS, *self.count_names, *per_dataset])
         peak = peak_flops_per_s(self.device, self.run.peak_tflops)
         self._log_datasets(datasets, ratios)
         self.epoch_log = EpochLog(self.run_dir / "log.txt")
@@ -122,12 +112,16 @@ class EpochRunner:
             self.trackers.scalars,
             lambda: max_memory_mb(self.device),
         )
-        self.start_epoch = 0
+        self.start_epoch, self.start_step = 0, 0
+        self._boundary: dict[str, Any] | None = None  # the loader and RNG states where the current step began
         self.last_checkpoint: Path | None = None
         if self.run.resume_ckpt_path:
             self._resume(self.run.resume_ckpt_path)
 
     def _log_datasets(self, datasets: dict, ratios: list[float] | None) -> None:
+        if isinstance(self.loader, StreamLoader):
+            self.log.info("Training data (streamed, each batch from one entry): %s", self.loader.describe())
+            return
         sizes = {n: len(d) for n, d in datasets.items()}
         total = sum(sizes.values())
         weights = ratios or list(sizes.values())
@@ -176,7 +170,11 @@ class EpochRunner:
             self.log.info("run.stop_after_epoch %d is already done: training on to epoch %d", stop, self.run.max_epoch - 1)
         with signals.deferred():  # SIGINT/SIGTERM stop every rank at the next step boundary
             for epoch in range(self.start_epoch, self.run.max_epoch):
-                record = self.train_epoch(epoch)
+                try:
+                    record = self.train_epoch(epoch, self.start_step if epoch == self.start_epoch else 0)
+                except signals.Interrupted:
+                    self.save_at_boundary()  # where the run stopped: --resume auto goes on from there
+                    raise
                 self.save(epoch)
                 if self.info.is_main:
                     self.epoch_log.append(record)
@@ -194,16 +192,19 @@ class EpochRunner:
         dist.barrier()
         return records
 
-    def train_epoch(self, epoch: int) -> dict[str, Any]:
-        """``iters_per_epoch`` optimizer steps; returns the ``log.txt`` record of the epoch."""
+    def train_epoch(self, epoch: int, first_step: int = 0) -> dict[str, Any]:
+        """The optimizer steps ``first_step`` .. ``iters_per_epoch - 1`` of ``epoch``; returns its ``log.txt`` record."""
         self.model.train()
         iters, accum = self.run.iters_per_epoch, self.run.accum_grad_iters
         params = [p for p in self.model_without_ddp.parameters() if p.requires_grad]
         meter = self.meter
-        meter.begin(epoch)
-        bar = progress(total=iters, desc=f"epoch {epoch}", disable=not self.info.is_main, leave=False, dynamic_ncols=True)
+        self._begin_epoch(epoch, first_step)
+        bar = progress(
+            total=iters, initial=first_step, desc=f"epoch {epoch}", disable=not self.info.is_main, leave=False, dynamic_ncols=True
+        )
         try:
-            for step in range(iters):
+            for step in range(first_step, iters):
+                self._mark_boundary(epoch, step)
                 t0 = time.perf_counter()
                 lr = self.scheduler.step(epoch, step)
                 step_loss, data_s = 0.0, 0.0
@@ -222,6 +223,8 @@ class EpochRunner:
                 bar.update(1)
                 if meter.due(step):
                     meter.log_window(step, lr)
+                if self._step_checkpoint_due(epoch, step):
+                    self.save(epoch, step + 1)
         finally:
             bar.close()  # also when interrupted: no stale bar on the terminal
         return meter.record(lr)
@@ -239,14 +242,16 @@ class EpochRunner:
         loss = out["loss"]
         signum = signals.requested()
         names = batch.get("dataset", [])
+        loss_value = loss.detach().float().item()
         values = {
-            "loss": loss.detach().float().item(),
+            "loss": loss_value,
             "samples": batch_size_of(batch),
             "skipped": skipped,
             "signal": signum or 0,
             "signalled": float(signum is not None),
             **{n: out.get(n) for n in self.count_names},
             **{dataset_stat(n): names.count(n) for n in self.dataset_names},
+            **{dataset_loss_stat(n): loss_value * names.count(n) for n in self.dataset_names},
         }
         return loss, self.stats.reduce(values, self.device), signum
 
@@ -285,55 +290,3 @@ class EpochRunner:
             f"Loss is {value} at epoch {epoch} step {step} (global step {epoch * self.run.iters_per_epoch + step}); "
             f"stopping. The last good checkpoint is {last}"
         )
-
-    # ------------------------------------------------------------------ checkpoints
-    def save(self, epoch: int) -> None:
-        """All ranks contribute their RNG and data-stream states; rank 0 writes the checkpoint."""
-        rank_states = dist.all_gather_object({"rng": dist.get_rng_state(), "data": self.loader.state_dict()})
-        path = checkpoint_path(self.run_dir, epoch)
-        if self.info.is_main:
-            save_checkpoint(
-                self.run_dir,
-                epoch,
-                {
-                    "model": {k: v.detach().cpu() for k, v in self.model_without_ddp.trainable_state_dict().items()},
-                    "optimizer": self.optimizer.state_dict(),
-                    "lr_scheduler": self.scheduler.state_dict(),
-                    "scaler": self.scaler.state_dict(),
-                    "epoch": epoch,
-                    "global_step": (epoch + 1) * self.run.iters_per_epoch,
-                    "world_size": self.info.world_size,
-                    "rank_states": rank_states,
-                    "config": OmegaConf.to_container(self.cfg, resolve=True),
-                },
-            )
-            self.log.info("Saved %s", path)
-        dist.barrier()
-        self.last_checkpoint = path
-
-    def _resume(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path)
-        load_parameters(self.model_without_ddp, ckpt["model"], path, exact=True)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["lr_scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        self.start_epoch = int(ckpt["epoch"]) + 1
-        self.last_checkpoint = Path(path)
-        if ckpt["world_size"] == self.info.world_size:
-            mine = ckpt["rank_states"][self.info.rank]
-            self.loader.load_state_dict(mine["data"])
-            dist.set_rng_state(mine["rng"])
-        else:
-            next_pass = max(s["data"]["data_pass"] for s in ckpt["rank_states"]) + 1
-            self.loader.load_state_dict({"data_pass": next_pass, "batch_in_pass": 0})
-            self.log.warning(
-                "%s was written by %d rank(s), this run has %d: data order and RNG cannot be "
-                "restored exactly; continuing with data pass %d",
-                path,
-                ckpt["world_size"],
-                self.info.world_size,
-                next_pass,
-            )
-        if self.info.is_main:
-            self.epoch_log.truncate_after(int(ckpt["epoch"]))
-        self.log.info("Resumed from %s (epoch %d done, global step %d)", path, ckpt["epoch"], ckpt["global_step"])

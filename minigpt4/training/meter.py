@@ -18,7 +18,7 @@ from typing import Any
 
 from minigpt4.models.flops import mfu
 from minigpt4.tasks.protocol import THROUGHPUT_COUNTS
-from minigpt4.training.step_stats import dataset_stat
+from minigpt4.training.step_stats import dataset_loss_stat, dataset_stat
 from minigpt4.utils.logging import format_train_line
 
 Counts = Mapping[str, float]
@@ -77,7 +77,31 @@ class TrainMeter:
         self.window = Totals(self.count_names)
         self.skipped = 0
         self.per_dataset = {n: 0.0 for n in self.dataset_names}
+        self.loss_per_dataset = {n: 0.0 for n in self.dataset_names}  # loss x samples
+        self.window_datasets = {n: [0.0, 0.0] for n in self.dataset_names}  # samples, loss x samples
         self.start = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch so far, for a step checkpoint (``load_state_dict`` continues it after a resume)."""
+        t = self.total
+        return {
+            "losses": list(t.losses),
+            "samples": t.samples,
+            "counts": {n: t.counts[n] + self.window.counts[n] for n in self.count_names},
+            "skipped": self.skipped,
+            "per_dataset": dict(self.per_dataset),
+            "loss_per_dataset": dict(self.loss_per_dataset),
+            "seconds": time.perf_counter() - self.start,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        t = self.total
+        t.losses, t.samples = list(state["losses"]), int(state["samples"])
+        t.counts.update({n: state["counts"].get(n, 0.0) for n in self.count_names})
+        self.skipped = int(state["skipped"])
+        self.per_dataset.update({n: state["per_dataset"].get(n, 0.0) for n in self.dataset_names})
+        self.loss_per_dataset.update({n: state["loss_per_dataset"].get(n, 0.0) for n in self.dataset_names})
+        self.start = time.perf_counter() - float(state["seconds"])
 
     # ---- feeding --------------------------------------------------------------------------
     def add(self, stats: Counts) -> None:
@@ -88,7 +112,11 @@ class TrainMeter:
         self.skipped += int(stats["skipped"])
         self.window.add_counts(stats)
         for n in self.dataset_names:
-            self.per_dataset[n] += stats[dataset_stat(n)]
+            samples, loss = stats[dataset_stat(n)], stats.get(dataset_loss_stat(n), 0.0)
+            self.per_dataset[n] += samples
+            self.loss_per_dataset[n] += loss
+            self.window_datasets[n][0] += samples
+            self.window_datasets[n][1] += loss
 
     def step(self, loss: float, seconds: float, data_seconds: float) -> None:
         """One optimizer step: its loss (mean over ranks and micro-steps), its time and the data loading's."""
@@ -109,15 +137,23 @@ class TrainMeter:
         avg = sum(w.losses) / n
         eta = (self.iters - step - 1) * w.seconds / n
         rates = self.rates(w.counts, w.seconds, w.samples)
-        self.log.info(
-            format_train_line(self.epoch, step, self.iters, eta, lr, avg, w.seconds / n, w.data_seconds / n, self.memory_mb(), rates)
-        )
+        line = format_train_line(self.epoch, step, self.iters, eta, lr, avg, w.seconds / n, w.data_seconds / n, self.memory_mb(), rates)
+        self.log.info(line + self.datasets_part())
         self.scalars(
             {"train/loss": avg, "train/lr": lr, **{f"train/{k}": v for k, v in rates.items() if v is not None}},
             self.epoch * self.iters + step,
         )
         self.total.add_counts(w.counts)
         self.window = Totals(self.count_names)
+        self.window_datasets = {n: [0.0, 0.0] for n in self.dataset_names}
+
+    def datasets_part(self) -> str:
+        """`` | laion 3,712 loss 2.3105, cc_sbu 448 loss 2.4011``: the window's samples and mean loss per
+        entry (all ranks), when there are several entries."""
+        if len(self.dataset_names) < 2:
+            return ""
+        parts = [f"{n} {int(s):,}" + (f" loss {loss / s:.4f}" if s else "") for n, (s, loss) in self.window_datasets.items()]
+        return " | " + ", ".join(parts)
 
     def rates(self, counts: Counts, seconds: float, samples: int) -> dict[str, float | None]:
         """Throughput of ``samples`` and ``counts`` (summed over ranks) in ``seconds``, then the task's rates."""
@@ -146,6 +182,7 @@ class TrainMeter:
             **self.task_record(t.counts),
             "samples": t.samples,
             "samples_per_dataset": {n: int(c) for n, c in self.per_dataset.items()},
+            "loss_per_dataset": {n: (self.loss_per_dataset[n] / c if c else None) for n, c in self.per_dataset.items()},
             "skipped": self.skipped,
             "global_step": (self.epoch + 1) * self.iters,
         }

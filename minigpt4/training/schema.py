@@ -32,6 +32,16 @@ RUN_SCHEMA: dict[str, Key] = {
         None,
         nullable=True,
     ),
+    "save_every_steps": Key(
+        "Also write a step checkpoint (checkpoint_<epoch>_step_<k>.pth, atomic, resumable with --resume auto to the "
+        "same next batch) every N optimizer steps; null = only after each epoch. A stop signal (SIGTERM, SIGINT) "
+        "always writes one where the run stops.",
+        int,
+        None,
+        nullable=True,
+        check=at_least(1),
+    ),
+    "keep_step_checkpoints": Key("How many of the newest step checkpoints to keep (older ones are deleted).", int, 2, check=at_least(1)),
     "iters_per_epoch": Key("Optimizer steps per epoch (an endless, per-epoch reshuffled data iterator).", int, 500, check=at_least(1)),
     "batch_size_train": Key("Samples per process per forward pass.", int, 12, check=at_least(1)),
     "batch_size_eval": Key(

@@ -20,6 +20,11 @@ def dataset_stat(name: str) -> str:
     return f"samples_from:{name}"
 
 
+def dataset_loss_stat(name: str) -> str:
+    """The statistic that sums a step's loss times its samples from the dataset entry ``name``."""
+    return f"loss_sum_from:{name}"
+
+
 class StepStats:
     """The fixed, named layout of one step's statistics; a missing or None value counts as 0."""
 

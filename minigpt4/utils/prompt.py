@@ -10,6 +10,11 @@ from minigpt4.errors import DataError
 IMAGE_PLACEHOLDER = "<ImageHere>"
 DEFAULT_TEMPLATE = "###Human: {} ###Assistant: "  # Vicuna v0 (MiniGPT-4's own)
 LLAMA2_TEMPLATE = "[INST] {} [/INST] "  # Llama-2-chat (MiniGPT-4's Llama-2 variant)
+# what the stage-2 and evaluation configs set over the model's (stage-1) defaults, per variant
+STAGE2_TEXT = {
+    "vicuna0": {"end_sym": "###", "prompt_template": DEFAULT_TEMPLATE},
+    "llama2": {"end_sym": "</s>", "prompt_template": LLAMA2_TEMPLATE},
+}
 
 
 @dataclass(frozen=True)

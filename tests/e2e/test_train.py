@@ -30,7 +30,8 @@ from tests.helpers.training import (
 
 # The resume runs: 150 steps of 4 samples per epoch over 32 images x 5 captions (40 batches per data
 # pass), so epochs end mid-pass and the resumed stream must start in the middle of a pass.
-RESUME_RUN = {"max_epoch": 2, "iters_per_epoch": 150, "batch_size_train": 4, "log_freq": 1, "warmup_steps": 20}
+# A step checkpoint every 2 steps: SIGKILL resumes from the newest, SIGTERM writes its own where it stops.
+RESUME_RUN = {"max_epoch": 2, "iters_per_epoch": 150, "batch_size_train": 4, "log_freq": 1, "warmup_steps": 20, "save_every_steps": 2}
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +47,9 @@ def reference(tiny_stack, synthetic_flickr, tmp_path_factory) -> Path:
 
 def test_torchrun_two_processes(tiny_stack, synthetic_flickr, tmp_path):
     """2 CPU ranks (gloo) x 2 epochs with gradient accumulation and a DataLoader worker: documented
-    files, loss goes down, lr follows the formula; a second torchrun job resumed from checkpoint_0
-    (mid data pass) ends with the same weights and epoch-1 loss (per-rank state restored)."""
+    files, loss goes down, lr follows the formula; a second torchrun job resumed from the step
+    checkpoint 5 steps into epoch 1 (mid data pass) ends with the same weights and epoch-1 record
+    (per-rank state and the epoch's running totals restored)."""
     run = {
         "max_epoch": 2,
         "iters_per_epoch": 25,
@@ -57,12 +59,14 @@ def test_torchrun_two_processes(tiny_stack, synthetic_flickr, tmp_path):
         "warmup_steps": 5,
         "num_workers": 1,
         "job_name": "ddp",
+        "save_every_steps": 10,
     }
     proc = run_train(options(tiny_stack, synthetic_flickr, tmp_path / "a", **run), nproc=2)
     (run_dir,) = run_dirs(tmp_path / "a", "ddp")
     assert re.fullmatch(r"\d{14}", run_dir.name)
     names = {p.name for p in run_dir.iterdir()}
-    assert names == {"config.yaml", "log.txt", "checkpoint_0.pth", "checkpoint_1.pth", LATEST}
+    steps = {"checkpoint_1_step_5.pth", "checkpoint_1_step_15.pth"}  # global steps 30, 40: the newest 2 are kept
+    assert names == {"config.yaml", "log.txt", "checkpoint_0.pth", "checkpoint_1.pth", LATEST, *steps}
     assert re.search(
         r"Train: epoch \[1\] \[20/25\] eta \d+:\d\d:\d\d lr 0\.\d{6} loss \d+\.\d{4} time \d+\.\d{4} "
         r"data \d+\.\d{4} max mem \d+",
@@ -89,19 +93,25 @@ def test_torchrun_two_processes(tiny_stack, synthetic_flickr, tmp_path):
     assert ckpt["rank_states"][0]["data"] == ckpt["rank_states"][1]["data"] == {"data_pass": 4, "batch_in_pass": 20}
     assert not torch.equal(ckpt["rank_states"][0]["rng"]["torch"], ckpt["rank_states"][1]["rng"]["torch"])
 
-    run_train(options(tiny_stack, synthetic_flickr, tmp_path / "b", **run), nproc=2, resume=str(run_dir / "checkpoint_0.pth"))
+    step_ckpt = load_checkpoint(run_dir / "checkpoint_1_step_5.pth")
+    assert (step_ckpt["epoch"], step_ckpt["step_in_epoch"], step_ckpt["global_step"]) == (1, 5, 30)
+    run_train(options(tiny_stack, synthetic_flickr, tmp_path / "b", **run), nproc=2, resume=str(run_dir / "checkpoint_1_step_5.pth"))
     (resumed,) = run_dirs(tmp_path / "b", "ddp")
     assert [r["epoch"] for r in epoch_records(resumed)] == [1]
-    assert epoch_records(resumed)[0]["loss"] == records[1]["loss"]
+    timing = ("seconds", "samples_per_s", "tokens_per_s", "mfu", "feature_cache")  # job b's own feature cache starts cold
+    assert {k: v for k, v in epoch_records(resumed)[0].items() if k not in timing} == {
+        k: v for k, v in records[1].items() if k not in timing
+    }
     assert_same_weights(final_weights(resumed, 1), final_weights(run_dir, 1))
 
 
 @pytest.mark.xdist_group("resume_reference")  # under pytest -n N: one worker, one reference run
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, reference, tmp_path, sig):
-    """Kill during epoch 1 (after checkpoint_0), resume with --resume auto (in the same run folder):
-    epoch 1 is redone and the final weights and epoch records equal the uninterrupted run's (feature cache on, cold in
-    the reference, partly filled by the killed run). SIGTERM exits 143 with a message naming the
+    """Kill during epoch 1 (after checkpoint_0 and step checkpoints every 2 steps), resume with --resume
+    auto (in the same run folder) from the newest step checkpoint (SIGKILL) or the one SIGTERM wrote where
+    it stopped: the final weights and epoch records equal the uninterrupted run's (feature cache on, cold
+    in the reference, partly filled by the killed run). SIGTERM exits 143 with a message naming the
     checkpoint and the resume command (SIGINT takes the same path: 130 and the same message, as
     test_train_start_stop.py's Ctrl-C cases show under torchrun)."""
     opts = options(tiny_stack, synthetic_flickr, tmp_path, **RESUME_RUN)
@@ -110,20 +120,27 @@ def test_interrupted_mid_epoch_then_resume_auto(tiny_stack, synthetic_flickr, re
     assert (run_dir / "checkpoint_0.pth").exists()
     assert not (run_dir / "checkpoint_1.pth").exists(), "the kill came too late: epoch 1 had finished"
     assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]  # no temporary files
+    steps = sorted(int(p.name.split("_")[-1][: -len(".pth")]) for p in run_dir.glob("checkpoint_1_step_*.pth"))
+    assert steps and len(steps) <= 2, steps  # run.keep_step_checkpoints: 2
     if sig in (signal.SIGINT, signal.SIGTERM):
         assert rc == 128 + sig, text[-3000:]
+        stopped = re.search(r"Interrupted by \w+ at epoch 1 step (\d+)", text)
+        assert stopped and int(stopped.group(1)) == steps[-1], (steps, text[-3000:])  # saved where it stopped
         assert re.search(
             rf"Interrupted by {sig.name} at epoch 1 step \d+; the unfinished step was abandoned and "
-            rf"nothing is half-written\. Last complete checkpoint: {re.escape(str(run_dir))}/checkpoint_0\.pth\. "
+            rf"nothing is half-written\. Last complete checkpoint: {re.escape(str(run_dir))}/checkpoint_1_step_{steps[-1]}\.pth\. "
             r"Continue with: python train\.py --cfg-path \S+ --options .* --resume auto",
             text,
         ), text[-3000:]
         assert "Traceback" not in text
     else:
         assert rc == -signal.SIGKILL
+        assert all(s % 2 == 0 for s in steps)
     assert [r["epoch"] for r in epoch_records(run_dir)] == [0]
 
-    assert "--resume auto: continuing from" in run_train(opts, resume="auto").stdout
+    said = run_train(opts, resume="auto").stdout
+    assert f"--resume auto: continuing from {run_dir}/checkpoint_1_step_{steps[-1]}.pth" in said
+    assert f"(epoch 1, {steps[-1]} of 150 steps done" in said
     assert run_dirs(tmp_path) == [run_dir]
     assert_same_weights(final_weights(run_dir, 1), final_weights(reference, 1))
     timing = ("seconds", "samples_per_s", "tokens_per_s", "mfu")

@@ -1,5 +1,5 @@
 """Starting and stopping a training run: a bad start leaves no run folder; under minigpt4-torchrun a
-SIGTERM or SIGINT stops both ranks at one step, cleanly and fast (single-process signals and exact
+SIGTERM or SIGINT stops both ranks at one step, cleanly and fast, writing a step checkpoint there (single-process signals and exact
 resume after them: test_train_e2e.py)."""
 
 from __future__ import annotations
@@ -48,15 +48,20 @@ def test_torchrun_signal_stops_every_rank_cleanly(tiny_stack, synthetic_flickr, 
     assert "Traceback" not in text and "forcefully" not in text and stop_seconds < 20, (stop_seconds, text[-3000:])
     assert text.count("Interrupted by") == 1  # rank 0 says it for both
     (run_dir,) = run_dirs(tmp_path, "ddp_signal")
-    assert re.search(
-        rf"Interrupted by {sig.name} at epoch 1 step \d+; .* Last complete checkpoint: "
-        rf"{re.escape(str(run_dir))}/checkpoint_0\.pth\. Continue with: torchrun --nproc-per-node=2 "
+    stopped = re.search(
+        rf"Interrupted by {sig.name} at epoch 1 step (\d+); .* Last complete checkpoint: "
+        rf"{re.escape(str(run_dir))}/checkpoint_1_step_(\d+)\.pth\. Continue with: torchrun --nproc-per-node=2 "
         r"train\.py .* --resume auto",
         text,
-    ), text[-3000:]
+    )
+    assert stopped and stopped.group(1) == stopped.group(2), text[-3000:]  # a step checkpoint where both ranks stopped
+    step = int(stopped.group(1))
     assert f"torchrun: stopped by {sig.name}" in text
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint_0.pth", LATEST, "config.yaml", "log.txt"]
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert names == sorted(["checkpoint_0.pth", f"checkpoint_1_step_{step}.pth", LATEST, "config.yaml", "log.txt"])
     assert load_checkpoint(run_dir / LATEST)["epoch"] == 0
+    ckpt = load_checkpoint(run_dir / f"checkpoint_1_step_{step}.pth")
+    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"], len(ckpt["rank_states"])) == (1, step, 30 + step, 2)
 
 
 def test_failed_start_leaves_no_run_folder(tiny_stack, synthetic_flickr, tmp_path, capsys):

@@ -224,8 +224,10 @@ def _meter(sink: _Sink, caching: bool = True):
     return TrainMeter(4, 3, names, ["a", "b"], 1e3, task.count_rates, task.count_record, sink, sink.track, lambda: 77)
 
 
-def _stats(samples: int, tokens: float, hits: float, encoded: float, a: int, skipped: int = 0) -> dict[str, float]:
+def _stats(samples: int, tokens: float, hits: float, encoded: float, a: int, skipped: int = 0, loss: float = 1.0) -> dict[str, float]:
     return {
+        "loss_sum_from:a": loss * a,
+        "loss_sum_from:b": loss * (samples - a),
         "samples": samples,
         "skipped": skipped,
         "tokens": tokens,
@@ -244,7 +246,7 @@ def test_meter_windows_rates_line_and_epoch_record():
     meter.begin(2)
     losses = [4.0, 3.0, 2.0, 1.0]
     for step, loss in enumerate(losses):
-        meter.add(_stats(4, 10.0, step, 1, a=1, skipped=step % 2))
+        meter.add(_stats(4, 10.0, step, 1, a=1, skipped=step % 2, loss=loss))
         meter.step(loss, 0.5, 0.25)
         if meter.due(step):  # steps 0 and 3 (log_freq 3, and the last of 4)
             meter.log_window(step, lr=0.01)
@@ -252,10 +254,13 @@ def test_meter_windows_rates_line_and_epoch_record():
     rates0 = {"samples_per_s": 8.0, "tokens_per_s": 20.0, "padding": 0.5, "mfu": 0.2, "cache_hits": 0.0}
     rates1 = {"samples_per_s": 8.0, "tokens_per_s": 20.0, "padding": 0.5, "mfu": 0.2, "cache_hits": 0.6667}  # hits 1+2+3 of 6+3
     assert sink.lines == [
-        format_train_line(2, 0, 4, 1.5, 0.01, 4.0, 0.5, 0.25, 77, rates0),
-        format_train_line(2, 3, 4, 0.0, 0.01, 2.0, 0.5, 0.25, 77, rates1),  # the window restarted after step 0
+        format_train_line(2, 0, 4, 1.5, 0.01, 4.0, 0.5, 0.25, 77, rates0) + " | a 1 loss 4.0000, b 3 loss 4.0000",
+        # the window restarted after step 0; per entry: its samples and sample-weighted loss
+        format_train_line(2, 3, 4, 0.0, 0.01, 2.0, 0.5, 0.25, 77, rates1) + " | a 3 loss 2.0000, b 9 loss 2.0000",
     ]
-    assert sink.lines[0].endswith("max mem 77 samples/s 8.0 tokens/s 20 pad 50.0% mfu 20.0% cache hits 0%")
+    assert sink.lines[0].endswith(
+        "max mem 77 samples/s 8.0 tokens/s 20 pad 50.0% mfu 20.0% cache hits 0% | a 1 loss 4.0000, b 3 loss 4.0000"
+    )
     assert sink.scalars[1] == ({"train/loss": 2.0, "train/lr": 0.01, **{f"train/{k}": v for k, v in rates1.items()}}, 2 * 4 + 3)
     record = meter.record(lr=0.01)
     assert list(record) == [
@@ -270,11 +275,13 @@ def test_meter_windows_rates_line_and_epoch_record():
         "feature_cache",
         "samples",
         "samples_per_dataset",
+        "loss_per_dataset",
         "skipped",
         "global_step",
     ]
     assert record["loss"] == 2.5 and record["feature_cache"] == {"hits": 6, "encoded": 4} and record["padding"] == 0.5
     assert record["samples"] == 16 and record["samples_per_dataset"] == {"a": 4, "b": 12} and record["skipped"] == 2
+    assert record["loss_per_dataset"] == {"a": 2.5, "b": 2.5}
     assert record["epoch"] == 2 and record["global_step"] == 12
     assert sink.warnings == ["Epoch 2: skipped 2 missing/corrupt samples (set run.strict_data to fail instead)"]
     meter.begin(3)  # a new epoch starts from nothing
@@ -282,6 +289,26 @@ def test_meter_windows_rates_line_and_epoch_record():
     meter.step(7.0, 1.0, 0.0)
     meter.log_window(0, lr=0.02)
     assert meter.record(0.02)["loss"] == 7.0 and meter.record(0.02)["samples_per_dataset"] == {"a": 2, "b": 0}
+    assert meter.record(0.02)["loss_per_dataset"] == {"a": 1.0, "b": None}  # no sample of b: no loss
+
+
+def test_meter_state_continues_an_epoch_after_a_resume():
+    """A step checkpoint's meter state: the resumed epoch's record equals the uninterrupted one's."""
+    whole, first, second = _meter(_Sink()), _meter(_Sink()), _meter(_Sink())
+    for m in (whole, first, second):
+        m.begin(1)
+    for step, loss in enumerate([4.0, 3.0, 2.0, 1.0]):
+        part = first if step < 2 else second
+        if step == 2:
+            second.load_state_dict(first.state_dict())
+        for m in (whole, part):
+            m.add(_stats(4, 10.0, step, 1, a=1, skipped=step % 2, loss=loss))
+            m.step(loss, 0.5, 0.25)
+            if m.due(step):
+                m.log_window(step, lr=0.01)
+    timing = ("seconds", "samples_per_s", "tokens_per_s", "mfu")
+    strip = lambda r: {k: v for k, v in r.items() if k not in timing}  # noqa: E731
+    assert strip(second.record(0.01)) == strip(whole.record(0.01))
 
 
 def test_meter_leaves_out_cache_hits_without_the_cache():
