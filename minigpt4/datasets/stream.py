@@ -32,6 +32,8 @@ from webdataset.tariterators import tarfile_samples
 
 from minigpt4.utils.prompt import IMAGE_PLACEHOLDER
 
+from .shards import is_remote
+
 SHARD_SAMPLING = ("split", "resampled")
 MIN_RECORDS_FOR_SHARE = 100  # the drop share is judged after this many records
 
@@ -39,6 +41,22 @@ MIN_RECORDS_FOR_SHARE = 100  # the drop share is judged after this many records
 def stream_rng(*parts: object) -> random.Random:
     """A generator determined by ``parts`` alone (same draws in any process)."""
     return random.Random("minigpt4-stream/" + "/".join(map(str, parts)))
+
+
+def tar_complete(url: str) -> bool:
+    """False for a local tar that does not end with the end-of-archive marker (two zero blocks): a copy or
+    download cut short. Python's streaming tar reader stops there silently. Remote URLs: True (unknown)."""
+    if is_remote(url):
+        return True
+    try:
+        with open(url, "rb") as f:
+            size = f.seek(0, io.SEEK_END)
+            if size < 1024 or size % 512:
+                return False
+            f.seek(size - 1024)
+            return f.read(1024) == bytes(1024)
+    except OSError:
+        return True  # unreadable: the reader reports it
 
 
 class StreamError(Exception):
@@ -153,6 +171,7 @@ class _StreamRun:
         self.errors: list[tuple[str, str]] = []  # since the last sample
         self.per_shard: dict[str, int] = {}
         self.records = self.dropped = 0
+        self.checked: set[str] = set()  # shards checked for completeness (once each)
 
     def error(self, url: str, message: str) -> None:
         self.errors.append((url, message))
@@ -166,6 +185,9 @@ class _StreamRun:
     def records_of_pass(self, data_pass: int) -> Iterator[dict[str, Any]]:
         for url in self.ds.shard_order(self.stream, self.streams, data_pass):
             self.current = url
+            if url not in self.checked and not tar_complete(url):
+                self.error(url, "truncated tar (no end-of-archive marker): its complete samples are used")
+            self.checked.add(url)
             yield from tarfile_samples([{"url": url}], handler=self._tar_error)
 
     def shuffled(self) -> Iterator[dict[str, Any]]:

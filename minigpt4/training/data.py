@@ -204,6 +204,10 @@ class InfiniteLoader:
     def begin_epoch(self, epoch: int) -> None:
         """Epochs do not matter here: the order runs on over data passes."""
 
+    def epoch_problems(self) -> dict[str, dict[str, int]]:
+        """Skipped images are counted by the runner (``skipped``) and logged by the datasets."""
+        return {}
+
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.data_pass = int(state["data_pass"])
         self.batch_in_pass = int(state["batch_in_pass"])

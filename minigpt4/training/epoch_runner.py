@@ -175,6 +175,7 @@ class EpochRunner(RunCheckpoints):
                 except signals.Interrupted:
                     self.save_at_boundary()  # where the run stopped: --resume auto goes on from there
                     raise
+                record.update(self._data_problems(epoch))
                 self.save(epoch)
                 if self.info.is_main:
                     self.epoch_log.append(record)
@@ -228,6 +229,19 @@ class EpochRunner(RunCheckpoints):
         finally:
             bar.close()  # also when interrupted: no stale bar on the terminal
         return meter.record(lr)
+
+    def _data_problems(self, epoch: int) -> dict[str, Any]:
+        """``{"data_problems": {entry: {shard: count}}}`` over all ranks (logged), or {} when there were none."""
+        merged: dict[str, dict[str, int]] = {}
+        for per_rank in dist.all_gather_object(self.loader.epoch_problems()):
+            for name, shards in per_rank.items():
+                for url, n in shards.items():
+                    merged.setdefault(name, {})[url] = merged.get(name, {}).get(url, 0) + n
+        for name, shards in merged.items():
+            worst = sorted(shards.items(), key=lambda kv: -kv[1])
+            named = ", ".join(f"{url} ({n})" for url, n in worst[:5]) + (f" and {len(worst) - 5} more" if len(worst) > 5 else "")
+            self.log.warning("datasets.%s: %d bad samples or shards skipped in epoch %d: %s", name, sum(shards.values()), epoch, named)
+        return {"data_problems": merged} if merged else {}
 
     def _grad_sync(self, last: bool) -> contextlib.AbstractContextManager:
         """DDP's gradient all-reduce only in the last micro-step of an optimizer step."""

@@ -55,8 +55,8 @@ def train_env(extra: dict | None = None) -> dict:
     return {**env, **(extra or {})}
 
 
-def train_cmd(opts: list[str], nproc: int = 0, resume: str | None = None) -> list[str]:
-    args = ["train.py", "--cfg-path", str(TINY_CFG), "--options", *opts]
+def train_cmd(opts: list[str], nproc: int = 0, resume: str | None = None, cfg: Path = TINY_CFG) -> list[str]:
+    args = ["train.py", "--cfg-path", str(cfg), "--options", *opts]
     cmd = torchrun(nproc, *args) if nproc else [sys.executable, *args]
     return cmd + (["--resume", resume] if resume else [])
 
@@ -69,23 +69,25 @@ def run_train(
     check: bool = True,
     timeout: int = 240,
     process: bool = False,
+    cfg: Path = TINY_CFG,
 ) -> subprocess.CompletedProcess:
-    """``train.py`` with these options under torchrun with ``nproc`` processes, or with ``nproc`` 0 the
-    same command in this process (``process``: as a process of its own)."""
+    """``train.py --cfg-path cfg`` with these options under torchrun with ``nproc`` processes, or with
+    ``nproc`` 0 the same command in this process (``process``: as a process of its own)."""
     if nproc or process:
-        proc = subprocess.run(train_cmd(opts, nproc, resume), cwd=REPO, env=train_env(env), capture_output=True, text=True, timeout=timeout)
+        cmd = train_cmd(opts, nproc, resume, cfg)
+        proc = subprocess.run(cmd, cwd=REPO, env=train_env(env), capture_output=True, text=True, timeout=timeout)
     else:
-        proc = train_here(opts, resume, env)
+        proc = train_here(opts, resume, env, cfg)
     if check and proc.returncode != 0:
         pytest.fail(f"train.py exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
     return proc
 
 
-def train_here(opts: list[str], resume: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def train_here(opts: list[str], resume: str | None = None, env: dict | None = None, cfg: Path = TINY_CFG) -> subprocess.CompletedProcess:
     """The train command in this process, its exit status and output as a finished process's."""
     from minigpt4.cli import train
 
-    args = train_cmd(opts, 0, resume)[2:]  # without the interpreter and train.py
+    args = train_cmd(opts, 0, resume, cfg)[2:]  # without the interpreter and train.py
     out, err = io.StringIO(), io.StringIO()
     with mock.patch.dict(os.environ, train_env(env), clear=True), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
