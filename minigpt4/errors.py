@@ -53,6 +53,10 @@ class TrainingError(UserError, RuntimeError):
     """Training stopped on a condition the user must look at."""
 
 
+class StorageError(UserError, OSError):
+    """A file could not be written (the disk is full); the message names it and the space it needs."""
+
+
 class NonFiniteLossError(TrainingError, FloatingPointError):
     """The loss became NaN or inf; the message names the epoch, step and last good checkpoint."""
 

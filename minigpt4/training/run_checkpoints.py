@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from minigpt4.errors import StorageError
 from minigpt4.models.weights import load_parameters
 from minigpt4.run_dir import checkpoint_path, step_checkpoint_path
 from minigpt4.training.checkpoint import load_checkpoint, save_checkpoint, save_step_checkpoint
@@ -52,26 +53,39 @@ class RunCheckpoints:
         rank_states = dist.all_gather_object(mine)
         done = iters if step is None else step
         path = checkpoint_path(self.run_dir, epoch) if step is None else step_checkpoint_path(self.run_dir, epoch, step)
+        failed = None
         if self.info.is_main:
-            state = {
-                "model": {k: v.detach().cpu() for k, v in self.model_without_ddp.trainable_state_dict().items()},
-                "optimizer": self.optimizer.state_dict(),
-                "lr_scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "epoch": epoch,
-                "step_in_epoch": done,
-                "global_step": epoch * iters + done,
-                "world_size": self.info.world_size,
-                "rank_states": rank_states,
-                "config": OmegaConf.to_container(self.cfg, resolve=True),
-            }
-            if step is None:
-                save_checkpoint(self.run_dir, epoch, state)
-            else:
-                save_step_checkpoint(self.run_dir, epoch, step, {**state, "meter": self.meter.state_dict()}, self.run.keep_step_checkpoints)
-            self.log.info("Saved %s", path)
+            try:
+                self._write(epoch, step, done, rank_states)
+            except StorageError as e:
+                failed = f"{e}; the earlier checkpoints are intact: free space, then continue with --resume auto"
+        failed = dist.broadcast_object(failed)  # every rank stops, none waits for rank 0 forever
+        if failed:
+            raise StorageError(failed)
         dist.barrier()
         self.last_checkpoint = path
+
+    def _write(self, epoch: int, step: int | None, done: int, rank_states: list) -> None:
+        """Rank 0: the checkpoint file (and, for a step checkpoint, the pruning of older ones)."""
+        iters = self.run.iters_per_epoch
+        path = checkpoint_path(self.run_dir, epoch) if step is None else step_checkpoint_path(self.run_dir, epoch, step)
+        state = {
+            "model": {k: v.detach().cpu() for k, v in self.model_without_ddp.trainable_state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "step_in_epoch": done,
+            "global_step": epoch * iters + done,
+            "world_size": self.info.world_size,
+            "rank_states": rank_states,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
+        if step is None:
+            save_checkpoint(self.run_dir, epoch, state)
+        else:
+            save_step_checkpoint(self.run_dir, epoch, step, {**state, "meter": self.meter.state_dict()}, self.run.keep_step_checkpoints)
+        self.log.info("Saved %s", path)
 
     def _resume(self, path: str | Path) -> None:
         ckpt = load_checkpoint(path)

@@ -7,12 +7,15 @@ old file or the complete new one. Temporary files are named ``.<name>.tmp.<pid>`
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from minigpt4.errors import StorageError
 
 TMP_MARK = ".tmp."
 
@@ -86,11 +89,70 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Pat
     return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TiB"
+
+
+def write_or_explain(path: str | Path, write: Callable[[Path], None], need: int) -> Path:
+    """``atomic_write(path, write)`` for a file of about ``need`` bytes; when the disk has not the room
+    (found before writing, or by the write failing), raise ``StorageError`` naming the file, the space
+    it needs and the free space. Nothing is left under ``path`` or its temporary name then."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def full(reason: str, free: int) -> StorageError:
+        return StorageError(
+            f"cannot write {path}: {reason}; it needs {_size(need)} and {_size(free)} are free on {path.parent} (nothing was half-written)"
+        )
+
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        raise full("not enough free space", free)
+
+    def guarded(tmp: Path) -> None:
+        try:
+            write(tmp)
+        except (OSError, RuntimeError) as e:  # torch's writer raises RuntimeError ("unexpected pos ...") on ENOSPC
+            written = tmp.stat().st_size if tmp.exists() else 0
+            left = shutil.disk_usage(path.parent).free
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or left + written < need:
+                raise full("the disk filled up while writing", left + written) from e
+            raise
+
+    return atomic_write(path, guarded)
+
+
+def tensor_bytes(obj: Any) -> int:
+    """The bytes of the tensors in ``obj`` (nested dicts, lists, tuples), each storage counted once."""
+    import torch
+
+    seen: set[int] = set()
+
+    def walk(o: Any) -> int:
+        if isinstance(o, torch.Tensor):
+            storage = o.untyped_storage()
+            if storage.data_ptr() in seen:
+                return 0
+            seen.add(storage.data_ptr())
+            return storage.nbytes()
+        if isinstance(o, dict):
+            return sum(walk(v) for v in o.values())
+        if isinstance(o, (list, tuple)):
+            return sum(walk(v) for v in o)
+        return 0
+
+    return walk(obj)
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save(obj, path)`` atomically."""
+    """``torch.save(obj, path)`` atomically; a full disk raises ``StorageError`` (``write_or_explain``)."""
     import torch  # here, so that the plain-file helpers do not import torch
 
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    return write_or_explain(path, lambda tmp: torch.save(obj, tmp), tensor_bytes(obj))
 
 
 def atomic_link_or_copy(src: str | Path, dst: str | Path) -> Path:
