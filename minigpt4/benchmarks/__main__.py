@@ -1,4 +1,4 @@
-"""``python -m minigpt4.benchmarks {cpu,full,memory} ...``: see ``minigpt4.benchmarks``."""
+"""``python -m minigpt4.benchmarks {cpu,full,memory,stream} ...``: see ``minigpt4.benchmarks``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from minigpt4.errors import run_command
 
-from . import cpu, full, memory
+from . import cpu, full, memory, stream
 
 
 def parser() -> argparse.ArgumentParser:
@@ -28,6 +28,9 @@ def parser() -> argparse.ArgumentParser:
             "projection only vs LoRA (weights exact, activations measured)",
         )
     )
+    stream.add_arguments(
+        sub.add_parser("stream", help="the stage-1 streaming loader's images/s per worker and the cost of a step checkpoint")
+    )
     return ap
 
 
@@ -35,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     command = shlex.join(["python", "-m", "minigpt4.benchmarks", *argv])
-    {"cpu": cpu, "full": full, "memory": memory}[args.benchmark].main(args, command)
+    {"cpu": cpu, "full": full, "memory": memory, "stream": stream}[args.benchmark].main(args, command)
 
 
 if __name__ == "__main__":

@@ -35,12 +35,17 @@ from .full import VARIANTS
 GiB = 1024**3
 # tokens per training sample: BOS + template (~13) + image tokens + instruction (~10) + caption + end_sym
 SEQ_LEN = {"vicuna-7b": 80, "vicuna-13b": 80, "llama2-7b": 112}
+# stage 1 ([BOS][image tokens][caption + newline], at most max_txt_len 32 text tokens): the longest sample
+STAGE1_LEN = {"vicuna-7b": 1 + 32 + 32, "vicuna-13b": 1 + 32 + 32, "llama2-7b": 1 + 64 + 32}
 LORA = {"r": 64, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--sizes", nargs="+", default=list(SEQ_LEN), choices=list(SEQ_LEN))
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[12, 64])
+    ap.add_argument(
+        "--stage1", action="store_true", help="stage-1 samples (no prompt, 32 caption tokens at most), projection only, batch 64"
+    )
 
 
 def saved_bytes(llm: torch.nn.Module, batch: int, length: int) -> int:
@@ -65,7 +70,7 @@ def saved_bytes(llm: torch.nn.Module, batch: int, length: int) -> int:
 
 
 @cache
-def activation_model(size: str, with_lora: bool, batch: int = 2) -> dict[str, float]:
+def activation_model(size: str, with_lora: bool, length: int, batch: int = 2) -> dict[str, float]:
     """Measured activation bytes per sample: per decoder layer and for the rest (head and loss)."""
     measured = []
     for layers in (1, 2):
@@ -74,7 +79,7 @@ def activation_model(size: str, with_lora: bool, batch: int = 2) -> dict[str, fl
         llm.requires_grad_(False)
         if with_lora:
             llm = add_adapters(llm, LORA)
-        measured.append(saved_bytes(llm, batch, SEQ_LEN[size]))
+        measured.append(saved_bytes(llm, batch, length))
     per_layer = (measured[1] - measured[0]) / batch
     return {"per_layer": per_layer, "rest": measured[0] / batch - per_layer}
 
@@ -114,9 +119,9 @@ class _Tokenizer:
         return "###"
 
 
-def estimate(size: str, batch: int, with_lora: bool, checkpointing: bool) -> dict[str, float]:
-    st, act = static_bytes(size, with_lora), activation_model(size, with_lora)
-    length = SEQ_LEN[size]
+def estimate(size: str, batch: int, with_lora: bool, checkpointing: bool, length: int | None = None) -> dict[str, float]:
+    length = length or SEQ_LEN[size]
+    st, act = static_bytes(size, with_lora), activation_model(size, with_lora, length)
     if checkpointing:  # each layer keeps its bf16 input; one layer's activations during its recomputation
         acts = batch * (st["layers"] * length * st["hidden"] * 2 + act["per_layer"] + act["rest"])
     else:
@@ -137,14 +142,15 @@ def main(args: argparse.Namespace, command: str) -> None:
         "| size | tokens/sample | trainable | batch | LLM checkpointing | weights GiB | trainable state GiB | activations GiB | total GiB |"
     )
     print("|---|---:|---|---:|---|---:|---:|---:|---:|")
+    lengths, loras, batches = (STAGE1_LEN, (False,), [64]) if args.stage1 else (SEQ_LEN, (False, True), args.batch_sizes)
     for size in args.sizes:
-        for lora in (False, True):
-            for batch in args.batch_sizes:
+        for lora in loras:
+            for batch in batches:
                 for ckpt in (False, True):
-                    e = estimate(size, batch, lora, ckpt)
+                    e = estimate(size, batch, lora, ckpt, lengths[size])
                     what = f"{'LoRA r 64 q,v + ' if lora else ''}llama_proj: {e['trainable_params']:,}"
                     print(
-                        f"| {size} | {SEQ_LEN[size]} | {what} | {batch} | {'on' if ckpt else 'off'} | "
+                        f"| {size}{' stage 1' if args.stage1 else ''} | {lengths[size]} | {what} | {batch} | {'on' if ckpt else 'off'} | "
                         f"{e['weights'] / GiB:.1f} | {e['trainable'] / GiB:.2f} | {e['activations'] / GiB:.1f} | "
                         f"{e['total'] / GiB:.1f} |",
                         flush=True,

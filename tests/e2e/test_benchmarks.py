@@ -138,3 +138,13 @@ def test_full_benchmark_commands_check(quick_standins, tmp_path, capsys):
     assert "q_former_model" not in printed
     with pytest.raises(BenchmarkError, match="multiple of every --batch-sizes"):
         main(["full", "--dry-run", "--images", "100", "--batch-sizes", "12", "64"])
+
+
+def test_stream_benchmark_minimal(tmp_path):
+    """The stage-1 loader benchmark at a minimal size writes its section with both tables' rows."""
+    out = tmp_path / "B.md"
+    out.write_text("# Benchmarks\n\nkept\n")
+    main(["stream", "--samples", "200", "--workers", "1", "--batches", "2", "--out", str(out)])
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\nkept\n") and "<!-- benchmarks:stream:begin -->" in text
+    assert "| 1 | " in text and "Workers a GPU at 150 samples/s needs on this CPU: **" in text and "Step checkpoint (Vicuna-7B" in text
