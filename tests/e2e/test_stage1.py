@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from minigpt4.training.checkpoint import load_checkpoint
+from tests.helpers.nodes import free_ports, run_nodes, torchrun_nodes
+from tests.helpers.paths import REPO
 from tests.helpers.processes import interrupt_when
 from tests.helpers.stage1 import STAGE1_CFG, make_all_bad_shards, make_bad_shards, make_shard_sets, stage1_options
 from tests.helpers.training import assert_same_weights, epoch_records, final_weights, run_dirs, run_train, train_cmd, train_env
@@ -39,16 +41,16 @@ def reference(tiny_stack, shard_sets, tmp_path_factory):
 def test_official_stage1_config_on_two_ranks_mixes_by_ratio_and_resumes_exactly(tiny_stack, shard_sets, tmp_path):
     """The official stage-1 YAML (paths edited) under torchrun with 2 ranks and 2 workers each: the
     stage-1 text settings (no template, newline, the tiny type's 40 tokens), per-entry counts in the log
-    lines and records near 115 : 14; a second job resumed from a step checkpoint ends equal."""
-    run = {**RUN, "max_epoch": 3, "log_freq": 4, "keep_step_checkpoints": 10}
-    opts = stage1_options(tiny_stack, shard_sets, tmp_path / "a", workers=2, **run)
-    proc = run_train(opts, nproc=2, cfg=STAGE1_CFG)
+    lines and records near 115 : 14. The same job SIGKILLed (every process) after a step checkpoint and
+    resumed with --resume auto on 2 ranks ends with the same llama_proj, and so does the job on two
+    "nodes" of one rank each (torchrun --nnodes 2): the streams follow the global rank."""
+    run = {**RUN, "max_epoch": 3, "log_freq": 4}
+    proc = run_train(stage1_options(tiny_stack, shard_sets, tmp_path / "a", workers=2, **run), nproc=2, cfg=STAGE1_CFG)
     (run_dir,) = run_dirs(tmp_path / "a", JOB)
     model = yaml.safe_load((run_dir / "config.yaml").read_text())["model"]
     assert (model["prompt_template"], model["end_sym"], model["max_txt_len"]) == ("{}", "\n", 40)
-    assert re.search(
-        r"Training data \(streamed, each batch from one entry\): laion: 4 shard\(s\), 89\.1% of the batches; cc_sbu: 4 shard", proc.stdout
-    )
+    said = r"Training data \(streamed, each batch from one entry\): laion: 4 shard\(s\), 89\.1% of the batches; cc_sbu: 4 shard"
+    assert re.search(said, proc.stdout)
     lines = re.findall(r"Train: epoch \[\d\] \[\s*\d+/12\].* \| laion (\d+)(?: loss \d\.\d{4})?, cc_sbu (\d+)", proc.stdout)
     assert len(lines) == 3 * 4, proc.stdout[-3000:]  # steps 0, 4, 8, 11 of each epoch
     counts = [r["samples_per_dataset"] for r in epoch_records(run_dir)]
@@ -56,19 +58,24 @@ def test_official_stage1_config_on_two_ranks_mixes_by_ratio_and_resumes_exactly(
     assert laion + cc_sbu == 3 * 12 * 2 * 4 and 0.8 < laion / (laion + cc_sbu) < 0.97, counts  # 115/129 = 0.891
     assert all(set(r["loss_per_dataset"]) == {"laion", "cc_sbu"} for r in epoch_records(run_dir))
 
-    ckpt = load_checkpoint(run_dir / "checkpoint_1_step_3.pth")  # global step 15
-    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["world_size"]) == (1, 3, 2)
-    streams = [s["data"] for s in ckpt["rank_states"]]
-    assert all(s["kind"] == "stream" and s["drawn"] == 3 for s in streams)
-    run_train(
-        stage1_options(tiny_stack, shard_sets, tmp_path / "b", workers=2, **run),
-        nproc=2,
-        cfg=STAGE1_CFG,
-        resume=str(run_dir / "checkpoint_1_step_3.pth"),
-    )
-    (resumed,) = run_dirs(tmp_path / "b", JOB)
-    assert_same_weights(final_weights(resumed, 2), final_weights(run_dir, 2))
-    assert [r["samples_per_dataset"] for r in epoch_records(resumed)] == counts[1:]
+    opts = stage1_options(tiny_stack, shard_sets, tmp_path / "b", workers=2, **run)
+    cmd = train_cmd(opts, nproc=2, cfg=STAGE1_CFG)
+    rc, text, _ = interrupt_when(cmd, tmp_path / "b.txt", r"Train: epoch \[1\] \[\s*8/12\]", signal.SIGKILL, train_env(), to_group=True)
+    (killed,) = run_dirs(tmp_path / "b", JOB)
+    assert rc == -signal.SIGKILL and not (killed / "checkpoint_1.pth").exists(), text[-2000:]
+    ckpt = load_checkpoint(killed / "checkpoint_1_step_8.pth")  # global step 20
+    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["world_size"]) == (1, 8, 2)
+    assert all(s["data"]["kind"] == "stream" and s["data"]["drawn"] == 8 for s in ckpt["rank_states"])
+    assert "continuing from" in run_train(opts, nproc=2, cfg=STAGE1_CFG, resume="auto").stdout
+    assert_same_weights(final_weights(killed, 2), final_weights(run_dir, 2))
+    assert [r["samples_per_dataset"] for r in epoch_records(killed)] == counts
+
+    nodes = tmp_path / "nodes"
+    node_opts = stage1_options(tiny_stack, shard_sets, nodes / "out", workers=2, **run)
+    run_nodes("train", torchrun_nodes([REPO / "train.py", "--cfg-path", STAGE1_CFG, "--options", *node_opts], nodes, free_ports(1)[0]))
+    (two_nodes,) = run_dirs(nodes / "out", JOB)
+    assert_same_weights(final_weights(two_nodes, 2), final_weights(run_dir, 2))
+    assert [r["samples_per_dataset"] for r in epoch_records(two_nodes)] == counts
 
 
 @pytest.mark.xdist_group("stage1_reference")
