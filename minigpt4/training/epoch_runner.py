@@ -92,7 +92,10 @@ class EpochRunner(RunCheckpoints):
         ratios = None if None in ratios else ratios
         self.loader = build_train_loader(datasets, ratios, self.run, dist_info.rank, dist_info.world_size, self.device.type == "cuda")
         if self.run.group_by_length and not self.loader.grouped:
-            self.log.warning("run.group_by_length: a training dataset has no lengths(); batches are not grouped")
+            if isinstance(self.loader, StreamLoader):
+                self.log.info("run.group_by_length: streamed batches are not grouped by length (their samples are not known ahead)")
+            else:
+                self.log.warning("run.group_by_length: a training dataset has no lengths(); batches are not grouped")
         self.count_names = (*THROUGHPUT_COUNTS, *task.count_names)
         per_dataset = [s(n) for n in self.dataset_names for s in (dataset_stat, dataset_loss_stat)]
         self.stats = StepStats([*STEP_STATS, *self.count_names, *per_dataset])

@@ -138,3 +138,46 @@ def test_missing_fields_and_empty_shards(tmp_path):
     stream.configure(0, 0, 1, 0)
     (fatal,) = list(stream)
     assert fatal["fatal"] == f"datasets.laion: no readable sample in 1 shard(s) of pass 0: {empty / '00000.tar'}"
+
+
+def test_http_and_pipe_urls_stream_like_local_files(shard_dir):
+    """What webdataset opens works: shards over HTTP from a server on 127.0.0.1, and ``pipe:`` commands."""
+    import functools
+    import http.server
+    import os
+    import shutil
+    import threading
+    from unittest import mock
+
+    if shutil.which("curl") is None:
+        pytest.skip("webdataset opens http:// URLs with curl, which is not installed")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shard_dir))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        local = _stream(shard_dir)
+        remote = _stream(shard_dir)
+        remote.urls = [f"http://127.0.0.1:{server.server_port}/{os.path.basename(u)}" for u in local.urls]
+        piped = _stream(shard_dir)
+        piped.urls = [f"pipe:cat {u}" for u in local.urls]
+        with mock.patch.dict(os.environ, {"no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"}):
+            assert _keys(remote, 12) == _keys(local, 12) == _keys(piped, 12)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_stream_that_yields_nothing_for_stall_seconds_stops_the_loader(shard_dir):
+    from minigpt4.errors import DataError
+    from minigpt4.training.stream_loader import StreamLoader
+
+    stream = _stream(shard_dir, stall_seconds=1)
+    stream.urls = [f"pipe:sleep 3; cat {shard_dir / '00000.tar'}"]  # a stalled network read
+    loader = StreamLoader({"laion": stream}, None, batch_size=2, seed=0, num_workers=1)
+    loader.begin_epoch(0)
+    with pytest.raises(
+        DataError, match=r"^datasets\.laion: no batch for 1 s \(stall_seconds\) from its 1 shard\(s\) \(first: pipe:sleep 3;"
+    ):
+        next(loader)
+    loader.close()
