@@ -82,6 +82,7 @@ class ShardStream(IterableDataset):
         shard_sampling: str = "split",
         max_drop_share: float = 0.5,
         stall_seconds: float = 300.0,
+        strict: bool = False,
     ) -> None:
         if shard_sampling not in SHARD_SAMPLING:
             raise ValueError(f"shard_sampling must be one of {SHARD_SAMPLING}, got {shard_sampling!r}")
@@ -91,6 +92,7 @@ class ShardStream(IterableDataset):
         self.shuffle_buffer, self.shuffle_initial = max(1, shuffle_buffer), max(1, min(shuffle_initial, shuffle_buffer))
         self.shard_sampling = shard_sampling
         self.max_drop_share, self.stall_seconds = max_drop_share, stall_seconds
+        self.strict = strict  # run.strict_data: the first bad sample ends the stream
         self.configure(0, 0, 1, 0)
 
     def configure(self, seed: int, rank: int, world_size: int, epoch: int, worker_offset: int = 0, skips: dict | None = None) -> None:
@@ -234,6 +236,10 @@ class _StreamRun:
                 except ValueError as e:
                     self.dropped += 1
                     self.error(url, f"sample {record.get('__key__')}: {e}")
+                    if ds.strict:
+                        raise StreamError(
+                            f"{url}: sample {record.get('__key__')}: {e} [run.strict_data: set it to false to skip and count such samples]"
+                        ) from None
                     self._check(last_good)
                     continue
                 errors, self.errors = self.errors, []

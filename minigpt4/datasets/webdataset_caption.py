@@ -85,6 +85,7 @@ class WebdatasetCaptionBuilder(CaptionBuilder):
             shard_sampling=c["shard_sampling"],
             max_drop_share=c["max_drop_share"],
             stall_seconds=c["stall_seconds"],
+            strict=self.strict,
         )
         stream.shards = shards  # what was left out, for the log
         return {"train": stream}

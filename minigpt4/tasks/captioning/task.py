@@ -58,6 +58,7 @@ class CaptioningTask:
     def __init__(self, strict_data: bool = False, feature_cache: str | None = None, feature_cache_dtype: str = "fp16") -> None:
         self.strict_data = strict_data
         self.features = ImageFeatures(feature_cache, feature_cache_dtype)
+        self.reads_features = self.features.enabled  # prepare_training: whether a training dataset reads the cache
 
     @classmethod
     def from_config(cls, run_cfg: Any) -> CaptioningTask:
@@ -96,8 +97,9 @@ class CaptioningTask:
         LLM tokenizer's count for their lengths."""
         if model.feature_cut is None and self.features.enabled:
             log.info("feature cache not used: the ViT trains (model.freeze_vit: false), nothing before it is frozen")
+        attached = [self.features.attach(model, dataset, model.feature_cut) for dataset in datasets.values()]
+        self.reads_features = any(a is not None for a in attached)  # streamed datasets read no cache
         for dataset in datasets.values():
-            self.features.attach(model, dataset, model.feature_cut)
             if isinstance(dataset, TokenCounting):  # length-grouped batches by LLM tokens, not words
                 dataset.use_token_counter(TokenCounter(model.llama_tokenizer))
         log.info(self.features.describe(model))
@@ -130,7 +132,8 @@ class CaptioningTask:
     def count_rates(self, counts: Mapping[str, float]) -> dict[str, float | None]:
         """``cache_hits``: the share of images read from the feature cache (None when it is off or unused)."""
         hits, encoded = counts["feature_hits"], counts["feature_encoded"]
-        return {"cache_hits": round(hits / (hits + encoded), 4) if self.features.enabled and hits + encoded else None}
+        used = self.features.enabled and self.reads_features
+        return {"cache_hits": round(hits / (hits + encoded), 4) if used and hits + encoded else None}
 
     def count_record(self, counts: Mapping[str, float]) -> dict[str, Any]:
         """``feature_cache``: ``{"hits", "encoded"}`` images of the epoch."""

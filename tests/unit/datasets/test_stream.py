@@ -181,3 +181,15 @@ def test_a_stream_that_yields_nothing_for_stall_seconds_stops_the_loader(shard_d
     ):
         next(loader)
     loader.close()
+
+
+def test_strict_data_makes_the_first_bad_sample_an_error(tmp_path):
+    import webdataset as wds
+
+    with wds.TarWriter(str(tmp_path / "00000.tar")) as sink:
+        sink.write({"__key__": "broken", "jpg": b"not a jpeg", "json": json.dumps({"caption": "x"})})
+    stream = _stream(tmp_path, strict=True)
+    stream.configure(0, 0, 1, 0)
+    (fatal,) = list(stream)
+    assert fatal["fatal"].startswith(f"datasets.laion: {tmp_path / '00000.tar'}: sample broken: undecodable .jpg: ")
+    assert fatal["fatal"].endswith("[run.strict_data: set it to false to skip and count such samples]")
