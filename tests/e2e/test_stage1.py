@@ -39,14 +39,14 @@ def reference(tiny_stack, shard_sets, tmp_path_factory):
 
 
 def test_official_stage1_config_on_two_nodes_mixes_by_ratio_and_two_ranks_resume_exactly(tiny_stack, shard_sets, tmp_path):
-    """The official stage-1 YAML (paths edited) with 2 workers per rank, on two "nodes" of one rank each
+    """The official stage-1 YAML (paths edited) with a DataLoader worker per rank, on two "nodes" of one rank each
     (torchrun --nnodes 2 on localhost): the stage-1 text settings (no template, newline, the tiny type's
     40 tokens), per-entry counts in the log lines and records near 115 : 14. The same job on one node
     with 2 ranks, SIGKILLed (every process) after a step checkpoint and resumed with --resume auto, ends
     with the same llama_proj and counts: the streams follow the global rank, and resume to the batch."""
     run = {**RUN, "log_freq": 4}
     nodes = tmp_path / "nodes"
-    node_opts = stage1_options(tiny_stack, shard_sets, nodes / "out", workers=2, **run)
+    node_opts = stage1_options(tiny_stack, shard_sets, nodes / "out", workers=1, **run)
     outs = run_nodes(
         "train", torchrun_nodes([REPO / "train.py", "--cfg-path", STAGE1_CFG, "--options", *node_opts], nodes, free_ports(1)[0])
     )
@@ -62,7 +62,7 @@ def test_official_stage1_config_on_two_nodes_mixes_by_ratio_and_two_ranks_resume
     assert laion + cc_sbu == 2 * 12 * 2 * 4 and 0.8 < laion / (laion + cc_sbu) < 0.97, counts  # 115/129 = 0.891
     assert all(set(r["loss_per_dataset"]) == {"laion", "cc_sbu"} for r in epoch_records(run_dir))
 
-    opts = stage1_options(tiny_stack, shard_sets, tmp_path / "b", workers=2, **run)
+    opts = stage1_options(tiny_stack, shard_sets, tmp_path / "b", workers=1, **run)
     cmd = train_cmd(opts, nproc=2, cfg=STAGE1_CFG)
     rc, text, _ = interrupt_when(cmd, tmp_path / "b.txt", r"Train: epoch \[1\] \[\s*8/12\]", signal.SIGKILL, train_env(), to_group=True)
     (killed,) = run_dirs(tmp_path / "b", JOB)
