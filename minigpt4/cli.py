@@ -30,6 +30,8 @@ COMMANDS = {
     "torchrun": "torchrun",
     "random-stack": "random_stack",
     "shards": "shards",
+    "chat": "chat",
+    "demo": "demo",
 }
 
 
@@ -84,6 +86,16 @@ def random_stack(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-random-stack``: a random MiniGPT-4 stack at an official size, in the official file
     formats, to measure GPU memory and time before downloading the weights."""
     return run("random-stack", argv)
+
+
+def chat(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-chat``: talk to a model about images in the terminal (one line per answer when piped)."""
+    return run("chat", argv)
+
+
+def demo(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-demo``: the web demo (gradio, 127.0.0.1): chat, and a run's checkpoints side by side."""
+    return run("demo", argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

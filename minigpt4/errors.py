@@ -57,6 +57,10 @@ class StorageError(UserError, OSError):
     """A file could not be written (the disk is full); the message names it and the space it needs."""
 
 
+class ChatError(UserError, ValueError):
+    """A chat request that cannot be served (bad setting, image, command, or a context too long)."""
+
+
 class NonFiniteLossError(TrainingError, FloatingPointError):
     """The loss became NaN or inf; the message names the epoch, step and last good checkpoint."""
 

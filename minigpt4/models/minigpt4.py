@@ -245,6 +245,11 @@ class MiniGPT4(nn.Module, ModelConfigurable):
         return self.llama_proj.weight.device
 
     @property
+    def variant(self) -> str:
+        """``vicuna0`` (Q-Former image tokens) or ``llama2`` (ViT patches 4 at a time)."""
+        return "vicuna0" if self.qformer is not None else "llama2"
+
+    @property
     def prompt_template(self) -> str:
         return self.template.template
 

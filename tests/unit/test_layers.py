@@ -22,6 +22,7 @@ LAYERS = [
     ("minigpt4.datasets", "minigpt4.models", "minigpt4.features"),
     ("minigpt4.tasks",),
     ("minigpt4.training", "minigpt4.evaluation"),
+    ("minigpt4.chat",),
     ("minigpt4.commands",),
     ("minigpt4.cli", "minigpt4"),
 ]
