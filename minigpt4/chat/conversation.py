@@ -66,16 +66,19 @@ class Conversation:
     def fit(self, length: Callable[[Conversation], int], limit: int) -> int:
         """Drop the oldest answered turns until ``length(self) <= limit``; their images move into the
         oldest kept turn, so neither the system text nor an image is ever cut. Returns the number of
-        turns dropped; raises ``ChatError`` when even the last question alone does not fit."""
+        turns dropped; raises ``ChatError`` (changing nothing) when even the last question alone does
+        not fit."""
+        trial = Conversation(self.template, [Turn(t.question, list(t.images), t.answer) for t in self.turns])
         dropped = 0
-        while length(self) > limit:
-            if len(self.turns) < 2:
+        while length(trial) > limit:
+            if len(trial.turns) < 2:
                 raise ChatError(
-                    f"the prompt needs {length(self)} tokens (system text, {len(self.images())} image(s) and "
+                    f"the prompt needs {length(trial)} tokens (system text, {len(trial.images())} image(s) and "
                     f"the question) but only {limit} fit before the answer: lower max_new_tokens, ask a "
                     "shorter question or start again with fewer images"
                 )
-            oldest = self.turns.pop(0)
-            self.turns[0].images[:0] = oldest.images
+            oldest = trial.turns.pop(0)
+            trial.turns[0].images[:0] = oldest.images
             dropped += 1
+        self.turns = trial.turns  # only a fit that succeeds changes the conversation
         return dropped

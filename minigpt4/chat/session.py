@@ -5,13 +5,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from .conversation import Conversation
 from .engine import ChatEngine
 from .settings import GenerationSettings
 
 log = logging.getLogger("minigpt4")
+
+
+@dataclass(frozen=True)
+class ChatImage:
+    """An image of the conversation: its file and its pixels as the evaluation prepares them."""
+
+    path: str
+    pixels: torch.Tensor
 
 
 def _held_back(text: str, stop: str) -> int:
@@ -46,7 +57,7 @@ class ChatSession:
 
     def add_image(self, path: str | Path) -> None:
         """Attach an image to the next question (``ChatError`` names an unreadable file)."""
-        self.conversation.add_image(self.engine.image(path))
+        self.conversation.add_image(ChatImage(str(path), self.engine.image(path)))
 
     def answer(self, question: str, settings: GenerationSettings | None = None) -> str:
         for _ in self.stream(question, settings):
@@ -71,8 +82,8 @@ class ChatSession:
                 visible = text.rstrip() if out.done else text[: len(text) - _held_back(text, stop)].rstrip()
                 final = visible
                 if visible.startswith(shown) and len(visible) > len(shown):
-                    yield visible[len(shown) :]
-                    shown = visible
+                    piece, shown = visible[len(shown) :], visible  # shown before the caller may close us
+                    yield piece
         except BaseException:
             if conv.turns and conv.turns[-1].answer is None:
                 if shown:
@@ -89,7 +100,7 @@ class ChatSession:
 
     def _prompt_embeds(self, settings: GenerationSettings):
         conv, engine = self.conversation, self.engine
-        image_embeds = engine.encode(conv.images())
+        image_embeds = engine.encode([im.pixels for im in conv.images()])
         budget = engine.context_size(settings) - settings.max_new_tokens
         dropped = conv.fit(lambda c: engine.prompt_length(c.prompt(), image_embeds), budget)
         if dropped:

@@ -84,4 +84,5 @@ def _check(key: str, value: Any) -> None:
     if not ok:
         raise ChatError(f"setting {key}={value!r}: expected {kind.__name__}")
     if kind is not bool and (value < low or (high is not None and value > high)):
-        raise ChatError(f"setting {key}={value}: expected {low} to {high}" if high is not None else f"setting {key}={value}: expected at least {low}")
+        expected = f"{low} to {high}" if high is not None else f"at least {low}"
+        raise ChatError(f"setting {key}={value}: expected {expected}")

@@ -18,6 +18,7 @@ from minigpt4.run_dir import PRETRAINED
 from minigpt4.utils.logging import setup_logger
 
 log = logging.getLogger("minigpt4")
+DEFAULTS = GenerationSettings()
 HELP = """commands: /image PATH (attach an image to the next question), /reset (a new conversation),
 /settings [KEY=VALUE ...] (show or change the generation settings), /prompt (the last prompt the LLM saw),
 /help, /quit; anything else is your question"""
@@ -25,13 +26,22 @@ HELP = """commands: /image PATH (attach an image to the next question), /reset (
 
 def add_model_arguments(ap: argparse.ArgumentParser) -> None:
     """The options ``minigpt4-chat`` and ``minigpt4-demo`` share: the config, the device, 8-bit, overrides."""
-    ap.add_argument("--cfg-path", required=True, help="evaluation config (model + evaluation_datasets + run), as for minigpt4-caption")
-    ap.add_argument("--train-config", default=None, metavar="RUN_DIR/config.yaml", help="the run's config, for a LoRA checkpoint's settings (default: the one beside it)")
+    ap.add_argument("--cfg-path", required=True, help="evaluation config, as for minigpt4-caption")
+    ap.add_argument(
+        "--train-config", default=None, metavar="RUN_DIR/config.yaml", help="a LoRA checkpoint's run config (default: beside it)"
+    )
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the config's run.device)")
-    ap.add_argument("--8bit", dest="load_8bit", action="store_true", help="load the LLM in 8-bit (model.low_resource; CUDA and bitsandbytes)")
-    ap.add_argument("--template", choices=TEMPLATE_CHOICES, default="official", help="official: the variant's demo conversation (system text); plain: the training prompt_template")
+    ap.add_argument("--8bit", dest="load_8bit", action="store_true", help="load the LLM in 8-bit (model.low_resource; CUDA)")
+    ap.add_argument(
+        "--template",
+        choices=TEMPLATE_CHOICES,
+        default="official",
+        help="official: the variant's demo conversation; plain: the training prompt_template",
+    )
     for key, (_, _, _, what) in FIELDS.items():
-        ap.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None, metavar="VALUE", help=f"{what} (default {getattr(GenerationSettings(), key)})")
+        ap.add_argument(
+            f"--{key.replace('_', '-')}", dest=key, default=None, metavar="VALUE", help=f"{what} (default {getattr(DEFAULTS, key)})"
+        )
     ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides (last on the line)")
 
 
@@ -42,7 +52,7 @@ def settings_from(args: argparse.Namespace) -> GenerationSettings:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Chat with a model about images, in the terminal. " + HELP)
     ap.add_argument("images", nargs="*", metavar="IMAGE", help="images for the first question")
-    ap.add_argument("--ckpt", default=PRETRAINED, metavar="PATH", help="a checkpoint, or a run folder (its latest checkpoint); default: the config's model.ckpt")
+    ap.add_argument("--ckpt", default=PRETRAINED, metavar="PATH", help="a checkpoint or a run folder (its latest); default: model.ckpt")
     ap.add_argument("--show-prompt", action="store_true", help="print the prompt the LLM saw to stderr after each answer")
     add_model_arguments(ap)
     return ap.parse_args(argv)
@@ -133,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit status 0; 1 when a turn or command failed (each printed as an ``error:`` line)."""
     args = parse_args(argv)
     setup_logger(0)
-    engine = load_engine(args.cfg_path, args.ckpt, args.options, train_config=args.train_config, device=args.device, load_8bit=args.load_8bit)
+    engine = load_engine(
+        args.cfg_path, args.ckpt, args.options, train_config=args.train_config, device=args.device, load_8bit=args.load_8bit
+    )
     session = ChatSession(engine, args.template, settings_from(args))
     interactive = sys.stdin.isatty()
     term = Terminal(session, sys.stdout, interactive, args.show_prompt)
