@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Iterable, Sequence
@@ -142,23 +143,25 @@ def lines_from(stdin: TextIO, interactive: bool) -> Iterable[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status 0; 1 when a turn or command failed (each printed as an ``error:`` line)."""
     args = parse_args(argv)
-    setup_logger(0)
-    engine = load_engine(
-        args.cfg_path, args.ckpt, args.options, train_config=args.train_config, device=args.device, load_8bit=args.load_8bit
-    )
-    session = ChatSession(engine, args.template, settings_from(args))
-    interactive = sys.stdin.isatty()
-    term = Terminal(session, sys.stdout, interactive, args.show_prompt)
-    for image in args.images:
-        term.handle(f"/image {image}")
-    if interactive:
-        print(f"chatting with {engine.current} ({session.conversation.template.name} template). {HELP}", file=sys.stderr)
-    try:
-        for line in lines_from(sys.stdin, interactive):
-            if not term.handle(line):
-                break
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):  # logs and notes: stderr; answers: stdout
+        setup_logger(0)
+        engine = load_engine(
+            args.cfg_path, args.ckpt, args.options, train_config=args.train_config, device=args.device, load_8bit=args.load_8bit
+        )
+        session = ChatSession(engine, args.template, settings_from(args))
+        interactive = sys.stdin.isatty()
+        term = Terminal(session, stdout, interactive, args.show_prompt)
+        for image in args.images:
+            term.handle(f"/image {image}")
+        if interactive:
+            print(f"chatting with {engine.current} ({session.conversation.template.name} template). {HELP}", file=sys.stderr)
+        try:
+            for line in lines_from(sys.stdin, interactive):
+                if not term.handle(line):
+                    break
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
     return 1 if term.errors else 0
 
 
