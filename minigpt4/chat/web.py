@@ -51,15 +51,16 @@ def _settings(values: tuple) -> GenerationSettings:
     return GenerationSettings(**raw)
 
 
-def _messages(conv: Conversation | None) -> list[dict[str, Any]]:
-    """A conversation as the chatbot shows it: each image, the question, the answer."""
+def _messages(conv: Conversation | None, partial: str = "") -> list[dict[str, Any]]:
+    """A conversation as the chatbot shows it: each image, the question, the answer (``partial``: the
+    open turn's answer so far)."""
     out: list[dict[str, Any]] = []
     for turn in conv.turns if conv else []:
         out += [{"role": "user", "content": {"path": im.path}} for im in turn.images]
         if turn.question:
             out.append({"role": "user", "content": turn.question})
-        if turn.answer is not None:
-            out.append({"role": "assistant", "content": turn.answer})
+        if turn.answer is not None or partial:
+            out.append({"role": "assistant", "content": turn.answer if turn.answer is not None else partial})
     return out
 
 
@@ -68,6 +69,11 @@ def build_demo(engine: ChatEngine, title: str, defaults: GenerationSettings | No
     defaults = defaults or GenerationSettings()
     names = list(engine.checkpoints)
     first = engine.current
+
+    def histories(selected: list[str], state: dict, streaming: str = "", partial: str = "") -> list:
+        """Each column's messages, ``streaming``'s with its answer so far (plain values: no re-layout)."""
+        shown = [n for n in names if n in selected][:MAX_SIDE]
+        return [_messages(state["convs"].get(n), partial if n == streaming else "") for n in shown + [None] * (MAX_SIDE - len(shown))]
 
     def columns(selected: list[str], state: dict | None) -> list:
         convs = (state or {}).get("convs", {})
@@ -98,27 +104,38 @@ def build_demo(engine: ChatEngine, title: str, defaults: GenerationSettings | No
                 conv = state["convs"].setdefault(name, Conversation(engine.template(kind)))
                 for im in images:
                     conv.add_image(im)
+            seeds = []
             for name in selected:
+                yield (gr.MultimodalTextbox(value=None), state, f"{name} is answering ...", *histories(selected, state))
                 engine.use(name)
                 session = ChatSession(engine, kind, settings)
                 session.conversation = state["convs"][name]
-                for _ in session.stream(text, settings):
-                    yield (None, state, *columns(selected, state))
+                partial = ""
+                for piece in session.stream(text, settings):
+                    partial += piece
+                    yield (gr.skip(), gr.skip(), gr.skip(), *histories(selected, state, name, partial))
+                seeds.append(session.last_seed)
                 for note in session.notices:
                     gr.Warning(f"{name}: {note}")
         except UserError as e:
             log.error("%s", e)
             raise gr.Error(str(e)) from None
-        yield (gr.MultimodalTextbox(value=None), state, *columns(selected, state))
+        how = f"sampled (seed {', '.join(map(str, seeds))})" if settings.sample else "greedy"
+        if settings.num_beams > 1:
+            how += f", {settings.num_beams} beams"
+        turn = len(state["convs"][selected[0]].turns)
+        done = f"Answered by {', '.join(selected)} (turn {turn}): {how}, max_new_tokens {settings.max_new_tokens}"
+        yield (gr.skip(), state, done, *columns(selected, state))
 
     def new_conversation(selected: list[str]) -> tuple:
-        return (None, *columns(selected, None))
+        return (None, "", *columns(selected, None))
 
     def answer(image: str | None, question: str) -> str:
-        """The selected checkpoint's answer about ``image`` with the defaults (greedy), a new conversation."""
+        """The first selected checkpoint's answer about ``image`` in a new conversation, with the demo's
+        default settings (greedy unless the command line asked for sampling)."""
         try:
             engine.use(first)
-            session = ChatSession(engine, "official", GenerationSettings())
+            session = ChatSession(engine, "official", defaults)
             if image:
                 session.add_image(image)
             return session.answer(question or "")
@@ -147,14 +164,17 @@ def build_demo(engine: ChatEngine, title: str, defaults: GenerationSettings | No
                     show_label=False,
                     elem_id="ask",
                 )
+                status = gr.Markdown("", elem_id="status")
         with gr.Row(visible=False):  # the /answer endpoint's inputs and output
             api_image = gr.File(type="filepath")
             api_question = gr.Textbox()
             api_answer = gr.Textbox()
             api_button = gr.Button()
-        box.submit(respond, [box, picked, kind, state, *controls], [box, state, *bots], api_visibility="private", concurrency_id=MODEL)
-        picked.change(new_conversation, [picked], [state, *bots], api_visibility="private")  # same questions for all
-        reset.click(new_conversation, [picked], [state, *bots], api_visibility="private")
-        kind.change(new_conversation, [picked], [state, *bots], api_visibility="private")
+        box.submit(
+            respond, [box, picked, kind, state, *controls], [box, state, status, *bots], api_visibility="private", concurrency_id=MODEL
+        )
+        picked.change(new_conversation, [picked], [state, status, *bots], api_visibility="private")  # same questions for all
+        reset.click(new_conversation, [picked], [state, status, *bots], api_visibility="private")
+        kind.change(new_conversation, [picked], [state, status, *bots], api_visibility="private")
         api_button.click(answer, [api_image, api_question], api_answer, api_name="answer", concurrency_id=MODEL)
     return demo
