@@ -74,3 +74,32 @@ def test_the_plain_greedy_first_answer_is_the_caption(variant, tiny_stack, tiny_
         session.add_image(photo)
         assert session.answer(question) == expected["caption"]
         assert session.last_prompt == PromptTemplate(engine.model.prompt_template).wrap(FIRST_INSTRUCTION)
+
+
+def test_a_lora_run_chats_with_its_adapters_and_swaps_them_with_the_projection(tiny_llama2_stack, tmp_path):
+    from tests.helpers.configs import tiny_model_section
+    from tests.helpers.evaluation import adapted_lora_checkpoint
+
+    cfg = str(chat_config(tmp_path, tiny_llama2_stack, model_type="tiny_llama2", max_new_tokens=MAX_NEW_TOKENS))
+    run = tmp_path / "lora_run"
+    run.mkdir()
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    model = tiny_model_section(tiny_llama2_stack, model_type="tiny_llama2", lora=lora)
+    adapted_lora_checkpoint(model, run / "config.yaml", run / "checkpoint_3.pth")
+    question = FIRST_INSTRUCTION.split("</Img>", 1)[1].strip()
+    (expected,), _ = caption(cfg, [str(PHOTOS[0])], str(run / "checkpoint_3.pth"))
+    (baseline,), _ = caption(cfg, [str(PHOTOS[0])])
+
+    engine = load_engine(cfg, run_dir=str(run))  # the adapter settings come from the run's config.yaml
+    assert list(engine.checkpoints) == ["pretrained", "checkpoint_3"] and engine.current == "checkpoint_3"
+
+    def answer() -> str:
+        session = ChatSession(engine, "plain", GenerationSettings(max_new_tokens=MAX_NEW_TOKENS))
+        session.add_image(PHOTOS[0])
+        return session.answer(question)
+
+    assert answer() == expected["caption"]
+    engine.use("pretrained")  # adapters and projection back as built: the untrained model's caption
+    assert answer() == baseline["caption"] != expected["caption"]
+    engine.use("checkpoint_3")
+    assert answer() == expected["caption"]

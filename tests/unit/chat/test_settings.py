@@ -31,3 +31,17 @@ def test_defaults_are_greedy_and_updates_parse_types():
 def test_bad_settings_say_what_was_expected(pair, message):
     with pytest.raises(ChatError, match=message):
         GenerationSettings().updated([pair])
+
+
+def test_docs_chat_md_lists_every_setting_with_its_default():
+    import re
+
+    from minigpt4.chat.settings import FIELDS
+    from tests.helpers.paths import REPO
+
+    text = (REPO / "docs" / "chat.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", text, re.M))
+    defaults = GenerationSettings()
+    for key in FIELDS:
+        shown = str(getattr(defaults, key)).lower()
+        assert rows.get(key, "").strip() == shown, f"docs/chat.md: setting {key} (default {shown})"
