@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from minigpt4.chat import ChatSession, GenerationSettings, load_engine
+from minigpt4.cli import chat as cli_chat
 from minigpt4.evaluation.caption_images import caption
 from minigpt4.utils.prompt import IMAGE_PLACEHOLDER, PromptTemplate
 from tests.helpers.chat import PHOTOS, chat_config, run_folder
@@ -50,12 +51,12 @@ def test_a_piped_conversation_answers_one_line_per_turn_with_the_history_in_the_
     assert third.endswith("###Human: And the colours?###Assistant: ")
 
 
-def test_a_bad_checkpoint_is_an_error_line_and_status_2(setup):
+def test_a_bad_checkpoint_is_an_error_line_and_status_2(setup, capsys):
     broken = setup["root"] / "broken.pth"
     broken.write_text("not a checkpoint")
-    proc = chat(["--cfg-path", setup["cfg"], "--ckpt", broken], "hi\n")
-    assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: cannot load {broken}: not a PyTorch checkpoint")
+    assert cli_chat(["--cfg-path", str(setup["cfg"]), "--ckpt", str(broken)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().splitlines()[-1].startswith(f"error: cannot load {broken}: not a PyTorch checkpoint")
 
 
 @pytest.mark.parametrize("variant", ["tiny", "tiny_llama2"])

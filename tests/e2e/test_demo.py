@@ -14,7 +14,7 @@ from minigpt4.chat import ChatSession, GenerationSettings, load_engine
 from minigpt4.commands.demo import offline_environment
 from tests.helpers.chat import PHOTOS, chat_config, run_folder
 
-DEFAULTS = GenerationSettings(max_new_tokens=40)
+DEFAULTS = GenerationSettings(max_new_tokens=24)
 
 
 def free_port() -> int:
@@ -68,7 +68,7 @@ def test_the_page_streams_answers_and_compares_checkpoints_side_by_side(demo, tm
 
     # a real model takes tens of milliseconds per token; the tiny one would finish before the page
     # could show a partial answer, so each step is slowed to that pace here
-    hook = demo["engine"].model.llama_model.register_forward_pre_hook(lambda *_: time.sleep(0.03))
+    hook = demo["engine"].model.llama_model.register_forward_pre_hook(lambda *_: time.sleep(0.02))
     with chromium() as browser:
         page = open_demo(browser, demo["url"])
         assert page.locator("#chat-0").inner_text().startswith("checkpoint_2")  # the latest, selected
@@ -83,7 +83,7 @@ def test_the_page_streams_answers_and_compares_checkpoints_side_by_side(demo, tm
         assert page.locator("#chat-1").is_visible()
         assert page.locator("#chat-0").inner_text().startswith("checkpoint_1")
         ask(page, "Describe it.", [PHOTOS[1]])
-        assert page.locator("#status").inner_text() == "Answered by checkpoint_1, checkpoint_2 (turn 1): greedy, max_new_tokens 40"
+        assert page.locator("#status").inner_text() == "Answered by checkpoint_1, checkpoint_2 (turn 1): greedy, max_new_tokens 24"
         (left,), (right,) = answers(page, 0), answers(page, 1)
         assert left and right and left != right
         page.screenshot(path=str(tmp_path / "demo.png"))

@@ -130,3 +130,27 @@ def test_the_llama2_variant_chats_with_its_own_template(tiny_llama2_stack, tmp_p
     s.answer("What is this?")
     assert s.last_prompt == f"{OFFICIAL_SYSTEM}<s>[INST] <Img><ImageHere></Img> What is this? [/INST] "
     assert s.conversation.template.stop == "</s>"
+
+
+def test_beam_search_answers_whole(engine):
+    s = ChatSession(engine, settings=SHORT.updated(["num_beams=3"]))
+    s.add_image(PHOTOS[0])
+    pieces = list(s.stream("What is this?"))
+    assert len(pieces) == 1 and pieces[0] == s.conversation.turns[-1].answer
+
+
+def test_the_terminal_streams_answers_and_reports_bad_lines(engine, capsys):
+    import io
+
+    from minigpt4.commands.chat import Terminal
+
+    out = io.StringIO()
+    term = Terminal(ChatSession(engine, settings=SHORT), out, interactive=True)
+    for line in ["/image " + str(PHOTOS[0]), "What is this?", "/settings num_beams=0", "/nope"]:
+        assert term.handle(line)
+    (turn,) = term.session.conversation.turns
+    assert out.getvalue() == f"minigpt4> {turn.answer}\n" and turn.answer and term.errors == 2
+    assert term.handle("/reset") and term.session.conversation.turns == []
+    assert not term.handle("/quit")
+    err = capsys.readouterr().err
+    assert "error: setting num_beams=0: expected 1 to 20" in err and "error: unknown command /nope" in err
