@@ -5,7 +5,6 @@ checkpoint named in the page). No request leaves 127.0.0.1."""
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 
 import pytest
@@ -13,14 +12,9 @@ import pytest
 from minigpt4.chat import ChatSession, GenerationSettings, load_engine
 from minigpt4.commands.demo import offline_environment
 from tests.helpers.chat import PHOTOS, chat_config, run_folder
+from tests.helpers.nodes import free_ports
 
 DEFAULTS = GenerationSettings(max_new_tokens=24)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +28,7 @@ def demo(tiny_stack, tmp_path_factory):
     from minigpt4.chat.web import build_demo
 
     app = build_demo(engine, "test run", DEFAULTS)
-    port = free_port()
+    (port,) = free_ports(1)
     app.queue(default_concurrency_limit=1).launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True
     )
