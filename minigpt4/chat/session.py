@@ -42,11 +42,18 @@ class ChatSession:
     dropped (never the system text or an image) and ``notices`` says so. ``template``: ``official``
     (the variant's demo template) or ``plain`` (the model's training template, no system text)."""
 
-    def __init__(self, engine: ChatEngine, template: str = "official", settings: GenerationSettings | None = None) -> None:
+    def __init__(
+        self,
+        engine: ChatEngine,
+        template: str = "official",
+        settings: GenerationSettings | None = None,
+        conversation: Conversation | None = None,
+    ) -> None:
+        """``conversation``: go on with one kept elsewhere (the demo keeps one per checkpoint)."""
         self.engine = engine
         self.template_kind = template
         self.settings = settings or GenerationSettings()
-        self.conversation = Conversation(engine.template(template))
+        self.conversation = conversation or Conversation(engine.template(template))
         self.notices: list[str] = []
         self.last_prompt: str | None = None
         self.last_seed: int | None = None

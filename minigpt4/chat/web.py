@@ -108,8 +108,7 @@ def build_demo(engine: ChatEngine, title: str, defaults: GenerationSettings | No
             for name in selected:
                 yield (gr.MultimodalTextbox(value=None), state, f"{name} is answering ...", *histories(selected, state))
                 engine.use(name)
-                session = ChatSession(engine, kind, settings)
-                session.conversation = state["convs"][name]
+                session = ChatSession(engine, kind, settings, state["convs"][name])
                 partial = ""
                 for piece in session.stream(text, settings):
                     partial += piece
@@ -132,10 +131,10 @@ def build_demo(engine: ChatEngine, title: str, defaults: GenerationSettings | No
 
     def answer(image: str | None, question: str) -> str:
         """The first selected checkpoint's answer about ``image`` in a new conversation, with the demo's
-        default settings (greedy unless the command line asked for sampling)."""
+        default template and settings (greedy unless the command line asked for sampling)."""
         try:
             engine.use(first)
-            session = ChatSession(engine, "official", defaults)
+            session = ChatSession(engine, template, defaults)
             if image:
                 session.add_image(image)
             return session.answer(question or "")
