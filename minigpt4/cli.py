@@ -32,6 +32,7 @@ COMMANDS = {
     "shards": "shards",
     "chat": "chat",
     "demo": "demo",
+    "check": "check",
 }
 
 
@@ -96,6 +97,11 @@ def chat(argv: Sequence[str] | None = None) -> int:
 def demo(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-demo``: the web demo (gradio, 127.0.0.1): chat, and a run's checkpoints side by side."""
     return run("demo", argv)
+
+
+def check(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-check``: a config's weight, tokenizer and checkpoint files checked without loading them."""
+    return run("check", argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

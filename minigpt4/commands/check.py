@@ -1,0 +1,36 @@
+"""``minigpt4-check``: the model config's files checked in seconds, without loading the weights; every
+problem at once (file and fix), or a one-screen summary and exit status 0."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+
+from minigpt4.config import load_model_config
+from minigpt4.errors import WeightsError, run_command
+from minigpt4.models.preflight import check_model
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Check a config's weight, tokenizer and checkpoint files before loading them.")
+    ap.add_argument("--cfg-path", required=True, help="a training or evaluation config (its model section is checked)")
+    ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    cfg = load_model_config(args.cfg_path, args.options)
+    report = check_model(cfg)
+    if report.problems:
+        lines = "\n  - ".join(str(p) for p in report.problems)
+        raise WeightsError(f"{len(report.problems)} problem(s) with the files of {args.cfg_path}:\n  - {lines}")
+    for line in report.found:
+        print(f"ok  {line}")
+    print(f"{args.cfg_path}: model_type {cfg.model_type}, all files fine ({time.perf_counter() - start:.1f} s)")
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    return run_command(main, argv)
