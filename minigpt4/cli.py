@@ -33,6 +33,7 @@ COMMANDS = {
     "chat": "chat",
     "demo": "demo",
     "check": "check",
+    "download": "download",
 }
 
 
@@ -102,6 +103,11 @@ def demo(argv: Sequence[str] | None = None) -> int:
 def check(argv: Sequence[str] | None = None) -> int:
     """``minigpt4-check``: a config's weight, tokenizer and checkpoint files checked without loading them."""
     return run("check", argv)
+
+
+def download(argv: Sequence[str] | None = None) -> int:
+    """``minigpt4-download``: fetch and verify a variant's weights (and Flickr30k), resumably."""
+    return run("download", argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

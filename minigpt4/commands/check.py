@@ -8,8 +8,8 @@ import time
 from collections.abc import Sequence
 
 from minigpt4.config import load_model_config
-from minigpt4.errors import WeightsError, run_command
-from minigpt4.models.preflight import check_model
+from minigpt4.errors import run_command
+from minigpt4.models.preflight import check_model, raise_problems
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -23,10 +23,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
     cfg = load_model_config(args.cfg_path, args.options)
+    raise_problems(cfg, args.cfg_path)
     report = check_model(cfg)
-    if report.problems:
-        lines = "\n  - ".join(str(p) for p in report.problems)
-        raise WeightsError(f"{len(report.problems)} problem(s) with the files of {args.cfg_path}:\n  - {lines}")
     for line in report.found:
         print(f"ok  {line}")
     print(f"{args.cfg_path}: model_type {cfg.model_type}, all files fine ({time.perf_counter() - start:.1f} s)")

@@ -15,11 +15,14 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from minigpt4.errors import WeightsError
+
 from .llm import load_tokenizer
 from .qformer import PREFIX as QFORMER_PREFIX
 from .qformer import qformer_config
 from .variants import projection_mismatch_hint
 from .vision import vision_config
+from .weights import describe_unreadable
 
 PATCHES_PER_TOKEN = 4
 EVA_KEYS = ("cls_token", "pos_embed", "patch_embed.proj.weight")  # every official eva_vit_g.pth has these
@@ -74,7 +77,7 @@ def complete(path: Path) -> str | None:
         end = 8 + n + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
         return None if size >= end else f"truncated: {size:,} of {end:,} bytes"
     if not zipfile.is_zipfile(path):
-        return f"truncated or not a torch.save file ({size:,} bytes, no zip directory)"
+        return "truncated or not a torch.save file: " + describe_unreadable(path, ValueError("no zip directory"))
     return None
 
 
@@ -112,7 +115,8 @@ def check_llm(folder: Path, prompt_template: str, end_sym: str, problems: list[P
         )
         return info
     rows = embed[0] if embed else config.get("vocab_size")
-    if rows is not None and len(tok) != rows:
+    # more rows than tokens is legal (padded matrices), except Vicuna v0's 32001 under a 32000-token tokenizer
+    if rows is not None and (len(tok) > rows or (rows - len(tok) == 1)):
         problems.append(
             Problem(
                 str(folder),
@@ -249,3 +253,12 @@ def _layout(path: str, keys: dict, required: tuple[str, ...], what: str, key: st
 def _not_layout(path: str, keys: dict, what: str, key: str) -> Problem:
     sample = sorted(keys)[:4]
     return Problem(path, f"not the official {what} layout (keys like {sample})", f"give {key} the official file, not a converted one")
+
+
+def raise_problems(cfg: Any, source: str = "the model config") -> None:
+    """``WeightsError`` listing every problem ``check_model`` finds (``minigpt4-check``'s check, run
+    when a model is built)."""
+    problems = check_model(cfg).problems
+    if problems:
+        lines = "\n  - ".join(str(p) for p in problems)
+        raise WeightsError(f"{len(problems)} problem(s) with the files of {source} (minigpt4-check lists them too):\n  - {lines}")

@@ -26,10 +26,10 @@ def load_weights(path: str | os.PathLike) -> dict[str, Any]:
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a text file, a truncated download, a pickle with code objects, ...
-        raise WeightsError(f"cannot load {path}: {_what_is_wrong(path, e)}") from e
+        raise WeightsError(f"cannot load {path}: {describe_unreadable(path, e)}") from e
 
 
-def _what_is_wrong(path: Path, error: Exception) -> str:
+def describe_unreadable(path: Path, error: Exception) -> str:
     """Why a weights file did not load, from its first bytes (torch.save writes a zip archive)."""
     with open(path, "rb") as f:
         head = f.read(64)

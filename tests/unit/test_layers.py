@@ -17,7 +17,7 @@ NOT_PRODUCT = ("minigpt4.testing", "minigpt4.quickstart")
 LAYERS = [
     ("minigpt4.errors", "minigpt4.registry"),
     ("minigpt4.utils",),
-    ("minigpt4.config", "minigpt4.run_dir"),
+    ("minigpt4.config", "minigpt4.run_dir", "minigpt4.download"),
     ("minigpt4.processors",),
     ("minigpt4.datasets", "minigpt4.models", "minigpt4.features"),
     ("minigpt4.tasks",),

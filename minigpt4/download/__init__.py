@@ -1,0 +1,1 @@
+"""Fetching and verifying the weights (``minigpt4-download``): the manifest, resumable downloads."""
