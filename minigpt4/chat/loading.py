@@ -10,6 +10,7 @@ from minigpt4.config import load_config
 from minigpt4.errors import ChatError
 from minigpt4.evaluation.caption_images import adopt_lora
 from minigpt4.evaluation.plan import resolve_checkpoints
+from minigpt4.models.preflight import raise_problems
 from minigpt4.registry import MODELS
 from minigpt4.run_dir import CONFIG, PRETRAINED, list_checkpoints, result_name
 from minigpt4.utils import dist
@@ -54,6 +55,7 @@ def load_engine(
     ``run.device``; ``load_8bit`` loads the LLM in 8-bit (``model.low_resource``, needs CUDA)."""
     extra = ([f"run.device={device}"] if device else []) + (["model.low_resource=true"] if load_8bit else [])
     cfg = load_config(cfg_path, [*options, *extra], evaluation=True)
+    raise_problems(cfg.model, cfg_path)  # minigpt4-check: seconds, before any weight is read
     checkpoints, first = catalogue(ckpt, run_dir)
     spec = PRETRAINED if first == PRETRAINED else checkpoints[first]
     (chosen,) = resolve_checkpoints([spec], cfg)  # missing, unreadable, no llama_proj: an error now

@@ -24,6 +24,7 @@ from minigpt4.errors import run_command
 from minigpt4.evaluation.job import evaluate
 from minigpt4.evaluation.plan import Request, describe, make_plan
 from minigpt4.evaluation.summary import write_summary
+from minigpt4.models.preflight import raise_problems
 from minigpt4.tasks.captioning.scoring import check_java, check_writable
 from minigpt4.utils import dist, signals
 from minigpt4.utils.logging import setup_logger
@@ -93,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     check_java()  # before anything is built or generated
     check_writable()
     cfg = load_config(args.cfg_path, args.options, evaluation=True)
+    raise_problems(cfg.model, args.cfg_path)  # minigpt4-check: seconds, before any weight is read
     written: list[Path] = []
     with signals.stop_signals():
         try:

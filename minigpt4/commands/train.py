@@ -8,6 +8,7 @@ from typing import Any
 
 from minigpt4.config import load_config
 from minigpt4.errors import run_command
+from minigpt4.models.preflight import raise_problems
 from minigpt4.training import launch
 from minigpt4.utils import dist, signals
 from minigpt4.utils.logging import setup_logger
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
     args = parse_args(argv)
     setup_logger(dist.read_launch_env().rank)  # the config's notes (official names, ignored keys) are logged
     cfg = load_config(args.cfg_path, args.options)
+    raise_problems(cfg.model, args.cfg_path)  # minigpt4-check: seconds, before any weight is read
     with signals.stop_signals():
         info = dist.init_distributed(cfg.run.device, cfg.run.dist_backend)
         log = setup_logger(info.rank)

@@ -32,6 +32,7 @@ from minigpt4.errors import EvalError
 from minigpt4.evaluation.plan import Checkpoint, resolve_checkpoints
 from minigpt4.evaluation.train_match import adopt_training_lora
 from minigpt4.models.lora import ADAPTER_MARK, describe_adapters
+from minigpt4.models.preflight import raise_problems
 from minigpt4.registry import DATASETS, MODELS, TASKS
 from minigpt4.run_dir import CONFIG, PRETRAINED
 from minigpt4.tasks.captioning.generation import batch_size_eval
@@ -115,6 +116,7 @@ def caption(
     """([{"image", "caption"}] of the readable ``images`` in order, the number of paths skipped); warnings
     about unreadable images go to stderr. ``json_path`` is only checked here (its folder must exist)."""
     cfg = load_config(cfg_path, options, evaluation=True)
+    raise_problems(cfg.model, cfg_path)  # minigpt4-check: seconds, before any weight is read
     if json_path is not None and not Path(json_path).absolute().parent.is_dir():
         raise EvalError(f"--json {json_path}: its folder does not exist")
     (checkpoint,) = resolve_checkpoints([ckpt], cfg)  # missing, unreadable, no llama_proj: an error now

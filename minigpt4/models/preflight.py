@@ -255,10 +255,39 @@ def _not_layout(path: str, keys: dict, what: str, key: str) -> Problem:
     return Problem(path, f"not the official {what} layout (keys like {sample})", f"give {key} the official file, not a converted one")
 
 
+def against_manifest(cfg: Any, artefacts: list, with_hash: bool = False) -> list[Problem]:
+    """The model's files that a manifest artefact names (same file name): their size, and with
+    ``with_hash`` their sha256, against the manifest's."""
+    from minigpt4.download.fetch import sha256_of
+
+    by_name = {Path(a.file).name: a for a in artefacts if a.url}
+    problems = []
+    for key in ("vit_ckpt", "q_former_model", "ckpt"):
+        path = Path(cfg.get(key) or "")
+        a = by_name.get(path.name)
+        if a is None or not path.is_file():
+            continue
+        size = path.stat().st_size
+        if a.size is not None and size != a.size:
+            problems.append(
+                Problem(
+                    str(path), f"{size:,} bytes, the manifest says {a.size:,}", f"download it again (minigpt4-download --only {a.name})"
+                )
+            )
+        elif with_hash and a.sha256 and sha256_of(path) != a.sha256:
+            problems.append(
+                Problem(str(path), f"sha256 is not the manifest's {a.sha256}", f"download it again (minigpt4-download --only {a.name})")
+            )
+    return problems
+
+
+def problems_error(problems: list[Problem], source: str) -> WeightsError:
+    lines = "\n  - ".join(str(p) for p in problems)
+    return WeightsError(f"{len(problems)} problem(s) with the files of {source} (minigpt4-check lists them too):\n  - {lines}")
+
+
 def raise_problems(cfg: Any, source: str = "the model config") -> None:
-    """``WeightsError`` listing every problem ``check_model`` finds (``minigpt4-check``'s check, run
-    when a model is built)."""
-    problems = check_model(cfg).problems
-    if problems:
-        lines = "\n  - ".join(str(p) for p in problems)
-        raise WeightsError(f"{len(problems)} problem(s) with the files of {source} (minigpt4-check lists them too):\n  - {lines}")
+    """``minigpt4-check``'s check, which train, eval, caption and chat also run first: a
+    ``WeightsError`` listing every problem."""
+    if problems := check_model(cfg).problems:
+        raise problems_error(problems, source)

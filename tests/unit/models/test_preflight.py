@@ -135,3 +135,53 @@ def test_the_command_prints_a_summary_or_every_problem(stack, tmp_path, capsys):
     edit_json(Path(stack["llama_model"]) / "generation_config.json", eos_token_id=1)
     assert check(["--cfg-path", str(cfg)]) == 2
     assert "error: 1 problem(s) with the files of" in capsys.readouterr().err
+
+
+def test_sizes_always_and_hashes_on_request_against_the_manifest(stack, tmp_path, capsys):
+    import hashlib
+
+    import yaml
+
+    from minigpt4.cli import check
+
+    vit = Path(stack["vit_ckpt"])
+    item = {"name": "vit", "file": vit.name, "url": "http://127.0.0.1/none", "key": "model.vit_ckpt"}
+    manifest = tmp_path / "manifest.yaml"
+    cfg = write_yaml(tmp_path / "check.yaml", {"custom_imports": ["minigpt4.testing"], "model": tiny_model_section(stack)})
+    args = ["--cfg-path", str(cfg), "--manifest", str(manifest)]
+
+    manifest.write_text(yaml.safe_dump({"artefacts": [{**item, "size": vit.stat().st_size + 1}]}))
+    assert check(args) == 2
+    assert (
+        f"{vit}: {vit.stat().st_size:,} bytes, the manifest says {vit.stat().st_size + 1:,}; download it again" in capsys.readouterr().err
+    )
+
+    manifest.write_text(yaml.safe_dump({"artefacts": [{**item, "size": vit.stat().st_size, "sha256": "0" * 64}]}))
+    assert check(args) == 0  # sizes agree; hashes only with --hash
+    assert check([*args, "--hash"]) == 2
+    assert f"{vit}: sha256 is not the manifest's {'0' * 64}" in capsys.readouterr().err
+    good = hashlib.sha256(vit.read_bytes()).hexdigest()
+    manifest.write_text(yaml.safe_dump({"artefacts": [{**item, "size": vit.stat().st_size, "sha256": good}]}))
+    assert check([*args, "--hash"]) == 0
+
+
+def test_train_eval_caption_and_chat_run_the_check_first(stack, tmp_path, synthetic_flickr, capsys):
+    from minigpt4 import cli
+    from tests.helpers.chat import PHOTOS, chat_config
+    from tests.helpers.paths import TINY_CFG
+    from tests.helpers.training import options
+
+    edit_json(Path(stack["llama_model"]) / "generation_config.json", eos_token_id=1)
+    eval_cfg = str(chat_config(tmp_path, stack))
+    runs = {
+        "train": ["--cfg-path", str(TINY_CFG), "--options", *options(stack, synthetic_flickr, tmp_path / "out")],
+        "evaluate": ["--cfg-path", eval_cfg, "--save-path", str(tmp_path / "eval")],
+        "caption": ["--cfg-path", eval_cfg, str(PHOTOS[0])],
+        "chat": ["--cfg-path", eval_cfg],
+    }
+    for command, args in runs.items():
+        assert getattr(cli, command)(args) == 2, command
+        err = capsys.readouterr().err
+        assert "1 problem(s) with the files of" in err and "eos_token_id 1 differs from the tokenizer's 2" in err, (command, err[-500:])
+        assert "loaded LLM" not in err  # before any weight is read
+    assert not (tmp_path / "out").exists() and not (tmp_path / "eval").exists()
