@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from minigpt4.download.fetch import DownloadError, fetch_hf, fetch_url, is_present, part_path, sha256_of
+from minigpt4.download.fetch import DownloadError, fetch_drive, fetch_hf, fetch_url, is_present, part_path, sha256_of
 from minigpt4.download.manifest import BUILTIN, NAMES, VARIANTS, Artefact, load_manifest, select
 from minigpt4.errors import run_command
 from minigpt4.utils.io import atomic_write_text
@@ -45,7 +45,7 @@ def _status(a: Artefact, out: Path) -> str:
     if is_present(a, out):
         return "present"
     part = part_path(out / a.file)
-    return f"partial ({part.stat().st_size:,} bytes)" if a.url and part.is_file() else "missing"
+    return f"partial ({part.stat().st_size:,} bytes)" if a.hf is None and part.is_file() else "missing"
 
 
 def _gb(n: int | None) -> str:
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 raise DownloadError(f"{a.name} ({out / a.file}): sha256 is not the manifest's {a.sha256}: delete it and rerun")
             continue
         print(f"fetching {a.name}: {a.file} from {a.source}")
-        fetch_hf(a, out) if a.hf is not None else fetch_url(a, out)
+        fetch_hf(a, out) if a.hf is not None else fetch_drive(a, out) if a.gdrive else fetch_url(a, out)
     write_weights_yaml(chosen, out, args.variant)
     if any(a.name == "flickr30k" for a in chosen):
         print(f"Flickr30k: python prepare_flickr30k.py --root {out / next(a.file for a in chosen if a.name == 'flickr30k')}")

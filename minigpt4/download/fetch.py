@@ -69,11 +69,10 @@ def fetch_url(a: Artefact, out: Path) -> Path:
     with response:
         resumed = have and response.status == 206
         first = response.read(min(CHUNK, 512))
-        if "text/html" in response.headers.get("Content-Type", "") or first.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+        if "text/html" in response.headers.get("Content-Type", "") or _is_html(first):
             raise DownloadError(
-                f"{a.name} ({a.file}): {a.url} returned an HTML page, not the file (Google Drive's warning or "
-                "sign-in page, or an error page); nothing was kept. Download it by hand in a browser and put it at "
-                f"{target}"
+                f"{a.name} ({a.file}): {a.url} returned an HTML page, not the file (a sign-in, warning or error "
+                f"page); nothing was kept. {_BY_HAND.format(target=target)}"
             )
         total = (a.size or 0) or None
         with (
@@ -107,6 +106,41 @@ def _finish(a: Artefact, part: Path, target: Path) -> Path:
             raise DownloadError(f"{a.name} ({a.file}): sha256 {got} is not the manifest's {a.sha256}; the download was deleted")
     os.replace(part, target)
     return target
+
+
+def fetch_drive(a: Artefact, out: Path) -> Path:
+    """A Google Drive file through gdown (its confirm step, its resume), then verified as a URL's is.
+    ``MINIGPT4_DRIVE_URL`` (``{id}`` replaced) points it elsewhere, as HF_ENDPOINT does for the Hub."""
+    import gdown
+
+    target = out / a.file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(target)
+    url = os.environ.get("MINIGPT4_DRIVE_URL")
+    try:
+        gdown.download(
+            url=url.format(id=a.gdrive) if url else None, id=None if url else a.gdrive, output=str(part), resume=True, quiet=False
+        )
+    except Exception as e:  # noqa: BLE001 (gdown raises several kinds; each means no file)
+        raise DownloadError(
+            f"{a.name} ({a.file}): Google Drive did not give the file ({type(e).__name__}: {e}); rerun later, or "
+            f"download https://drive.google.com/uc?id={a.gdrive} in a browser and put it at {target}"
+        ) from None
+    with open(part, "rb") as f:
+        head = f.read(512)
+    if _is_html(head):
+        part.unlink()
+        raise DownloadError(
+            f"{a.name} ({a.file}): Google Drive returned an HTML page, not the file; nothing was kept. {_BY_HAND.format(target=target)}"
+        )
+    return _finish(a, part, target)
+
+
+def _is_html(head: bytes) -> bool:
+    return head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html"))
+
+
+_BY_HAND = "Download it by hand in a browser and put it at {target}"
 
 
 def fetch_hf(a: Artefact, out: Path, token: str | None = None) -> Path:

@@ -40,6 +40,7 @@ class Artefact:
     file: str
     url: str | None = None
     hf: HubSource | None = None
+    gdrive: str | None = None  # a Google Drive file id, fetched with gdown
     size: int | None = None
     sha256: str | None = None
     key: str | None = None
@@ -50,7 +51,7 @@ class Artefact:
     def source(self) -> str:
         if self.hf is not None:
             return f"hf:{self.hf.repo}@{self.hf.revision[:12]}"
-        return str(self.url)
+        return f"gdrive:{self.gdrive}" if self.gdrive else str(self.url)
 
 
 def load_manifest(path: str | Path = BUILTIN) -> list[Artefact]:
@@ -78,7 +79,7 @@ def load_manifest(path: str | Path = BUILTIN) -> list[Artefact]:
 def _artefact(item: Any) -> Artefact:
     if not isinstance(item, dict):
         raise TypeError("expected a mapping")
-    known = {"name", "file", "url", "hf", "size", "sha256", "key", "variants", "unpack"}
+    known = {"name", "file", "url", "hf", "gdrive", "size", "sha256", "key", "variants", "unpack"}
     if unknown := sorted(set(item) - known):
         raise KeyError(f"unknown field(s) {unknown}; expected {sorted(known)}")
     for required in ("name", "file"):
@@ -86,8 +87,8 @@ def _artefact(item: Any) -> Artefact:
             raise ValueError(f"'{required}' must be a non-empty string")
     if Path(item["file"]).is_absolute() or ".." in Path(item["file"]).parts:
         raise ValueError(f"file {item['file']!r} must be a relative path inside --out")
-    if (item.get("url") is None) == (item.get("hf") is None):
-        raise ValueError("give exactly one of 'url' or 'hf'")
+    if sum(item.get(k) is not None for k in ("url", "hf", "gdrive")) != 1:
+        raise ValueError("give exactly one of 'url', 'hf' or 'gdrive'")
     hf = None
     if item.get("hf") is not None:
         h = item["hf"]
@@ -105,7 +106,9 @@ def _artefact(item: Any) -> Artefact:
     variants = tuple(item.get("variants") or VARIANTS)
     if bad := [v for v in variants if v not in VARIANTS]:
         raise ValueError(f"variants {bad}: expected some of {VARIANTS}")
-    return Artefact(item["name"], item["file"], item.get("url"), hf, size, sha, item.get("key"), variants, item.get("unpack"))
+    return Artefact(
+        item["name"], item["file"], item.get("url"), hf, item.get("gdrive"), size, sha, item.get("key"), variants, item.get("unpack")
+    )
 
 
 def select(artefacts: list[Artefact], variant: str, only: list[str] | None = None) -> list[Artefact]:

@@ -260,7 +260,7 @@ def against_manifest(cfg: Any, artefacts: list, with_hash: bool = False) -> list
     ``with_hash`` their sha256, against the manifest's."""
     from minigpt4.download.fetch import sha256_of
 
-    by_name = {Path(a.file).name: a for a in artefacts if a.url}
+    by_name = {Path(a.file).name: a for a in artefacts if a.hf is None}
     problems = []
     for key in ("vit_ckpt", "q_former_model", "ckpt"):
         path = Path(cfg.get(key) or "")

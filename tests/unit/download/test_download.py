@@ -198,3 +198,19 @@ def test_a_bad_manifest_names_the_item_and_field(tmp_path):
         load_manifest(bad)
     assert "artefacts[0] (vit): file '../x.pth' must be a relative path inside --out" in str(e.value)
     assert "artefacts[1] (llm): sha256 'xyz': expected 64 lowercase hex digits" in str(e.value)
+
+
+def test_google_drive_files_come_through_gdown_and_are_verified(tmp_path, monkeypatch, capsys):
+    ckpt = b"minigpt4 checkpoint bytes" * 1000
+    files = Files({"/uc/ok": ckpt}, html={"/uc/warning"})
+    with serving(files) as base:
+        monkeypatch.setenv("MINIGPT4_DRIVE_URL", base + "/uc/{id}")  # as gdown would ask drive.google.com
+        item = {"name": "ckpt", "file": "prerained_minigpt4_7b.pth", "size": len(ckpt), "sha256": sha(ckpt), "key": "model.ckpt"}
+        assert fetch(tmp_path, manifest(tmp_path, {**item, "gdrive": "ok"})) == 0
+        assert (tmp_path / "w" / "prerained_minigpt4_7b.pth").read_bytes() == ckpt
+        assert ("GET", "/uc/ok", None) in files.requests
+        capsys.readouterr()
+        assert fetch(tmp_path, manifest(tmp_path, {**item, "file": "other.pth", "gdrive": "warning"})) == 2
+    err = capsys.readouterr().err
+    assert "error: ckpt (other.pth): Google Drive returned an HTML page, not the file; nothing was kept" in err
+    assert not (tmp_path / "w" / "other.pth").exists() and not (tmp_path / "w" / "other.pth.part").exists()
