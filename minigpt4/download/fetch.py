@@ -95,6 +95,9 @@ def fetch_url(a: Artefact, out: Path) -> Path:
 
 def _finish(a: Artefact, part: Path, target: Path) -> Path:
     size = part.stat().st_size
+    if a.size is not None and size > a.size:
+        part.unlink()
+        raise DownloadError(f"{a.name} ({a.file}): got {size:,} bytes, the manifest says {a.size:,}; the download was deleted")
     if a.size is not None and size != a.size:
         raise DownloadError(
             f"{a.name} ({a.file}): the download stopped after {size:,} of {a.size:,} bytes; rerun to resume ({part} is kept)"

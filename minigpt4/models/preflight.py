@@ -18,13 +18,13 @@ from safetensors import safe_open
 from minigpt4.errors import WeightsError
 
 from .llm import load_tokenizer
+from .minigpt4 import PATCHES_PER_TOKEN
 from .qformer import PREFIX as QFORMER_PREFIX
 from .qformer import qformer_config
 from .variants import projection_mismatch_hint
 from .vision import vision_config
 from .weights import describe_unreadable
 
-PATCHES_PER_TOKEN = 4
 EVA_KEYS = ("cls_token", "pos_embed", "patch_embed.proj.weight")  # every official eva_vit_g.pth has these
 BLIP2_KEYS = ("query_tokens", "ln_vision.weight")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")

@@ -214,3 +214,10 @@ def test_google_drive_files_come_through_gdown_and_are_verified(tmp_path, monkey
     err = capsys.readouterr().err
     assert "error: ckpt (other.pth): Google Drive returned an HTML page, not the file; nothing was kept" in err
     assert not (tmp_path / "w" / "other.pth").exists() and not (tmp_path / "w" / "other.pth.part").exists()
+
+
+def test_a_file_larger_than_the_manifest_says_is_deleted(tmp_path, capsys):
+    with serving(Files({"/eva_vit_g.pth": PAYLOAD + b"extra"})) as base:
+        assert fetch(tmp_path, manifest(tmp_path, url_item(base))) == 2
+    assert f"got {len(PAYLOAD) + 5:,} bytes, the manifest says {len(PAYLOAD):,}; the download was deleted" in capsys.readouterr().err
+    assert list((tmp_path / "w").iterdir()) == []
