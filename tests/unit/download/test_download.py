@@ -13,10 +13,12 @@ import pytest
 import yaml
 
 from minigpt4.cli import download
+from minigpt4.commands import prepare
 from minigpt4.config import load_model_config
 from minigpt4.download.manifest import BUILTIN, load_manifest, select
 from minigpt4.errors import ConfigError
 from tests.helpers.http_server import Files, serving
+from tests.helpers.paths import DATA
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -112,10 +114,13 @@ def hf_files(repo: str, kind: str, content: dict[str, bytes]) -> dict[str, bytes
 def test_hugging_face_repos_and_flickr30k_then_weights_yaml(tmp_path, tiny_stack, monkeypatch, capsys):
     llm = Path(tiny_stack["llama_model"])
     llm_files = {p.name: p.read_bytes() for p in llm.iterdir() if p.is_file()}
-    images = io.BytesIO()
+    images, rows = io.BytesIO(), ["raw,sentids,split,filename,img_id"]
+    photo = (DATA / "flickr_1000268201.jpg").read_bytes()
     with zipfile.ZipFile(images, "w") as z:
-        z.writestr("flickr30k-images/1000092795.jpg", b"jpeg bytes")
-    flickr = {"flickr_annotations_30k.csv": b"raw,sentids,split,filename,img_id\n", "flickr30k-images.zip": images.getvalue()}
+        for i, split in enumerate(("train", "val", "test")):
+            z.writestr(f"flickr30k-images/{i}.jpg", photo)
+            rows.append(f'"[""a dog {i}"", ""a photo""]","[{i}]",{split},{i}.jpg,{i}')
+    flickr = {"flickr_annotations_30k.csv": "\n".join(rows).encode() + b"\n", "flickr30k-images.zip": images.getvalue()}
     vit = Path(tiny_stack["vit_ckpt"]).read_bytes()
     files = Files({**hf_files("Org/llm", "model", llm_files), **hf_files("nlphuji/flickr30k", "dataset", flickr), "/eva_vit_g.pth": vit})
     with serving(files) as base:
@@ -149,9 +154,10 @@ def test_hugging_face_repos_and_flickr30k_then_weights_yaml(tmp_path, tiny_stack
         assert fetch(tmp_path, m) == 0 and len(files.requests) == n  # a second run fetches nothing
     w = tmp_path / "w"
     assert {p.name: p.read_bytes() for p in (w / "vicuna-7b-v0").iterdir() if p.is_file()} == llm_files
-    assert (w / "flickr30k" / "flickr30k-images" / "1000092795.jpg").read_bytes() == b"jpeg bytes"
-    assert (w / "flickr30k" / "flickr_annotations_30k.csv").is_file()
+    assert (w / "flickr30k" / "flickr30k-images" / "2.jpg").read_bytes() == photo
     assert f"python prepare_flickr30k.py --root {w / 'flickr30k'}" in out
+    assert prepare.main(["--root", str(w / "flickr30k")]) in (0, None)  # the layout prepare_flickr30k.py expects
+    assert all((w / "flickr30k" / f"flickr30k_{split}.json").is_file() for split in ("train", "val", "test"))
     model = load_model_config(w / "weights.yaml")  # as --cfg-path reads it
     assert (model.model_type, model.llama_model, model.vit_ckpt) == (
         "vicuna0",
