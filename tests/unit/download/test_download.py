@@ -227,3 +227,16 @@ def test_a_file_larger_than_the_manifest_says_is_deleted(tmp_path, capsys):
         assert fetch(tmp_path, manifest(tmp_path, url_item(base))) == 2
     assert f"got {len(PAYLOAD) + 5:,} bytes, the manifest says {len(PAYLOAD):,}; the download was deleted" in capsys.readouterr().err
     assert list((tmp_path / "w").iterdir()) == []
+
+
+def test_readme_lists_what_the_manifest_fetches():
+    from tests.helpers.paths import REPO
+
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| `--only` |") : readme.index("| file | `model_type` |")]
+    for a in load_manifest(BUILTIN):
+        assert f"`{a.name}`" in table
+        if a.size is not None and a.hf is None:
+            assert f"{a.size / 1e9:.2f}" in table, (a.name, a.file)
+        if a.hf is not None:
+            assert a.hf.repo.split("/")[0] in table, a.hf.repo
