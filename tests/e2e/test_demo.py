@@ -1,10 +1,13 @@
-"""minigpt4-demo in-process on 127.0.0.1: the /answer endpoint through gradio_client, and the page in
-headless Chromium (upload, ask, a streamed answer, two checkpoints side by side, a bad image and a bad
-checkpoint named in the page). No request leaves 127.0.0.1."""
+"""minigpt4-demo on 127.0.0.1: the command's /answer endpoint through gradio_client, and the page (the
+app in-process) in headless Chromium: upload, ask, a streamed answer, two checkpoints side by side, a
+bad image and a bad checkpoint named in the page. No request leaves 127.0.0.1."""
 
 from __future__ import annotations
 
+import select
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -13,6 +16,8 @@ from minigpt4.chat import ChatSession, GenerationSettings, load_engine
 from minigpt4.commands.demo import offline_environment
 from tests.helpers.chat import PHOTOS, chat_config, run_folder
 from tests.helpers.nodes import free_ports
+from tests.helpers.paths import REPO
+from tests.helpers.processes import subprocess_env
 
 DEFAULTS = GenerationSettings(max_new_tokens=24)
 
@@ -24,7 +29,8 @@ def demo(tiny_stack, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     run = run_folder(root, tiny_stack, epochs=3)
     (run / "checkpoint_0.pth").write_text("not a checkpoint")
-    engine = load_engine(str(chat_config(root, tiny_stack)), run_dir=str(run))
+    cfg = str(chat_config(root, tiny_stack))
+    engine = load_engine(cfg, run_dir=str(run))
     from minigpt4.chat.web import build_demo
 
     app = build_demo(engine, "test run", DEFAULTS)
@@ -32,26 +38,52 @@ def demo(tiny_stack, tmp_path_factory):
     app.queue(default_concurrency_limit=1).launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True
     )
-    yield {"url": f"http://127.0.0.1:{port}/", "engine": engine, "root": root}
+    yield {"url": f"http://127.0.0.1:{port}/", "engine": engine, "root": root, "cfg": cfg, "run": run}
     app.close()
 
 
-def test_the_answer_endpoint_gives_the_latest_checkpoints_greedy_answer(demo, tmp_path):
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 90) -> str:
+    """Read the process's output until a line holds ``text``; everything read so far."""
+    seen, deadline = "", time.monotonic() + timeout
+    while text not in seen:
+        assert proc.poll() is None and time.monotonic() < deadline, f"no {text!r} in:\n{seen[-3000:]}"
+        if select.select([proc.stdout], [], [], 1)[0]:
+            seen += proc.stdout.readline()
+    return seen
+
+
+def test_the_demo_command_answers_scripts_at_slash_answer(demo, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
-    client = Client(demo["url"], verbose=False)
-    got = client.predict(handle_file(str(PHOTOS[0])), "What is this?", api_name="/answer")
+    (port,) = free_ports(1)
+    cmd = [sys.executable, "-m", "minigpt4.cli", "demo", "--cfg-path", demo["cfg"], "--run", str(demo["run"])]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port), "--max-new-tokens", "24"],
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        log = wait_for_line(proc, f"http://127.0.0.1:{port}")
+        assert "loaded llama_proj.weight, llama_proj.bias from" in log and "checkpoint_2.pth" in log  # the latest
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        got = client.predict(handle_file(str(PHOTOS[0])), "What is this?", api_name="/answer")
+        assert client.predict(handle_file(str(PHOTOS[0])), "What is this?", api_name="/answer") == got  # greedy: repeatable
+        broken = tmp_path / "broken.jpg"
+        broken.write_bytes(b"not a jpeg")
+        with pytest.raises(AppError, match="cannot read image .*broken.jpg"):
+            client.predict(handle_file(str(broken)), "What is this?", api_name="/answer")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
     engine = demo["engine"]
     engine.use("checkpoint_2")
     expected = ChatSession(engine, settings=DEFAULTS)
     expected.add_image(PHOTOS[0])
     assert got == expected.answer("What is this?") and got
-    assert client.predict(handle_file(str(PHOTOS[0])), "What is this?", api_name="/answer") == got  # greedy: repeatable
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(b"not a jpeg")
-    with pytest.raises(AppError, match="cannot read image .*broken.jpg"):
-        client.predict(handle_file(str(broken)), "What is this?", api_name="/answer")
 
 
 def test_the_page_streams_answers_and_compares_checkpoints_side_by_side(demo, tmp_path):
