@@ -41,7 +41,21 @@ def edit_json(path: Path, **changes) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
-def test_a_correct_stack_passes(stack, tmp_path):
+def test_a_correct_stack_passes_without_reading_a_weight_tensor(stack, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    real_load = torch.load
+
+    def mapped_only(*args, **kwargs):
+        assert kwargs.get("mmap") is True, "a weights file read whole"
+        return real_load(*args, **kwargs)
+
+    def never(*args, **kwargs):
+        raise AssertionError("safetensors tensors read")
+
+    monkeypatch.setattr(torch, "load", mapped_only)
+    monkeypatch.setattr(safetensors.torch, "load_file", never)
+    monkeypatch.setattr(safetensors.torch, "load", never)
     assert problems(stack, tmp_path) == []
 
 
