@@ -27,6 +27,7 @@ from .stopping import StopRule, stop_sequences
 from .templates import ConversationTemplate, choose_template
 
 log = logging.getLogger("minigpt4")
+VARIANT_OF_CUT = {"qformer": "vicuna0", "vit": "llama2"}  # MiniGPT4.vision_cut -> the official variant
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ class ChatEngine:
     # ---- templates and images -------------------------------------------------------------
     @property
     def variant(self) -> str:
-        return self.model.variant
+        """``vicuna0`` (Q-Former image tokens) or ``llama2`` (ViT patches): the model's vision cut."""
+        return VARIANT_OF_CUT[self.model.vision_cut]
 
     def template(self, kind: str = "official") -> ConversationTemplate:
         return choose_template(kind, self.variant, self.model.prompt_template, self.model.end_sym)
@@ -118,15 +120,12 @@ class ChatEngine:
         return list(embeds)
 
     # ---- prompts ------------------------------------------------------------------------------
-    def _ids(self, text: str) -> list[int]:
-        return self.model.llama_tokenizer(text, add_special_tokens=False).input_ids if text else []
-
     def segments(self, prompt: str, n_images: int) -> list[list[int]]:
         """The prompt's text around each ``<ImageHere>`` as token ids; BOS only before the first."""
         parts = prompt.split(IMAGE_PLACEHOLDER)
         if len(parts) != n_images + 1:
             raise ChatError(f"the prompt has {len(parts) - 1} {IMAGE_PLACEHOLDER} for {n_images} image(s)")
-        return [([self.model.llama_tokenizer.bos_token_id] if i == 0 else []) + self._ids(p) for i, p in enumerate(parts)]
+        return [([self.model.llama_tokenizer.bos_token_id] if i == 0 else []) + self.model.text_ids(p) for i, p in enumerate(parts)]
 
     def prompt_length(self, prompt: str, image_embeds: Sequence[torch.Tensor]) -> int:
         return sum(len(s) for s in self.segments(prompt, len(image_embeds))) + sum(e.shape[0] for e in image_embeds)

@@ -70,14 +70,18 @@ def build_demo(engine: ChatEngine, title: str, defaults: GenerationSettings | No
     names = list(engine.checkpoints)
     first = engine.current
 
+    def in_columns(selected: list[str]) -> list[str]:
+        """The checkpoints shown: the selected ones in the run's order, at most ``MAX_SIDE``."""
+        return [n for n in names if n in selected][:MAX_SIDE]
+
     def histories(selected: list[str], state: dict, streaming: str = "", partial: str = "") -> list:
         """Each column's messages, ``streaming``'s with its answer so far (plain values: no re-layout)."""
-        shown = [n for n in names if n in selected][:MAX_SIDE]
+        shown = in_columns(selected)
         return [_messages(state["convs"].get(n), partial if n == streaming else "") for n in shown + [None] * (MAX_SIDE - len(shown))]
 
     def columns(selected: list[str], state: dict | None) -> list:
         convs = (state or {}).get("convs", {})
-        shown = [n for n in names if n in selected][:MAX_SIDE]
+        shown = in_columns(selected)
         return [
             gr.Chatbot(
                 visible=i < len(shown),
@@ -88,12 +92,11 @@ def build_demo(engine: ChatEngine, title: str, defaults: GenerationSettings | No
         ]
 
     def respond(message: dict, selected: list[str], kind: str, state: dict | None, *values: Any) -> Iterator[tuple]:
-        selected = [n for n in names if n in selected]  # columns in the run's order
         if not selected:
             raise gr.Error("Pick at least one checkpoint.")
         if len(selected) > MAX_SIDE:
             gr.Warning(f"Only the first {MAX_SIDE} checkpoints are shown side by side.")
-            selected = selected[:MAX_SIDE]
+        selected = in_columns(selected)
         try:
             settings = _settings(values)
             if state is None or state["template"] != kind:

@@ -245,11 +245,6 @@ class MiniGPT4(nn.Module, ModelConfigurable):
         return self.llama_proj.weight.device
 
     @property
-    def variant(self) -> str:
-        """``vicuna0`` (Q-Former image tokens) or ``llama2`` (ViT patches 4 at a time)."""
-        return "vicuna0" if self.qformer is not None else "llama2"
-
-    @property
     def prompt_template(self) -> str:
         return self.template.template
 
@@ -323,21 +318,22 @@ class MiniGPT4(nn.Module, ModelConfigurable):
         return self.encode_img(samples["image"])[0]
 
     # ---- text -----------------------------------------------------------------------------
-    def _ids(self, text: str) -> list[int]:
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` with no BOS or EOS (none for the empty text)."""
         return self.llama_tokenizer(text, add_special_tokens=False).input_ids if text else []
 
     def _end_sym_ids(self) -> list[int]:
         """Token ids of ``end_sym`` as it is tokenised after a word (as in ``"a caption###"``)."""
-        word = self._ids("a")
-        joint = self._ids("a" + self.end_sym)
+        word = self.text_ids("a")
+        joint = self.text_ids("a" + self.end_sym)
         tail = joint[len(word) :]
         if joint[: len(word)] == word and tail and self.llama_tokenizer.decode(tail).strip() == self.end_sym:
             return tail
-        return self._ids(self.end_sym)
+        return self.text_ids(self.end_sym)
 
     def answer_ids(self, answer: str) -> list[int]:
         """Answer tokens truncated to leave room for ``end_sym``, then the ``end_sym`` tokens."""
-        return self._ids(answer)[: self.max_txt_len - len(self.end_ids)] + self.end_ids
+        return self.text_ids(answer)[: self.max_txt_len - len(self.end_ids)] + self.end_ids
 
     def assemble(
         self, img_embeds: torch.Tensor, instructions: list[str], answers: list[str] | None = None, pad_left: bool = False
@@ -353,7 +349,7 @@ class MiniGPT4(nn.Module, ModelConfigurable):
         rows, labels = [], []
         for i, instruction in enumerate(instructions):
             before, after = self.template.split(instruction)
-            pre, post = [tok.bos_token_id] + self._ids(before), self._ids(after)
+            pre, post = [tok.bos_token_id] + self.text_ids(before), self.text_ids(after)
             ans = self.answer_ids(answers[i]) if answers is not None else []
             text = embed(torch.tensor(pre + post + ans, device=dev))
             rows.append(torch.cat([text[: len(pre)], img_embeds[i], text[len(pre) :]]))
